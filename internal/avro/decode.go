@@ -1,0 +1,76 @@
+package avro
+
+import (
+	"fmt"
+
+	havro "github.com/hamba/avro/v2"
+)
+
+// maxResolved bounds the per-reader cache of resolved schemas.
+const maxResolved = 1024
+
+// Decode unmarshals Avro binary written with this schema into native values,
+// the shape FromJSON documents. The payload must hold exactly one record:
+// truncated data, trailing bytes, out-of-range indexes and lengths or counts
+// beyond the package limits wrap ErrInvalidPayload, and are rejected before
+// anything large is allocated.
+func (s *Schema) Decode(payload []byte) (any, error) {
+	return decode(s.avro, s.avro, payload)
+}
+
+// ResolveDecode decodes a payload written with writer into the shape of
+// reader, using Avro schema resolution: fields the reader added take their
+// defaults, fields it dropped are skipped, int/long/float promote, and reader
+// field aliases match renamed writer fields. Incompatible schemas wrap
+// ErrIncompatibleSchema; bad payloads wrap ErrInvalidPayload. Resolutions
+// are cached on reader, so repeated calls are cheap.
+func ResolveDecode(writer, reader *Schema, payload []byte) (any, error) {
+	rs, err := reader.resolvedFrom(writer)
+	if err != nil {
+		return nil, err
+	}
+	return decode(writer.avro, rs, payload)
+}
+
+// resolvedFrom returns the hamba schema that reads writer's data into s.
+func (s *Schema) resolvedFrom(writer *Schema) (havro.Schema, error) {
+	if writer.fingerprint == s.fingerprint {
+		return s.avro, nil
+	}
+	s.mu.Lock()
+	rs, ok := s.resolved[writer.fingerprint]
+	s.mu.Unlock()
+	if ok {
+		return rs, nil
+	}
+	rs, err := havro.NewSchemaCompatibility().Resolve(s.avro, writer.avro)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s with %s: %w", ErrIncompatibleSchema, writer.fullName, s.fullName, err)
+	}
+	s.mu.Lock()
+	if s.resolved == nil || len(s.resolved) >= maxResolved {
+		s.resolved = map[[32]byte]havro.Schema{}
+	}
+	s.resolved[writer.fingerprint] = rs
+	s.mu.Unlock()
+	return rs, nil
+}
+
+// decode checks payload against the writer schema, then lets hamba decode it
+// with read (the writer schema itself, or a resolved one).
+func decode(writer, read havro.Schema, payload []byte) (any, error) {
+	if err := checkPayload(writer, payload); err != nil {
+		return nil, err
+	}
+	r := havro.NewReader(nil, 0, havro.WithReaderConfig(api)).Reset(payload)
+	var v any
+	r.ReadVal(read, &v)
+	if r.Error != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, r.Error)
+	}
+	// Unlike api.Unmarshal, insist that the record used every byte.
+	if r.Peek(); r.Error == nil {
+		return nil, fmt.Errorf("%w: bytes after the end of the record", ErrInvalidPayload)
+	}
+	return v, nil
+}

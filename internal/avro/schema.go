@@ -1,0 +1,164 @@
+package avro
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"sync"
+
+	havro "github.com/hamba/avro/v2"
+)
+
+// Limits applied to every encode and decode in this package.
+const (
+	// MaxBytesSize is the largest bytes or string value a payload may hold.
+	MaxBytesSize = 8 << 20
+	// MaxItems is the largest number of array or map items the decoder
+	// will allocate for in one collection.
+	MaxItems = 1 << 19
+	// MaxDepth is the deepest nesting of records, arrays and maps accepted
+	// in Avro binary, and of objects and arrays in JSON input.
+	MaxDepth = 128
+)
+
+// api is the frozen hamba configuration used for every Marshal and Unmarshal.
+// Its limits make a hostile length or count fail with an error instead of a
+// giant allocation; payloads are also checked by checkPayload before hamba
+// sees them.
+var api = havro.Config{
+	MaxByteSliceSize:  MaxBytesSize,
+	MaxSliceAllocSize: MaxItems,
+}.Freeze()
+
+// Schema is a parsed event schema: an Avro record. It is immutable and safe
+// for concurrent use.
+type Schema struct {
+	avro        havro.Schema
+	canonical   string
+	fingerprint [32]byte
+	fullName    string
+
+	mu       sync.Mutex
+	resolved map[[32]byte]havro.Schema // writer fingerprint -> resolved schema, see ResolveDecode
+}
+
+// Parse parses the Avro schema text of an event type. The top level must be a
+// record. Each call uses a fresh schema cache, so two versions of the same
+// record name never interfere with each other.
+func Parse(text string) (*Schema, error) {
+	s, err := havro.ParseWithCache(text, "", &havro.SchemaCache{})
+	if err != nil {
+		return nil, fmt.Errorf("avro: parsing schema: %w", err)
+	}
+	rec, ok := s.(*havro.RecordSchema)
+	if !ok {
+		return nil, fmt.Errorf("avro: parsing schema: top level is %s, an event schema must be a record", s.Type())
+	}
+	canonical := s.String()
+	return &Schema{
+		avro:        s,
+		canonical:   canonical,
+		fingerprint: sha256.Sum256([]byte(canonical)),
+		fullName:    rec.FullName(),
+	}, nil
+}
+
+// Avro returns the underlying hamba schema, for schema compatibility checks.
+func (s *Schema) Avro() havro.Schema { return s.avro }
+
+// Canonical returns the schema's canonical form as produced by hamba/avro:
+// Parsing Canonical Form that keeps logical type attributes. Two texts that
+// differ only in formatting, docs or field order of attributes have the same
+// canonical form.
+func (s *Schema) Canonical() string { return s.canonical }
+
+// Fingerprint returns the SHA-256 of Canonical().
+func (s *Schema) Fingerprint() [32]byte { return s.fingerprint }
+
+// FullName returns the record's full name, namespace included
+// ("shop.order.OrderPlaced").
+func (s *Schema) FullName() string { return s.fullName }
+
+// String returns the canonical form.
+func (s *Schema) String() string { return s.canonical }
+
+// Encode marshals a Go value to Avro binary: a struct with `avro` tags, a
+// pointer to one, or a map[string]any holding the native values that FromJSON
+// and Decode produce. Values are checked by hamba only; use EncodeJSON for
+// input that needs field-by-field validation.
+func (s *Schema) Encode(v any) ([]byte, error) {
+	b, err := api.Marshal(s.avro, v)
+	if err != nil {
+		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
+	}
+	return b, nil
+}
+
+// deref follows named-type references.
+func deref(s havro.Schema) havro.Schema {
+	for {
+		r, ok := s.(*havro.RefSchema)
+		if !ok {
+			return s
+		}
+		s = r.Schema()
+	}
+}
+
+// logicalType returns the logical type of s, or "".
+func logicalType(s havro.Schema) havro.LogicalType {
+	lts, ok := s.(havro.LogicalTypeSchema)
+	if !ok {
+		return ""
+	}
+	ls := lts.Logical()
+	if ls == nil {
+		return ""
+	}
+	return ls.Type()
+}
+
+// nativeBranchName is the key hamba uses for a union branch in a native
+// map[string]any union value: the full name of a named type, else the type
+// name followed by "." and the logical type if any ("long.timestamp-millis").
+func nativeBranchName(s havro.Schema) string {
+	s = deref(s)
+	if n, ok := s.(havro.NamedSchema); ok {
+		return n.FullName()
+	}
+	name := string(s.Type())
+	if lt := logicalType(s); lt != "" {
+		name += "." + string(lt)
+	}
+	return name
+}
+
+// jsonBranchName is the key DecodeJSON writes for a union branch: the Avro
+// name (full name of a named type, else the type name), unless another branch
+// of the same union shares it, in which case the native name.
+func jsonBranchName(u *havro.UnionSchema, idx int) string {
+	b := deref(u.Types()[idx])
+	name := avroName(b)
+	for i, o := range u.Types() {
+		if i != idx && avroName(deref(o)) == name {
+			return nativeBranchName(b)
+		}
+	}
+	return name
+}
+
+func avroName(s havro.Schema) string {
+	if n, ok := s.(havro.NamedSchema); ok {
+		return n.FullName()
+	}
+	return string(s.Type())
+}
+
+// nullableBranch returns the non-null branch of a two-branch union with a
+// null branch, or -1.
+func nullableBranch(u *havro.UnionSchema) int {
+	if !u.Nullable() {
+		return -1
+	}
+	_, typ := u.Indices()
+	return typ
+}

@@ -1,0 +1,107 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgjet/pgjet/internal/projection"
+)
+
+// Event types of the demo domain.
+const (
+	TypeOrderPlaced     = "pgjet.demo.order.OrderPlaced"
+	TypePaymentCaptured = "pgjet.demo.order.PaymentCaptured"
+	TypeOrderShipped    = "pgjet.demo.order.OrderShipped"
+	TypeOrderCancelled  = "pgjet.demo.order.OrderCancelled"
+)
+
+// ProjectionName is the name of the orders read model.
+const ProjectionName = "orders"
+
+// OrdersProjection keeps demo.orders: one row per order with its status and totals. Each
+// row records the stream version it reflects, so an event JetStream delivers again after
+// its duplicate window is recognised and ignored.
+func OrdersProjection() projection.Projection {
+	return projection.Projection{
+		Name:  ProjectionName,
+		Setup: setup,
+		Apply: apply,
+	}
+}
+
+func setup(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `
+		CREATE SCHEMA IF NOT EXISTS demo;
+		CREATE TABLE IF NOT EXISTS demo.orders (
+			order_id     uuid        PRIMARY KEY,
+			stream_id    text        NOT NULL,
+			version      bigint      NOT NULL,
+			customer_id  text        NOT NULL,
+			status       text        NOT NULL,
+			item_count   integer     NOT NULL,
+			total_cents  bigint      NOT NULL,
+			paid_cents   bigint      NOT NULL DEFAULT 0,
+			carrier      text,
+			placed_at    timestamptz NOT NULL,
+			updated_at   timestamptz NOT NULL,
+			projected_at timestamptz NOT NULL DEFAULT clock_timestamp()
+		)`)
+	return err
+}
+
+func apply(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
+	d := ev.Data
+	var err error
+	switch ev.Type {
+	case TypeOrderPlaced:
+		items, _ := d["items"].([]any)
+		var total int64
+		for _, it := range items {
+			m, _ := it.(map[string]any)
+			total += asInt64(m["quantity"]) * asInt64(m["unit_price_cents"])
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO demo.orders (order_id, stream_id, version, customer_id, status, item_count, total_cents, placed_at, updated_at)
+			VALUES ($1, $2, $3, $4, 'placed', $5, $6, $7, $7)
+			ON CONFLICT (order_id) DO NOTHING`,
+			d["order_id"], ev.StreamID, ev.Version, d["customer_id"], len(items), total, asTime(d["placed_at"]))
+	case TypePaymentCaptured:
+		err = update(ctx, tx, ev, `paid_cents = paid_cents + $4, status = 'paid'`, asInt64(d["amount_cents"]))
+	case TypeOrderShipped:
+		err = update(ctx, tx, ev, `carrier = $4, status = 'shipped'`, d["carrier"])
+	case TypeOrderCancelled:
+		err = update(ctx, tx, ev, `status = 'cancelled'`)
+	}
+	if err != nil {
+		return fmt.Errorf("demo.orders: %w", err)
+	}
+	return nil
+}
+
+// update applies a change to an order row once: only when the event is newer than the row.
+// set may use $4, $5 ... for args.
+func update(ctx context.Context, tx pgx.Tx, ev projection.Event, set string, args ...any) error {
+	_, err := tx.Exec(ctx, `UPDATE demo.orders SET `+set+`, version = $3, updated_at = $2
+		WHERE order_id = $1 AND version < $3`, append([]any{ev.Data["order_id"], ev.Time, ev.Version}, args...)...)
+	return err
+}
+
+func asInt64(v any) int64 {
+	switch n := v.(type) {
+	case int:
+		return int64(n)
+	case int32:
+		return int64(n)
+	case int64:
+		return n
+	}
+	return 0
+}
+
+func asTime(v any) time.Time {
+	t, _ := v.(time.Time)
+	return t
+}

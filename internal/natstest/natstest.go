@@ -1,0 +1,201 @@
+package natstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgjet/pgjet/internal/embednats"
+)
+
+// ClusterName is the name of clusters started by [Cluster].
+const ClusterName = "pgjet-test"
+
+// waitTimeout bounds waits for clusters and leaders.
+const waitTimeout = 30 * time.Second
+
+// Server starts a standalone JetStream server on a random loopback port
+// with a t.TempDir() store and lazy fsync. It is shut down when the test
+// ends.
+func Server(t testing.TB) *embednats.Server {
+	t.Helper()
+	return ServerWith(t, embednats.Options{LazySync: true})
+}
+
+// ServerWith starts a server with o, filling in Dir with t.TempDir() when
+// empty. Note that o.LazySync false means SyncAlways. The server is shut
+// down when the test ends.
+func ServerWith(t testing.TB, o embednats.Options) *embednats.Server {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	s, err := embednats.Start(o)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// Connect connects a client to s (and to more, for a cluster) and returns
+// it with its JetStream context. The client reconnects without limit, so it
+// survives restarts of servers, and is closed when the test ends.
+func Connect(t testing.TB, s *embednats.Server, more ...*embednats.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	urls := []string{s.ClientURL()}
+	for _, m := range more {
+		urls = append(urls, m.ClientURL())
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","),
+		nats.Name(t.Name()),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond),
+	)
+	if err != nil {
+		t.Fatalf("natstest: connecting to %v: %v", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// Cluster starts an n-node JetStream cluster on loopback with random ports,
+// lazy fsync and a t.TempDir() store per node, named n1..nN, and returns
+// once it has a JetStream meta leader that all nodes follow. Each node can
+// be shut down and restarted with its Shutdown and Restart methods. All
+// nodes are shut down when the test ends.
+func Cluster(t testing.TB, n int) []*embednats.Server {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("natstest: cluster of %d nodes", n)
+	}
+	ports, err := freePorts(n)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	routes := make([]string, n)
+	for i, p := range ports {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
+	}
+	nodes := make([]*embednats.Server, 0, n)
+	t.Cleanup(func() { shutdownAll(nodes) })
+	for i := range n {
+		others := make([]string, 0, n-1)
+		for j, r := range routes {
+			if j != i {
+				others = append(others, r)
+			}
+		}
+		s, err := embednats.Start(embednats.Options{
+			Dir:        t.TempDir(),
+			ServerName: fmt.Sprintf("n%d", i+1),
+			LazySync:   true,
+			Cluster: &embednats.ClusterOptions{
+				Name:   ClusterName,
+				Port:   ports[i],
+				Routes: others,
+			},
+		})
+		if err != nil {
+			t.Fatalf("natstest: cluster node %d: %v", i+1, err)
+		}
+		nodes = append(nodes, s)
+	}
+	WaitMetaLeader(t, nodes)
+	return nodes
+}
+
+// WaitMetaLeader waits until one of the running nodes is the JetStream
+// meta leader, it sees every node as a peer, and every running node is
+// current with it. It fails the test after 30s and returns the leader.
+func WaitMetaLeader(t testing.TB, nodes []*embednats.Server) *embednats.Server {
+	t.Helper()
+	var leader *embednats.Server
+	waitFor(t, "a JetStream meta leader", func() bool {
+		leader = nil
+		for _, s := range nodes {
+			if !s.Running() {
+				continue
+			}
+			ns := s.NATS()
+			if ns.JetStreamIsLeader() && len(ns.JetStreamClusterPeers()) == len(nodes) {
+				leader = s
+			}
+			if !ns.JetStreamIsCurrent() {
+				return false
+			}
+		}
+		return leader != nil
+	})
+	return leader
+}
+
+// StreamLeader waits until a running node leads JetStream stream (in the
+// default account) and returns it. It fails the test after 30s.
+func StreamLeader(t testing.TB, nodes []*embednats.Server, stream string) *embednats.Server {
+	t.Helper()
+	var leader *embednats.Server
+	waitFor(t, "a leader of stream "+stream, func() bool {
+		for _, s := range nodes {
+			if s.Running() && s.NATS().JetStreamIsStreamLeader(globalAccount, stream) {
+				leader = s
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
+// globalAccount is nats-server's default account, used without auth.
+const globalAccount = "$G"
+
+// waitFor polls cond until it holds, failing the test after waitTimeout.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("natstest: no %s within %s", what, waitTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// freePorts returns n distinct free loopback ports, holding all listeners
+// at once so the kernel does not hand out the same port twice.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+func shutdownAll(nodes []*embednats.Server) {
+	var wg sync.WaitGroup
+	for _, s := range nodes {
+		wg.Go(s.Shutdown)
+	}
+	wg.Wait()
+}

@@ -1,0 +1,12 @@
+// Package projection keeps read models in Postgres up to date from the JetStream events.
+//
+// A Projector pulls batches from a durable JetStream consumer and applies each batch in one
+// Postgres transaction that also moves the projection's checkpoint (the JetStream stream
+// sequence of the last applied event). A message redelivered after a crash carries a
+// sequence at or below the checkpoint and is acknowledged without being applied again: the
+// effect of every event is applied exactly once.
+//
+// Order: a batch is fetched only after the previous one is committed and acknowledged, and a
+// failed batch is negatively acknowledged as a whole, so redeliveries come first and in
+// order; events are applied in stream-sequence order.
+package projection

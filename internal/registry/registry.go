@@ -1,0 +1,360 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgjet/pgjet/internal/avro"
+)
+
+// Version is one registered version of a subject.
+type Version struct {
+	Subject string
+	Version int
+	ID      int
+	Schema  *avro.Schema
+}
+
+// Registry is the Postgres-backed schema registry. It is safe for concurrent use.
+type Registry struct {
+	pool      *pgxpool.Pool
+	latestTTL time.Duration
+	now       func() time.Time
+
+	mu     sync.RWMutex
+	byID   map[int]*avro.Schema
+	latest map[string]cachedLatest
+}
+
+type cachedLatest struct {
+	v  Version
+	at time.Time
+}
+
+// Config configures a Registry.
+type Config struct {
+	// Pool is the Postgres pool holding the pgjet schema. Required.
+	Pool *pgxpool.Pool
+	// LatestTTL bounds how stale LatestCached may be. Default 1s.
+	LatestTTL time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// New returns a registry on cfg.Pool.
+func New(cfg Config) (*Registry, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("registry: Config.Pool is required")
+	}
+	if cfg.LatestTTL == 0 {
+		cfg.LatestTTL = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Registry{
+		pool: cfg.Pool, latestTTL: cfg.LatestTTL, now: cfg.Now,
+		byID: map[int]*avro.Schema{}, latest: map[string]cachedLatest{},
+	}, nil
+}
+
+// Register adds schemaText as the next version of subject, after checking it against the
+// subject's compatibility level. Registering a schema the subject already has (same
+// canonical form) returns the existing version and changes nothing. The same schema under
+// another subject keeps its global id.
+func (r *Registry) Register(ctx context.Context, subject, schemaText string) (Version, error) {
+	if subject == "" {
+		return Version{}, fmt.Errorf("%w: empty subject", ErrSubjectNotFound)
+	}
+	s, err := avro.Parse(schemaText)
+	if err != nil {
+		return Version{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
+	}
+	fp := s.Fingerprint()
+	var out Version
+	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		// Serialise registrations per subject so versions are dense and checks see all.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('pgjet.subject:' || $1, 0))`, subject); err != nil {
+			return err
+		}
+		registered, err := versions(ctx, tx, subject)
+		if err != nil {
+			return err
+		}
+		for _, v := range registered {
+			if v.Schema.Fingerprint() == fp {
+				out = v
+				return nil
+			}
+		}
+		level, err := effectiveLevel(ctx, tx, subject)
+		if err != nil {
+			return err
+		}
+		if breaks := level.check(s, registered); len(breaks) > 0 {
+			return &IncompatibleError{Subject: subject, Level: level, Breaks: breaks}
+		}
+		var id int
+		err = tx.QueryRow(ctx, `
+			WITH ins AS (
+				INSERT INTO pgjet.schemas (fingerprint, schema) VALUES ($1, $2)
+				ON CONFLICT (fingerprint) DO NOTHING RETURNING id)
+			SELECT id FROM ins UNION ALL SELECT id FROM pgjet.schemas WHERE fingerprint = $1
+			LIMIT 1`, fp[:], s.Canonical()).Scan(&id)
+		if err != nil {
+			return fmt.Errorf("storing schema: %w", err)
+		}
+		next := 1
+		if len(registered) > 0 {
+			next = registered[len(registered)-1].Version + 1
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO pgjet.subject_versions (subject, version, schema_id) VALUES ($1, $2, $3)`,
+			subject, next, id); err != nil {
+			return fmt.Errorf("storing subject version: %w", err)
+		}
+		out = Version{Subject: subject, Version: next, ID: id, Schema: s}
+		return nil
+	})
+	if err != nil {
+		return Version{}, err
+	}
+	r.remember(out)
+	return out, nil
+}
+
+// Lookup finds the version of subject whose schema has the same canonical form as
+// schemaText (Confluent's POST /subjects/{s}).
+func (r *Registry) Lookup(ctx context.Context, subject, schemaText string) (Version, error) {
+	s, err := avro.Parse(schemaText)
+	if err != nil {
+		return Version{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
+	}
+	fp := s.Fingerprint()
+	var v Version
+	err = r.pool.QueryRow(ctx, `
+		SELECT sv.version, sv.schema_id FROM pgjet.subject_versions sv
+		JOIN pgjet.schemas s ON s.id = sv.schema_id
+		WHERE sv.subject = $1 AND s.fingerprint = $2`, subject, fp[:]).Scan(&v.Version, &v.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := r.Versions(ctx, subject); err != nil {
+			return Version{}, err
+		}
+		return Version{}, fmt.Errorf("%w: under subject %q", ErrSchemaNotFound, subject)
+	}
+	if err != nil {
+		return Version{}, fmt.Errorf("looking up schema under %q: %w", subject, err)
+	}
+	v.Subject, v.Schema = subject, s
+	return v, nil
+}
+
+// SchemaByID returns the schema with the global id. Results are cached for the life of
+// the registry: ids never change meaning.
+func (r *Registry) SchemaByID(ctx context.Context, id int) (*avro.Schema, error) {
+	r.mu.RLock()
+	s, ok := r.byID[id]
+	r.mu.RUnlock()
+	if ok {
+		return s, nil
+	}
+	var text string
+	err := r.pool.QueryRow(ctx, `SELECT schema FROM pgjet.schemas WHERE id = $1`, id).Scan(&text)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: id %d", ErrSchemaNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading schema %d: %w", id, err)
+	}
+	s, err = avro.Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("stored schema %d does not parse: %w", id, err)
+	}
+	r.mu.Lock()
+	r.byID[id] = s
+	r.mu.Unlock()
+	return s, nil
+}
+
+// Latest returns the newest version of subject, read from Postgres.
+func (r *Registry) Latest(ctx context.Context, subject string) (Version, error) {
+	var v Version
+	err := r.pool.QueryRow(ctx, `
+		SELECT version, schema_id FROM pgjet.subject_versions
+		WHERE subject = $1 ORDER BY version DESC LIMIT 1`, subject).Scan(&v.Version, &v.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Version{}, fmt.Errorf("%w: %q", ErrSubjectNotFound, subject)
+	}
+	if err != nil {
+		return Version{}, fmt.Errorf("reading latest version of %q: %w", subject, err)
+	}
+	v.Subject = subject
+	if v.Schema, err = r.SchemaByID(ctx, v.ID); err != nil {
+		return Version{}, err
+	}
+	r.mu.Lock()
+	r.latest[subject] = cachedLatest{v: v, at: r.now()}
+	r.mu.Unlock()
+	return v, nil
+}
+
+// LatestCached is Latest, answered from memory when the cached answer is younger than
+// Config.LatestTTL. The append path uses it: a version registered elsewhere is picked up
+// within the TTL.
+func (r *Registry) LatestCached(ctx context.Context, subject string) (Version, error) {
+	r.mu.RLock()
+	c, ok := r.latest[subject]
+	r.mu.RUnlock()
+	if ok && r.now().Sub(c.at) < r.latestTTL {
+		return c.v, nil
+	}
+	return r.Latest(ctx, subject)
+}
+
+// Version returns one version of subject.
+func (r *Registry) Version(ctx context.Context, subject string, version int) (Version, error) {
+	if version <= 0 {
+		return Version{}, fmt.Errorf("%w: %d", ErrInvalidVersion, version)
+	}
+	v := Version{Subject: subject, Version: version}
+	err := r.pool.QueryRow(ctx, `SELECT schema_id FROM pgjet.subject_versions WHERE subject = $1 AND version = $2`,
+		subject, version).Scan(&v.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := r.Versions(ctx, subject); err != nil {
+			return Version{}, err
+		}
+		return Version{}, fmt.Errorf("%w: %q version %d", ErrVersionNotFound, subject, version)
+	}
+	if err != nil {
+		return Version{}, fmt.Errorf("reading %q version %d: %w", subject, version, err)
+	}
+	if v.Schema, err = r.SchemaByID(ctx, v.ID); err != nil {
+		return Version{}, err
+	}
+	return v, nil
+}
+
+// Versions lists the version numbers of subject, oldest first.
+func (r *Registry) Versions(ctx context.Context, subject string) ([]int, error) {
+	rows, err := r.pool.Query(ctx, `SELECT version FROM pgjet.subject_versions WHERE subject = $1 ORDER BY version`, subject)
+	if err != nil {
+		return nil, fmt.Errorf("listing versions of %q: %w", subject, err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("listing versions of %q: %w", subject, err)
+	}
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrSubjectNotFound, subject)
+	}
+	return vs, nil
+}
+
+// Subjects lists every subject with at least one version, sorted.
+func (r *Registry) Subjects(ctx context.Context) ([]string, error) {
+	rows, err := r.pool.Query(ctx, `SELECT DISTINCT subject FROM pgjet.subject_versions ORDER BY subject`)
+	if err != nil {
+		return nil, fmt.Errorf("listing subjects: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// All returns every version of subject, oldest first, with parsed schemas.
+func (r *Registry) All(ctx context.Context, subject string) ([]Version, error) {
+	vs, err := versions(ctx, r.pool, subject)
+	if err != nil {
+		return nil, err
+	}
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrSubjectNotFound, subject)
+	}
+	return vs, nil
+}
+
+func (r *Registry) remember(v Version) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byID[v.ID] = v.Schema
+	if c, ok := r.latest[v.Subject]; !ok || c.v.Version <= v.Version {
+		r.latest[v.Subject] = cachedLatest{v: v, at: r.now()}
+	}
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func versions(ctx context.Context, db querier, subject string) ([]Version, error) {
+	rows, err := db.Query(ctx, `
+		SELECT sv.version, sv.schema_id, s.schema FROM pgjet.subject_versions sv
+		JOIN pgjet.schemas s ON s.id = sv.schema_id
+		WHERE sv.subject = $1 ORDER BY sv.version`, subject)
+	if err != nil {
+		return nil, fmt.Errorf("reading versions of %q: %w", subject, err)
+	}
+	defer rows.Close()
+	var out []Version
+	for rows.Next() {
+		v := Version{Subject: subject}
+		var text string
+		if err := rows.Scan(&v.Version, &v.ID, &text); err != nil {
+			return nil, err
+		}
+		if v.Schema, err = avro.Parse(text); err != nil {
+			return nil, fmt.Errorf("stored schema %d does not parse: %w", v.ID, err)
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Compatibility returns the level in force for subject: its own, else the global one.
+func (r *Registry) Compatibility(ctx context.Context, subject string) (Compatibility, error) {
+	return effectiveLevel(ctx, r.pool, subject)
+}
+
+// SubjectCompatibility returns subject's own level; ok is false when it has none.
+func (r *Registry) SubjectCompatibility(ctx context.Context, subject string) (c Compatibility, ok bool, err error) {
+	err = r.pool.QueryRow(ctx, `SELECT compatibility FROM pgjet.registry_config WHERE subject = $1`, subject).Scan(&c)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading compatibility of %q: %w", subject, err)
+	}
+	return c, true, nil
+}
+
+// SetCompatibility sets subject's level; subject "" sets the global level.
+func (r *Registry) SetCompatibility(ctx context.Context, subject string, c Compatibility) error {
+	if _, err := ParseCompatibility(string(c)); err != nil {
+		return err
+	}
+	_, err := r.pool.Exec(ctx, `
+		INSERT INTO pgjet.registry_config (subject, compatibility) VALUES ($1, $2)
+		ON CONFLICT (subject) DO UPDATE SET compatibility = EXCLUDED.compatibility`, subject, string(c))
+	if err != nil {
+		return fmt.Errorf("setting compatibility of %q: %w", subject, err)
+	}
+	return nil
+}
+
+func effectiveLevel(ctx context.Context, db querier, subject string) (Compatibility, error) {
+	var c Compatibility
+	err := db.QueryRow(ctx, `
+		SELECT compatibility FROM pgjet.registry_config WHERE subject IN ($1, '')
+		ORDER BY subject DESC LIMIT 1`, subject).Scan(&c)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Backward, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading compatibility of %q: %w", subject, err)
+	}
+	return c, nil
+}

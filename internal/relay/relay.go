@@ -1,0 +1,303 @@
+package relay
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet/internal/outbox"
+)
+
+// Config configures a Relay.
+type Config struct {
+	// Pool is the Postgres pool holding the outbox. Required. The relay also opens two
+	// dedicated sessions from its config: one for LISTEN, one holding partition locks.
+	Pool *pgxpool.Pool
+	// Conn is the NATS connection. Required.
+	Conn *nats.Conn
+	// Stream describes the JetStream stream; the relay creates or updates it at start.
+	Stream StreamConfig
+	// Source is the CloudEvents source of every event. Default "pgjet".
+	Source string
+	// RegistryURL is the schema registry's base URL, for ce-dataschema. Default
+	// "http://localhost:8080".
+	RegistryURL string
+	// BatchSize is the most outbox rows one worker reads at a time. Default 500.
+	BatchSize int
+	// Window is the most publishes one worker has in flight. Default 512.
+	Window int
+	// Workers is how many goroutines drain owned partitions in parallel. Default 4.
+	Workers int
+	// PollInterval is how often partitions are checked without a notification, and how
+	// often ownership is rebalanced. Default 1s.
+	PollInterval time.Duration
+	// PublishTimeout bounds the wait for one publish acknowledgement. Default 5s.
+	PublishTimeout time.Duration
+	// Logger receives structured logs. Default: none.
+	Logger *zap.Logger
+	// Registerer receives the relay's metrics. Default: none.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	c.Source = cmp.Or(c.Source, "pgjet")
+	c.RegistryURL = strings.TrimSuffix(cmp.Or(c.RegistryURL, "http://localhost:8080"), "/")
+	c.BatchSize = cmp.Or(c.BatchSize, 500)
+	c.Window = cmp.Or(c.Window, 512)
+	c.Workers = cmp.Or(c.Workers, 4)
+	c.PollInterval = cmp.Or(c.PollInterval, time.Second)
+	c.PublishTimeout = cmp.Or(c.PublishTimeout, 5*time.Second)
+	c.Logger = cmp.Or(c.Logger, zap.NewNop())
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Pool == nil:
+		return errors.New("relay: Config.Pool is required")
+	case c.Conn == nil:
+		return errors.New("relay: Config.Conn is required")
+	case c.BatchSize < 0 || c.Window < 0 || c.Workers < 0:
+		return errors.New("relay: Config.BatchSize, Window and Workers must not be negative")
+	case c.Workers > outbox.Partitions:
+		return fmt.Errorf("relay: Config.Workers must be at most %d (the number of partitions)", outbox.Partitions)
+	}
+	return nil
+}
+
+// Relay publishes the outbox to JetStream. Create it with New and start it with Run.
+type Relay struct {
+	cfg     Config
+	js      jetstream.JetStream
+	owner   *owner
+	log     *zap.Logger
+	metrics *metrics
+	wake    []chan struct{} // one per worker
+}
+
+// New checks cfg and returns a Relay.
+func New(cfg Config) (*Relay, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Stream.setDefaults(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn,
+		jetstream.WithPublishAsyncMaxPending(cfg.Window*cfg.Workers),
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{
+		cfg: cfg, js: js, log: cfg.Logger, metrics: m,
+		owner: newOwner(cfg.Pool.Config().ConnConfig.Copy(), cfg.Logger),
+	}
+	for range cfg.Workers {
+		r.wake = append(r.wake, make(chan struct{}, 1))
+	}
+	return r, nil
+}
+
+// Run ensures the JetStream stream, then relays until ctx is cancelled. In-flight batches
+// finish publishing before it returns; partition locks are released on return.
+func (r *Relay) Run(ctx context.Context) error {
+	if _, err := EnsureStream(ctx, r.js, r.cfg.Stream); err != nil {
+		return err
+	}
+	defer r.owner.close(context.WithoutCancel(ctx))
+
+	var wg sync.WaitGroup
+	wg.Go(func() { r.listen(ctx) })
+	wg.Go(func() { r.rebalanceLoop(ctx) })
+	for w := range r.cfg.Workers {
+		wg.Go(func() { r.work(ctx, w) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// Owned reports how many partitions this relay owns now.
+func (r *Relay) Owned() int { return r.owner.count() }
+
+func (r *Relay) rebalanceLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		changed, err := r.owner.rebalance(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("rebalancing partitions", zap.Error(err))
+		}
+		r.metrics.owned.Set(float64(r.owner.count()))
+		if changed {
+			r.wakeAll()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// listen wakes the workers whose partitions got outbox rows. Notifications only cut
+// latency: workers also poll, so a lost notification delays but never loses events.
+func (r *Relay) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("outbox listener failed; polling until it reconnects", zap.Error(err))
+		r.wakeAll()
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.cfg.PollInterval):
+		}
+	}
+}
+
+func (r *Relay) listenOnce(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, r.cfg.Pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `LISTEN pgjet_outbox`); err != nil {
+		return err
+	}
+	r.wakeAll() // rows may have arrived while nobody listened
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		for _, part := range strings.Split(n.Payload, ",") {
+			p, err := strconv.Atoi(part)
+			if err != nil || p < 0 || p >= outbox.Partitions {
+				continue
+			}
+			r.wakeWorker(p % r.cfg.Workers)
+		}
+	}
+}
+
+func (r *Relay) wakeAll() {
+	for w := range r.wake {
+		r.wakeWorker(w)
+	}
+}
+
+func (r *Relay) wakeWorker(w int) {
+	select {
+	case r.wake[w] <- struct{}{}:
+	default:
+	}
+}
+
+// work drains the owned partitions p with p % Workers == w until ctx ends.
+func (r *Relay) work(ctx context.Context, w int) {
+	var mine []int16
+	for p := w; p < outbox.Partitions; p += r.cfg.Workers {
+		mine = append(mine, int16(p))
+	}
+	backoff := time.Duration(0)
+	poll := time.NewTimer(r.cfg.PollInterval)
+	defer poll.Stop()
+	for {
+		n, err := r.drain(ctx, mine)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
+			r.log.Warn("draining outbox", zap.Int("worker", w), zap.Duration("retry_in", backoff), zap.Error(err))
+		default:
+			backoff = 0
+		}
+		if n == r.cfg.BatchSize && err == nil {
+			continue // more waiting
+		}
+		wait := r.cfg.PollInterval
+		if backoff > 0 {
+			wait = backoff
+		}
+		poll.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake[w]:
+			if backoff > 0 {
+				<-poll.C // errors back off even when woken
+			}
+		case <-poll.C:
+		}
+	}
+}
+
+// row is one outbox row joined with its event.
+type row struct {
+	position    int64
+	traceparent *string
+	eventID     string
+	stream      string
+	version     int64
+	typ         string
+	schemaID    int
+	data        []byte
+	createdAt   time.Time
+}
+
+// drain relays one batch of the owned partitions among mine and returns its size.
+func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
+	r.owner.mu.RLock()
+	defer r.owner.mu.RUnlock()
+	parts := r.owner.ownedOf(mine)
+	if len(parts) == 0 {
+		return 0, nil
+	}
+	rows, err := r.cfg.Pool.Query(ctx, `
+		SELECT o.position, o.traceparent, e.event_id::text, e.stream_id, e.version, e.type, e.schema_id, e.data, e.created_at
+		FROM pgjet.outbox o JOIN pgjet.events e ON e.position = o.position
+		WHERE o.partition = ANY($1) ORDER BY o.position LIMIT $2`, parts, r.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("reading outbox: %w", err)
+	}
+	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
+		var x row
+		err := cr.Scan(&x.position, &x.traceparent, &x.eventID, &x.stream, &x.version, &x.typ, &x.schemaID, &x.data, &x.createdAt)
+		return x, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading outbox: %w", err)
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	r.metrics.batch.Observe(float64(len(batch)))
+	done, pubErr := r.publish(ctx, batch)
+	if len(done) > 0 {
+		// Deleting after the ack: if this fails the rows are published again and JetStream
+		// drops the duplicates.
+		if _, err := r.cfg.Pool.Exec(context.WithoutCancel(ctx), `DELETE FROM pgjet.outbox WHERE position = ANY($1)`, done); err != nil {
+			return len(batch), fmt.Errorf("deleting %d published outbox rows: %w", len(done), err)
+		}
+	}
+	return len(batch), pubErr
+}

@@ -1,0 +1,77 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgjet/pgjet/internal/subject"
+)
+
+// StreamConfig describes the JetStream stream that holds the events.
+type StreamConfig struct {
+	// Name of the JetStream stream. Default "PGJET_EVENTS".
+	Name string
+	// Subjects is the subject scheme; the stream binds Subjects.All(). Default prefix
+	// "pgjet.events".
+	Subjects subject.Scheme
+	// Replicas: 1 for a single server, 3 for a production cluster. Default 1.
+	Replicas int
+	// DuplicateWindow is how long JetStream remembers message ids to drop re-publishes.
+	// Default 2 minutes. Consumers dedupe by (stream, version) beyond it.
+	DuplicateWindow time.Duration
+	// MaxAge drops events older than this from JetStream (Postgres keeps them). Default 0:
+	// keep forever.
+	MaxAge time.Duration
+	// MaxBytes caps the stream's size; the oldest events go first. Default -1: no cap.
+	MaxBytes int64
+}
+
+func (c *StreamConfig) setDefaults() error {
+	if c.Name == "" {
+		c.Name = "PGJET_EVENTS"
+	}
+	if c.Subjects.Prefix == "" {
+		s, err := subject.New("pgjet.events")
+		if err != nil {
+			return err
+		}
+		c.Subjects = s
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = -1
+	}
+	return nil
+}
+
+// EnsureStream creates the events stream, or updates it to cfg if it exists.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Name,
+		Description: "pgjet events, published from the Postgres outbox",
+		Subjects:    []string{cfg.Subjects.All()},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    cfg.MaxBytes,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating or updating JetStream stream %q: %w", cfg.Name, err)
+	}
+	return s, nil
+}

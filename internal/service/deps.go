@@ -1,0 +1,148 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet/internal/embednats"
+	"github.com/pgjet/pgjet/internal/pgcluster"
+)
+
+// LocalPostgres is tried when no database URL is configured.
+const LocalPostgres = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// Postgres is a pool and, for a first run without a server, the throwaway cluster behind it.
+type Postgres struct {
+	Pool    *pgxpool.Pool
+	URL     string
+	cluster *pgcluster.Cluster
+}
+
+// OpenPostgres connects to url. With url empty it tries LocalPostgres, and if nothing
+// answers there it starts a throwaway cluster from the machine's PostgreSQL binaries with
+// its data under dataDir/postgres. maxConns > 0 sizes the pool.
+func OpenPostgres(ctx context.Context, url, dataDir string, maxConns int, log *zap.Logger) (*Postgres, error) {
+	pg := &Postgres{URL: url}
+	if url == "" {
+		pg.URL = LocalPostgres
+		if err := ping(ctx, LocalPostgres); err != nil {
+			log.Info("no Postgres at the default address; starting a throwaway cluster",
+				zap.String("tried", LocalPostgres), zap.String("dir", filepath.Join(dataDir, "postgres")))
+			c, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(dataDir, "postgres")})
+			if err != nil {
+				return nil, fmt.Errorf("no Postgres reachable at %s and none could be started: %w", LocalPostgres, err)
+			}
+			pg.cluster, pg.URL = c, c.URL("postgres")
+		}
+	}
+	cfg, err := pgxpool.ParseConfig(pg.URL)
+	if err != nil {
+		pg.Close(ctx)
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = int32(maxConns)
+	}
+	pg.Pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		pg.Close(ctx)
+		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+	}
+	if err := pg.Pool.Ping(ctx); err != nil {
+		pg.Close(ctx)
+		return nil, fmt.Errorf("connecting to Postgres at %s: %w", redact(cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database), err)
+	}
+	return pg, nil
+}
+
+func redact(host string, port uint16, db string) string {
+	return fmt.Sprintf("%s:%d/%s", host, port, db)
+}
+
+func ping(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return pool.Ping(ctx)
+}
+
+// Close closes the pool and stops a throwaway cluster.
+func (p *Postgres) Close(ctx context.Context) {
+	if p.Pool != nil {
+		p.Pool.Close()
+	}
+	if p.cluster != nil {
+		_ = p.cluster.Stop(ctx)
+	}
+}
+
+// NATS is a connection and, without a configured server, the embedded one behind it.
+type NATS struct {
+	Conn     *nats.Conn
+	URL      string
+	embedded *embednats.Server
+	closed   chan struct{}
+}
+
+// ConnectNATS connects to url. With url empty it starts an embedded nats-server with
+// JetStream (file store under dataDir/nats, fsync on every write) on a free loopback port.
+func ConnectNATS(ctx context.Context, url, dataDir, name string, log *zap.Logger, opts ...nats.Option) (*NATS, error) {
+	n := &NATS{URL: url, closed: make(chan struct{})}
+	if url == "" {
+		s, err := embednats.Start(embednats.Options{Dir: filepath.Join(dataDir, "nats")})
+		if err != nil {
+			return nil, fmt.Errorf("starting the embedded NATS server: %w", err)
+		}
+		n.embedded, n.URL = s, s.ClientURL()
+		log.Info("started an embedded NATS server with JetStream", zap.String("url", n.URL), zap.String("dir", filepath.Join(dataDir, "nats")))
+	}
+	opts = append([]nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ClosedHandler(func(*nats.Conn) { close(n.closed) }),
+	}, opts...)
+	conn, err := nats.Connect(n.URL, opts...)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("connecting to NATS: %w", err)
+	}
+	n.Conn = conn
+	return n, nil
+}
+
+// Close drains the connection and stops an embedded server.
+func (n *NATS) Close() {
+	if n.Conn != nil {
+		if err := n.Conn.Drain(); err == nil {
+			select {
+			case <-n.closed:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		n.Conn.Close()
+	}
+	if n.embedded != nil {
+		n.embedded.Shutdown()
+	}
+}
+
+// ErrNotReady is returned by readiness checks that fail without a more precise error.
+var ErrNotReady = errors.New("not ready")

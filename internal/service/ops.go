@@ -1,0 +1,131 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// Check is one readiness condition; nil means satisfied.
+type Check func(ctx context.Context) error
+
+// Ops is the operations HTTP server of a binary: /metrics, /healthz (the process is alive)
+// and /readyz (every readiness check passes). Both health endpoints answer JSON saying
+// what is wrong. A failing check is logged when it starts failing and when it recovers,
+// not on every probe.
+type Ops struct {
+	Registry *prometheus.Registry
+	Mux      *http.ServeMux
+	log      *zap.Logger
+
+	mu      sync.Mutex
+	checks  []namedCheck
+	failing map[string]bool
+}
+
+type namedCheck struct {
+	name  string
+	check Check
+}
+
+// NewOps returns an Ops with a fresh metrics registry that already holds the Go runtime
+// and process collectors.
+func NewOps(log *zap.Logger) *Ops {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o := &Ops{Registry: reg, Mux: http.NewServeMux(), log: log, failing: map[string]bool{}}
+	o.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	o.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	o.Mux.HandleFunc("GET /readyz", o.ready)
+	return o
+}
+
+// AddCheck adds a readiness condition.
+func (o *Ops) AddCheck(name string, c Check) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.checks = append(o.checks, namedCheck{name, c})
+}
+
+func (o *Ops) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	o.mu.Lock()
+	checks := append([]namedCheck(nil), o.checks...)
+	o.mu.Unlock()
+	results := map[string]string{}
+	ok := true
+	for _, c := range checks {
+		err := c.check(ctx)
+		o.mu.Lock()
+		was := o.failing[c.name]
+		o.failing[c.name] = err != nil
+		o.mu.Unlock()
+		switch {
+		case err != nil:
+			ok = false
+			results[c.name] = err.Error()
+			if !was {
+				o.log.Warn("readiness check failing", zap.String("check", c.name), zap.Error(err))
+			}
+		default:
+			results[c.name] = "ok"
+			if was {
+				o.log.Info("readiness check recovered", zap.String("check", c.name))
+			}
+		}
+	}
+	status, code := "ready", http.StatusOK
+	if !ok {
+		status, code = "not ready", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": results})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Serve serves handler on addr until ctx is cancelled, then shuts down gracefully. An
+// empty addr serves nothing and returns when ctx ends.
+func Serve(ctx context.Context, addr string, handler http.Handler, log *zap.Logger) error {
+	if addr == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serving HTTP", zap.String("addr", ln.Addr().String()))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package pgjet
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet/internal/migrate"
+	"github.com/pgjet/pgjet/internal/registry"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Pool is the Postgres pool. Required. Size it for the number of concurrent appends
+	// (pgxpool's default is max(4, CPUs)).
+	Pool *pgxpool.Pool
+	// Logger receives structured logs. Default: no logs.
+	Logger *zap.Logger
+	// SchemaTTL bounds how long the newest schema of a type is cached before Postgres is asked
+	// again, so a version registered by another process is used within it. Default 1s.
+	SchemaTTL time.Duration
+	// MaxEventsPerAppend caps the events of one append. Default 1000.
+	MaxEventsPerAppend int
+	// MaxEventSize caps an event's encoded Avro data, in bytes. Default 1 MiB.
+	MaxEventSize int
+	// MaxMetadataSize caps an event's metadata (keys plus values), in bytes. Default 16 KiB.
+	MaxMetadataSize int
+}
+
+func (c *Config) setDefaults() {
+	c.Logger = cmp.Or(c.Logger, zap.NewNop())
+	c.SchemaTTL = cmp.Or(c.SchemaTTL, time.Second)
+	c.MaxEventsPerAppend = cmp.Or(c.MaxEventsPerAppend, 1000)
+	c.MaxEventSize = cmp.Or(c.MaxEventSize, 1<<20)
+	c.MaxMetadataSize = cmp.Or(c.MaxMetadataSize, 16<<10)
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Pool == nil:
+		return errors.New("pgjet: Config.Pool is required")
+	case c.SchemaTTL < 0:
+		return errors.New("pgjet: Config.SchemaTTL must not be negative")
+	case c.MaxEventsPerAppend < 0:
+		return errors.New("pgjet: Config.MaxEventsPerAppend must not be negative")
+	case c.MaxEventSize < 0:
+		return errors.New("pgjet: Config.MaxEventSize must not be negative")
+	case c.MaxMetadataSize < 0:
+		return errors.New("pgjet: Config.MaxMetadataSize must not be negative")
+	}
+	return nil
+}
+
+// Store appends and reads events. It is safe for concurrent use.
+type Store struct {
+	cfg      Config
+	pool     *pgxpool.Pool
+	registry *registry.Registry
+	log      *zap.Logger
+}
+
+// New returns a Store. The database must be migrated (see Migrate).
+func New(cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	reg, err := registry.New(registry.Config{Pool: cfg.Pool, LatestTTL: cfg.SchemaTTL})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger}, nil
+}
+
+// Registry returns the store's schema registry.
+func (s *Store) Registry() *registry.Registry { return s.registry }
+
+// Migrate brings the database's pgjet schema up to date. It is safe to call from several
+// processes at once; each migration is applied once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	if _, err := migrate.Up(ctx, pool); err != nil {
+		return fmt.Errorf("pgjet: migrating: %w", err)
+	}
+	return nil
+}
