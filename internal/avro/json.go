@@ -654,7 +654,7 @@ func (c *converter) union(u *havro.UnionSchema, v any, path string) any {
 		if !ok {
 			return nil
 		}
-		return map[string]any{nativeBranchName(b): native}
+		return unionNative(u, nb, native)
 	}
 
 	if obj, ok := v.(*jsonObject); ok && len(obj.members) == 1 {
@@ -665,12 +665,11 @@ func (c *converter) union(u *havro.UnionSchema, v any, path string) any {
 			return nil
 		}
 		if idx >= 0 {
-			b := deref(types[idx])
-			native, ok := c.convert(b, obj.members[0].val, joinKey(path, key))
-			if !ok || b.Type() == havro.Null {
+			native, ok := c.convert(types[idx], obj.members[0].val, joinKey(path, key))
+			if !ok {
 				return nil
 			}
-			return map[string]any{nativeBranchName(b): native}
+			return unionNative(u, idx, native)
 		}
 	}
 
@@ -685,12 +684,11 @@ func (c *converter) union(u *havro.UnionSchema, v any, path string) any {
 		}
 	}
 	if len(candidates) == 1 {
-		b := deref(types[candidates[0]])
-		native, ok := c.convert(b, v, path)
+		native, ok := c.convert(types[candidates[0]], v, path)
 		if !ok {
 			return nil
 		}
-		return map[string]any{nativeBranchName(b): native}
+		return unionNative(u, candidates[0], native)
 	}
 	var (
 		matched []int
@@ -704,7 +702,7 @@ func (c *converter) union(u *havro.UnionSchema, v any, path string) any {
 		}
 		if ok {
 			matched = append(matched, idx)
-			result = map[string]any{nativeBranchName(types[idx]): native}
+			result = unionNative(u, idx, native)
 		}
 	}
 	switch len(matched) {
@@ -850,11 +848,8 @@ func nativeDefault(s havro.Schema, def any) any {
 	case havro.Null:
 		return nil
 	case havro.Union:
-		first := deref(s.(*havro.UnionSchema).Types()[0])
-		if first.Type() == havro.Null {
-			return nil
-		}
-		return map[string]any{nativeBranchName(first): nativeDefault(first, def)}
+		u := s.(*havro.UnionSchema)
+		return unionNative(u, 0, nativeDefault(u.Types()[0], def))
 	case havro.Record:
 		m, _ := def.(map[string]any)
 		out := make(map[string]any, len(m))

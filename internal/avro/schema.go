@@ -3,6 +3,7 @@ package avro
 import (
 	"crypto/sha256"
 	"fmt"
+	"reflect"
 	"sync"
 
 	havro "github.com/hamba/avro/v2"
@@ -161,4 +162,62 @@ func nullableBranch(u *havro.UnionSchema) int {
 	}
 	_, typ := u.Indices()
 	return typ
+}
+
+// Native union values follow hamba's generic decoding, so that FromJSON and
+// Decode agree: when hamba's type resolver knows every branch of a union by
+// name (primitives and their logical types, as in ["null", "string"]), a
+// value is the plain native value; otherwise it is map[string]any holding
+// one entry keyed by nativeBranchName. Null is nil either way.
+
+// resolutionName is the name hamba's type resolver looks a branch up by.
+func resolutionName(s havro.Schema) string {
+	name := nativeBranchName(s)
+	switch d := deref(s).(type) {
+	case *havro.MapSchema:
+		name += ":" + nativeBranchName(d.Values())
+	case *havro.ArraySchema:
+		name += ":" + nativeBranchName(d.Items())
+	}
+	return name
+}
+
+// plainUnion reports whether hamba decodes u's values unwrapped.
+func plainUnion(u *havro.UnionSchema) bool {
+	for _, t := range u.Types() {
+		if _, err := api.TypeOf(resolutionName(t)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// plainBranch returns the branch of a plain union whose native Go type is
+// that of v, or -1. When several branches share a Go type (a date and a
+// timestamp, say) the first wins, as in hamba's encoder.
+func plainBranch(u *havro.UnionSchema, v any) int {
+	vt := reflect.TypeOf(v)
+	for i, t := range u.Types() {
+		if deref(t).Type() == havro.Null {
+			continue
+		}
+		if typ, err := api.TypeOf(resolutionName(t)); err == nil && typ.Type1() == vt {
+			return i
+		}
+	}
+	return -1
+}
+
+// unionNative returns the native value of branch idx of u holding native.
+// Branches whose Go type another branch shares are always wrapped, so that
+// hamba's encoder picks the right one.
+func unionNative(u *havro.UnionSchema, idx int, native any) any {
+	b := u.Types()[idx]
+	if deref(b).Type() == havro.Null {
+		return nil
+	}
+	if plainUnion(u) && plainBranch(u, native) == idx {
+		return native
+	}
+	return map[string]any{nativeBranchName(b): native}
 }

@@ -209,32 +209,32 @@ func appendUnion(b []byte, u *havro.UnionSchema, v any, path string) ([]byte, er
 		}
 		return nil, renderErr(u, v, path)
 	}
-	m, ok := v.(map[string]any)
-	if !ok || len(m) != 1 {
-		return nil, renderErr(u, v, path)
+	idx := -1
+	if m, ok := v.(map[string]any); ok && len(m) == 1 {
+		for name, val := range m {
+			if _, i := u.Types().Get(name); i >= 0 {
+				idx, v = i, val
+			}
+		}
 	}
-	var (
-		name string
-		val  any
-	)
-	for name, val = range m {
+	if idx < 0 && plainUnion(u) {
+		idx = plainBranch(u, v)
 	}
-	_, idx := u.Types().Get(name)
 	if idx < 0 {
-		return nil, fmt.Errorf("avro: rendering union at %s: no branch %q", path, name)
+		return nil, renderErr(u, v, path)
 	}
 	branch := u.Types()[idx]
 	if deref(branch).Type() == havro.Null {
 		return append(b, "null"...), nil
 	}
 	if nullableBranch(u) == idx {
-		return appendJSON(b, branch, val, path)
+		return appendJSON(b, branch, v, path)
 	}
 	key := jsonBranchName(u, idx)
 	b = append(b, '{')
 	b = appendJSONString(b, key)
 	b = append(b, ':')
-	b, err := appendJSON(b, branch, val, joinKey(path, key))
+	b, err := appendJSON(b, branch, v, joinKey(path, key))
 	if err != nil {
 		return nil, err
 	}

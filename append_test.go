@@ -1,0 +1,302 @@
+package pgjet_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+)
+
+const placed = "pgjet.demo.order.OrderPlaced"
+const cancelled = "pgjet.demo.order.OrderCancelled"
+
+func cancelEvent(reason string) pgjet.EventData {
+	return pgjet.EventData{Type: cancelled, Data: json.RawMessage(fmt.Sprintf(
+		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":%q,"cancelled_at":"2026-11-26T10:00:00Z"}`, reason))}
+}
+
+func withID(e pgjet.EventData, id uuid.UUID) pgjet.EventData { e.ID = id; return e }
+
+func count(t *testing.T, pool *pgxpool.Pool, table string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM `+table).Scan(&n))
+	return n
+}
+
+func TestAppendAndReadStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+
+	res, err := s.Append(ctx, "order-1", pgjet.NoStream, cancelEvent("a"), cancelEvent("b"), cancelEvent("c"))
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res.FirstVersion)
+	require.Equal(t, int64(3), res.LastVersion)
+	require.Len(t, res.Positions, 3)
+	require.Less(t, res.Positions[0], res.Positions[1])
+	require.Equal(t, 3, count(t, pool, "pgjet.outbox"), "one outbox row per event")
+
+	v, err := s.StreamVersion(ctx, "order-1")
+	require.NoError(t, err)
+	require.Equal(t, int64(3), v)
+
+	fwd, err := s.ReadStream(ctx, "order-1", pgjet.Forward, 2, 10)
+	require.NoError(t, err)
+	require.Len(t, fwd, 2)
+	require.Equal(t, []int64{2, 3}, []int64{fwd[0].Version, fwd[1].Version})
+	js, err := s.DecodeJSON(ctx, fwd[0])
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"reason":"b"`)
+
+	back, err := s.ReadStream(ctx, "order-1", pgjet.Backward, pgjet.End, 2)
+	require.NoError(t, err)
+	require.Equal(t, []int64{3, 2}, []int64{back[0].Version, back[1].Version})
+
+	_, err = s.ReadStream(ctx, "order-404", pgjet.Forward, 1, 10)
+	require.ErrorIs(t, err, pgjet.ErrStreamNotFound)
+	_, err = s.StreamVersion(ctx, "order-404")
+	require.ErrorIs(t, err, pgjet.ErrStreamNotFound)
+}
+
+func TestExpectedVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	_, err := s.Append(ctx, "order-2", pgjet.Exact(2), cancelEvent("x"))
+	requireConflict(t, err, "order-2", pgjet.Exact(2), 0)
+	_, err = s.Append(ctx, "order-2", pgjet.StreamExists, cancelEvent("x"))
+	requireConflict(t, err, "order-2", pgjet.StreamExists, 0)
+
+	_, err = s.Append(ctx, "order-2", pgjet.Exact(0), cancelEvent("1"))
+	require.NoError(t, err)
+	_, err = s.Append(ctx, "order-2", pgjet.NoStream, cancelEvent("x"))
+	requireConflict(t, err, "order-2", pgjet.NoStream, 1)
+	_, err = s.Append(ctx, "order-2", pgjet.Exact(1), cancelEvent("2"))
+	require.NoError(t, err)
+	_, err = s.Append(ctx, "order-2", pgjet.Exact(1), cancelEvent("x"))
+	requireConflict(t, err, "order-2", pgjet.Exact(1), 2)
+	_, err = s.Append(ctx, "order-2", pgjet.StreamExists, cancelEvent("3"))
+	require.NoError(t, err)
+	res, err := s.Append(ctx, "order-2", pgjet.Any, cancelEvent("4"))
+	require.NoError(t, err)
+	require.Equal(t, int64(4), res.LastVersion)
+	res, err = s.Append(ctx, "order-3", pgjet.Any, cancelEvent("1"))
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res.LastVersion)
+}
+
+func requireConflict(t *testing.T, err error, stream string, expected pgjet.ExpectedVersion, actual int64) {
+	t.Helper()
+	require.ErrorIs(t, err, pgjet.ErrWrongExpectedVersion)
+	var wev *pgjet.WrongExpectedVersionError
+	require.True(t, errors.As(err, &wev))
+	require.Equal(t, pgjet.WrongExpectedVersionError{Stream: stream, Expected: expected, Actual: actual}, *wev)
+}
+
+func TestIdempotentAppend(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	a, b := uuid.New(), uuid.New()
+	first, err := s.Append(ctx, "order-9", pgjet.NoStream, withID(cancelEvent("a"), a), withID(cancelEvent("b"), b))
+	require.NoError(t, err)
+	require.False(t, first.Duplicate)
+
+	again, err := s.Append(ctx, "order-9", pgjet.NoStream, withID(cancelEvent("a"), a), withID(cancelEvent("b"), b))
+	require.NoError(t, err)
+	require.True(t, again.Duplicate)
+	require.Equal(t, first.Positions, again.Positions)
+	require.Equal(t, first.LastVersion, again.LastVersion)
+	require.Equal(t, 2, count(t, pool, "pgjet.events"))
+	require.Equal(t, 2, count(t, pool, "pgjet.outbox"))
+
+	_, err = s.Append(ctx, "order-9", pgjet.NoStream, withID(cancelEvent("changed"), a), withID(cancelEvent("b"), b))
+	require.ErrorIs(t, err, pgjet.ErrEventIDReused, "same id, other content")
+	prefix, err := s.Append(ctx, "order-9", pgjet.Any, withID(cancelEvent("a"), a))
+	require.NoError(t, err, "a prefix of an earlier append is already stored, in order")
+	require.True(t, prefix.Duplicate)
+	_, err = s.Append(ctx, "order-9", pgjet.Any, withID(cancelEvent("b"), b), withID(cancelEvent("c"), uuid.New()))
+	require.ErrorIs(t, err, pgjet.ErrEventIDReused, "stored ids mixed with new ones")
+	_, err = s.Append(ctx, "order-10", pgjet.Any, withID(cancelEvent("a"), a), withID(cancelEvent("b"), b))
+	require.ErrorIs(t, err, pgjet.ErrEventIDReused, "same ids, other stream")
+	_, err = s.Append(ctx, "order-9", pgjet.Exact(1), withID(cancelEvent("a"), a), withID(cancelEvent("b"), b))
+	require.ErrorIs(t, err, pgjet.ErrWrongExpectedVersion, "a retry must carry the original expectation")
+	require.Equal(t, 2, count(t, pool, "pgjet.events"))
+}
+
+func TestConcurrentRetriesOfOneAppend(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	id := uuid.New()
+	var wg sync.WaitGroup
+	results := make([]pgjet.AppendResult, 8)
+	errs := make([]error, 8)
+	for i := range 8 {
+		wg.Go(func() { results[i], errs[i] = s.Append(ctx, "order-r", pgjet.Any, withID(cancelEvent("once"), id)) })
+	}
+	wg.Wait()
+	for i := range 8 {
+		require.NoError(t, errs[i])
+		require.Equal(t, results[0].Positions, results[i].Positions)
+	}
+	require.Equal(t, 1, count(t, pool, "pgjet.events"))
+}
+
+// Concurrent appenders with exact expectations: every version is taken exactly once, the
+// losers get conflicts, and versions stay gap-free.
+func TestConcurrentAppendersGapFree(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	const writers, rounds = 6, 15
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, conflicts := 0, 0
+	for w := range writers {
+		wg.Go(func() {
+			for r := range rounds {
+				stream := fmt.Sprintf("order-shared%d", r%3)
+				v, err := s.StreamVersion(ctx, stream)
+				if errors.Is(err, pgjet.ErrStreamNotFound) {
+					v, err = 0, nil
+				}
+				require.NoError(t, err)
+				_, err = s.Append(ctx, stream, pgjet.Exact(v), cancelEvent(fmt.Sprintf("w%d r%d", w, r)))
+				mu.Lock()
+				if err == nil {
+					wins++
+				} else {
+					require.ErrorIs(t, err, pgjet.ErrWrongExpectedVersion)
+					conflicts++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, writers*rounds, wins+conflicts)
+	require.Equal(t, wins, count(t, pool, "pgjet.events"))
+	var bad int
+	require.NoError(t, pool.QueryRow(ctx, `
+		SELECT count(*) FROM (SELECT stream_id, max(version) AS m, count(*) AS n FROM pgjet.events GROUP BY stream_id) x
+		JOIN pgjet.streams s USING (stream_id) WHERE x.m <> x.n OR s.version <> x.n`).Scan(&bad))
+	require.Zero(t, bad, "versions must be 1..n without gaps and match pgjet.streams")
+}
+
+func TestAppendTx(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	_, err := pool.Exec(ctx, `CREATE TABLE app_orders (id text PRIMARY KEY)`)
+	require.NoError(t, err)
+
+	// Committed with the service's own change.
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO app_orders VALUES ('order-tx1')`); err != nil {
+			return err
+		}
+		_, err := s.AppendTx(ctx, tx, "order-tx1", pgjet.NoStream, cancelEvent("committed"))
+		return err
+	})
+	require.NoError(t, err)
+
+	// Rolled back with it: nothing stored, nothing in the outbox.
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `INSERT INTO app_orders VALUES ('order-tx2')`)
+	require.NoError(t, err)
+	_, err = s.AppendTx(ctx, tx, "order-tx2", pgjet.NoStream, cancelEvent("rolled back"))
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback(ctx))
+
+	require.Equal(t, 1, count(t, pool, "app_orders"))
+	require.Equal(t, 1, count(t, pool, "pgjet.events"))
+	require.Equal(t, 1, count(t, pool, "pgjet.outbox"))
+	_, err = s.StreamVersion(ctx, "order-tx2")
+	require.ErrorIs(t, err, pgjet.ErrStreamNotFound)
+}
+
+func TestInvalidAppendsWriteNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	long := make([]byte, pgjet.MaxStreamIDLength+1)
+	for i := range long {
+		long[i] = 'a'
+	}
+	bad := pgjet.EventData{Type: placed, Data: json.RawMessage(`{"order_id":"not-a-uuid","customer_id":1,"customer_email":"x",
+		"items":[{"sku":"a","quantity":1,"unit_price_cents":1},{"sku":"b","quantity":"two","unit_price_cents":1}],
+		"placed_at":"2026-11-26T10:00:00Z"}`)}
+	cases := []struct {
+		name   string
+		stream string
+		events []pgjet.EventData
+		want   error
+	}{
+		{"empty stream id", "", []pgjet.EventData{cancelEvent("x")}, pgjet.ErrInvalidStreamID},
+		{"long stream id", string(long), []pgjet.EventData{cancelEvent("x")}, pgjet.ErrInvalidStreamID},
+		{"control character", "order-\n1", []pgjet.EventData{cancelEvent("x")}, pgjet.ErrInvalidStreamID},
+		{"invalid UTF-8", "order-\xff", []pgjet.EventData{cancelEvent("x")}, pgjet.ErrInvalidStreamID},
+		{"no category", "-1", []pgjet.EventData{cancelEvent("x")}, pgjet.ErrInvalidStreamID},
+		{"no events", "order-1", nil, pgjet.ErrInvalidAppend},
+		{"unknown type", "order-1", []pgjet.EventData{{Type: "no.such.Type", Data: json.RawMessage(`{}`)}}, pgjet.ErrUnknownEventType},
+		{"schema violation", "order-1", []pgjet.EventData{cancelEvent("ok"), bad}, pgjet.ErrValidation},
+		{"malformed JSON", "order-1", []pgjet.EventData{{Type: cancelled, Data: json.RawMessage(`{"order_id":`)}}, pgjet.ErrValidation},
+		{"repeated id", "order-1", []pgjet.EventData{withID(cancelEvent("a"), uuid.Max), withID(cancelEvent("a"), uuid.Max)}, pgjet.ErrInvalidAppend},
+	}
+	for _, c := range cases {
+		_, err := s.Append(ctx, c.stream, pgjet.Any, c.events...)
+		require.ErrorIs(t, err, c.want, c.name)
+	}
+	_, err := s.Append(ctx, "order-1", pgjet.Any, cancelEvent("ok"), bad)
+	var verr *pgjet.ValidationError
+	require.True(t, errors.As(err, &verr))
+	paths := map[string]string{}
+	for _, f := range verr.Fields {
+		paths[f.Path] = f.Rule
+	}
+	require.Contains(t, paths, "events[1].data.order_id")
+	require.Contains(t, paths, "events[1].data.customer_id")
+	require.Contains(t, paths, "events[1].data.items[1].quantity")
+	require.Equal(t, 0, count(t, pool, "pgjet.events"))
+	require.Equal(t, 0, count(t, pool, "pgjet.outbox"))
+	require.Equal(t, 0, count(t, pool, "pgjet.streams"))
+}
+
+func TestEventsAreImmutable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	_, err := s.Append(ctx, "order-1", pgjet.Any, cancelEvent("x"))
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE pgjet.events SET type = 'x'`)
+	require.ErrorContains(t, err, "append-only")
+	_, err = pool.Exec(ctx, `DELETE FROM pgjet.events`)
+	require.ErrorContains(t, err, "append-only")
+	_, err = pool.Exec(ctx, `TRUNCATE pgjet.events CASCADE`)
+	require.ErrorContains(t, err, "append-only")
+}
+
+func TestGoValueData(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	_, err := s.Append(ctx, "order-go", pgjet.Any, pgjet.EventData{Type: cancelled, Data: map[string]any{
+		"order_id": uuid.NewString(), "reason": "typed", "cancelled_at": time.Now(),
+	}})
+	require.NoError(t, err)
+	_, err = s.Append(ctx, "order-go", pgjet.Any, pgjet.EventData{Type: cancelled, Data: map[string]any{"reason": 3}})
+	require.ErrorIs(t, err, pgjet.ErrValidation)
+}

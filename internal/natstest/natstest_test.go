@@ -1,0 +1,107 @@
+package natstest_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet/internal/natstest"
+)
+
+func TestServerPublishConsume(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := natstest.Server(t)
+	_, js := natstest.Connect(t, s)
+
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "EVENTS", Subjects: []string{"ev.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+	})
+	require.NoError(t, err)
+	for i := range 5 {
+		ack, err := js.Publish(ctx, fmt.Sprintf("ev.a.%d", i), []byte{byte(i)}, jetstream.WithMsgID(fmt.Sprint("id-", i)))
+		require.NoError(t, err)
+		require.False(t, ack.Duplicate)
+	}
+	ack, err := js.Publish(ctx, "ev.a.0", []byte{0}, jetstream.WithMsgID("id-0"))
+	require.NoError(t, err)
+	require.True(t, ack.Duplicate, "same Nats-Msg-Id within the window is a duplicate")
+
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
+	batch, err := cons.Fetch(5, jetstream.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	var got []byte
+	for m := range batch.Messages() {
+		got = append(got, m.Data()...)
+		require.NoError(t, m.Ack())
+	}
+	require.NoError(t, batch.Error())
+	require.Equal(t, []byte{0, 1, 2, 3, 4}, got)
+}
+
+func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("3-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nodes := natstest.Cluster(t, 3)
+	_, js := natstest.Connect(t, nodes[0], nodes[1:]...)
+
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "EVENTS", Subjects: []string{"ev.>"}, Storage: jetstream.FileStorage, Replicas: 3,
+	})
+	require.NoError(t, err)
+	publish := func(i int) {
+		t.Helper()
+		// Retry through the election: the publish is idempotent by msg id.
+		for {
+			_, err := js.Publish(ctx, "ev.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i)))
+			if err == nil {
+				return
+			}
+			require.NoError(t, ctx.Err(), "publish %d: %v", i, err)
+		}
+	}
+	for i := range 10 {
+		publish(i)
+	}
+
+	leader := natstest.StreamLeader(t, nodes, "EVENTS")
+	leader.Shutdown()
+	for i := 10; i < 20; i++ {
+		publish(i)
+	}
+	newLeader := natstest.StreamLeader(t, nodes, "EVENTS")
+	require.NotEqual(t, leader.Name(), newLeader.Name())
+
+	info, err := js.Stream(ctx, "EVENTS")
+	require.NoError(t, err)
+	require.Equal(t, uint64(20), info.CachedInfo().State.Msgs)
+
+	// The old leader comes back with its name, ports and store and catches up.
+	require.NoError(t, leader.Restart())
+	natstest.WaitMetaLeader(t, nodes)
+	nc2, err := nats.Connect(leader.ClientURL())
+	require.NoError(t, err)
+	defer nc2.Close()
+	js2, err := jetstream.New(nc2)
+	require.NoError(t, err)
+	for {
+		st, err := js2.Stream(ctx, "EVENTS")
+		require.NoError(t, err)
+		if st.CachedInfo().State.Msgs == 20 && leader.NATS().JetStreamIsStreamCurrent("$G", "EVENTS") {
+			break
+		}
+		require.NoError(t, ctx.Err(), "restarted node did not catch up")
+		time.Sleep(50 * time.Millisecond)
+	}
+}

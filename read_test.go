@@ -1,0 +1,142 @@
+package pgjet_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+)
+
+// A transaction that took its id first but commits last must not be skipped by a reader
+// that already moved past later commits.
+func TestReadAllWaitsForLateCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+
+	slow, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer slow.Rollback(ctx)
+	_, err = s.AppendTx(ctx, slow, "order-slow", pgjet.Any, cancelEvent("slow"))
+	require.NoError(t, err)
+
+	_, err = s.Append(ctx, "order-fast", pgjet.Any, cancelEvent("fast"))
+	require.NoError(t, err)
+
+	got, err := s.ReadAll(ctx, pgjet.AllPosition{}, 100)
+	require.NoError(t, err)
+	require.Empty(t, got, "the fast commit must wait behind the open slow transaction")
+
+	require.NoError(t, slow.Commit(ctx))
+	got, err = s.ReadAll(ctx, pgjet.AllPosition{}, 100)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, "order-slow", got[0].StreamID)
+	require.Equal(t, "order-fast", got[1].StreamID)
+}
+
+// Many writers, some holding their transactions open for a while, one reader following
+// ReadAll's cursor all along: the reader sees every committed event exactly once, each
+// stream in version order, and nothing of rolled-back transactions.
+func TestReadAllNeverSkipsUnderConcurrentSlowWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+
+	var (
+		committed sync.Map // event id -> stream
+		rolled    sync.Map
+		done      atomic.Bool
+		wg        sync.WaitGroup
+	)
+	for w := range 6 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := range 40 {
+				stream := fmt.Sprintf("order-%d", rng.IntN(5))
+				id := uuid.New()
+				tx, err := pool.Begin(ctx)
+				require.NoError(t, err)
+				_, err = s.AppendTx(ctx, tx, stream, pgjet.Any, withID(cancelEvent(fmt.Sprint(w, i)), id))
+				require.NoError(t, err)
+				if rng.IntN(5) == 0 {
+					time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond) // a slow transaction, on purpose
+				}
+				if rng.IntN(8) == 0 {
+					require.NoError(t, tx.Rollback(ctx))
+					rolled.Store(id, stream)
+					continue
+				}
+				require.NoError(t, tx.Commit(ctx))
+				committed.Store(id, stream)
+			}
+		})
+	}
+	seen := map[uuid.UUID]bool{}
+	last := map[string]int64{}
+	var cursor pgjet.AllPosition
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			finished := done.Load() // read before the batch: a final pass runs after the writers end
+			batch, err := s.ReadAll(ctx, cursor, 7)
+			require.NoError(t, err)
+			for _, e := range batch {
+				require.False(t, seen[e.ID], "event %s read twice", e.ID)
+				seen[e.ID] = true
+				require.Equal(t, last[e.StreamID]+1, e.Version, "stream %s out of order", e.StreamID)
+				last[e.StreamID] = e.Version
+				cursor = e.Next()
+			}
+			if finished && len(batch) == 0 {
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	done.Store(true)
+	<-readerDone
+
+	n := 0
+	committed.Range(func(k, _ any) bool {
+		n++
+		require.True(t, seen[k.(uuid.UUID)], "committed event %s never read", k)
+		return true
+	})
+	rolled.Range(func(k, _ any) bool {
+		require.False(t, seen[k.(uuid.UUID)], "rolled-back event %s was read", k)
+		return true
+	})
+	require.Equal(t, n, len(seen))
+}
+
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtestDB(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			pool := poolFor(t, url)
+			errs[i] = pgjet.Migrate(ctx, pool)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	pool := poolFor(t, url)
+	var rows int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.migrations`).Scan(&rows))
+	require.Equal(t, latestMigration(), rows, "each migration recorded once")
+}
