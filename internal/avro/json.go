@@ -693,6 +693,7 @@ func (c *converter) union(u *havro.UnionSchema, v any, path string) any {
 	var (
 		matched []int
 		result  any
+		closest []FieldError // errors of the failed trial with the fewest
 	)
 	for _, idx := range candidates {
 		t := c.trial()
@@ -703,11 +704,14 @@ func (c *converter) union(u *havro.UnionSchema, v any, path string) any {
 		if ok {
 			matched = append(matched, idx)
 			result = unionNative(u, idx, native)
+		} else if closest == nil || len(t.errs) < len(closest) {
+			closest = t.errs
 		}
 	}
 	switch len(matched) {
 	case 0:
-		c.fail(path, RuleUnion, "matches none of the branches "+branchList(u), v, true)
+		// Report why the closest branch failed, rather than a bare "no match".
+		c.errs = append(c.errs, closest...)
 		return nil
 	case 1:
 		return result

@@ -57,7 +57,7 @@ func (g *Generator) Order() Order {
 	add(TypeOrderPlaced, map[string]any{
 		"order_id": id.String(), "customer_id": fmt.Sprintf("cust-%04d", g.rng.IntN(5000)),
 		"customer_email": fmt.Sprintf("customer%d@example.com", g.rng.IntN(5000)),
-		"items": items, "currency": "EUR", "channel": channels[g.rng.IntN(len(channels))],
+		"items":          items, "currency": "EUR", "channel": channels[g.rng.IntN(len(channels))],
 		"placed_at": now, "note": nil,
 	})
 	switch r := g.rng.Float64(); {

@@ -64,7 +64,9 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 		t.Helper()
 		// Retry through the election: the publish is idempotent by msg id.
 		for {
-			_, err := js.Publish(ctx, "ev.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i)))
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := js.Publish(pctx, "ev.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i)))
+			cancel()
 			if err == nil {
 				return
 			}
@@ -95,13 +97,8 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 	defer nc2.Close()
 	js2, err := jetstream.New(nc2)
 	require.NoError(t, err)
-	for {
+	require.Eventually(t, func() bool {
 		st, err := js2.Stream(ctx, "EVENTS")
-		require.NoError(t, err)
-		if st.CachedInfo().State.Msgs == 20 && leader.NATS().JetStreamIsStreamCurrent("$G", "EVENTS") {
-			break
-		}
-		require.NoError(t, ctx.Err(), "restarted node did not catch up")
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && st.CachedInfo().State.Msgs == 20 && leader.NATS().JetStreamIsStreamCurrent("$G", "EVENTS")
+	}, 30*time.Second, 50*time.Millisecond, "restarted node catches up")
 }

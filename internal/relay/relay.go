@@ -119,6 +119,9 @@ func New(cfg Config) (*Relay, error) {
 // finish publishing before it returns; partition locks are released on return.
 func (r *Relay) Run(ctx context.Context) error {
 	if _, err := EnsureStream(ctx, r.js, r.cfg.Stream); err != nil {
+		if ctx.Err() != nil {
+			return nil // shut down while starting
+		}
 		return err
 	}
 	defer r.owner.close(context.WithoutCancel(ctx))

@@ -1,0 +1,357 @@
+package relay_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/avro"
+	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/pgtest"
+	"github.com/pgjet/pgjet/internal/relay"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
+)
+
+const childEnv = "PGJET_RELAY_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		runChild()
+		return
+	}
+	pgtest.Main(m)
+}
+
+// runChild is a relay in its own process, for tests that kill it for real.
+func runChild() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		panic(err)
+	}
+	nc, err := nats.Connect(os.Getenv("NATS_URL"))
+	if err != nil {
+		panic(err)
+	}
+	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, BatchSize: 40, Window: 16, PollInterval: 100 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("ready") // the signal handler is in place
+	if err := r.Run(ctx); err != nil {
+		panic(err)
+	}
+}
+
+type env struct {
+	store *pgjet.Store
+	pool  *pgxpool.Pool
+	url   string
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	nurl  string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	store, err := pgjet.New(pgjet.Config{Pool: pool})
+	require.NoError(t, err)
+	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	srv := natstest.Server(t)
+	nc, js := natstest.Connect(t, srv)
+	return &env{store: store, pool: pool, url: url, nc: nc, js: js, nurl: srv.ClientURL()}
+}
+
+func (e *env) startRelay(t *testing.T, cfg relay.Config) (stop func()) {
+	t.Helper()
+	cfg.Pool, cfg.Conn = e.pool, e.nc
+	cfg.PollInterval = 100 * time.Millisecond
+	r, err := relay.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func cancelled(stream string, n int) pgjet.EventData {
+	return pgjet.EventData{ID: uuid.New(), Type: "pgjet.demo.order.OrderCancelled", Data: json.RawMessage(fmt.Sprintf(
+		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":"%s #%d","cancelled_at":"2026-11-26T10:00:00Z"}`, stream, n))}
+}
+
+// published is what JetStream holds, in stream-sequence order.
+type published struct {
+	id      string
+	stream  string
+	version int64
+	msg     jetstream.RawStreamMsg
+}
+
+func readAll(t *testing.T, js jetstream.JetStream) []published {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "PGJET_EVENTS")
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	var out []published
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		v, err := strconv.ParseInt(m.Header.Get(relay.HeaderStreamVersion), 10, 64)
+		require.NoError(t, err)
+		out = append(out, published{id: m.Header.Get(jetstream.MsgIDHeader), stream: m.Header.Get("ce-subject"), version: v, msg: *m})
+	}
+	return out
+}
+
+// waitDrained waits until the outbox is empty.
+func waitDrained(t *testing.T, pool *pgxpool.Pool, within time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM pgjet.outbox`).Scan(&n))
+		return n == 0
+	}, within, 20*time.Millisecond, "outbox not drained")
+}
+
+// checkExactlyOnceInOrder asserts invariants 1-3: JetStream holds exactly the committed
+// events, each once, and every stream's events in version order without gaps.
+func checkExactlyOnceInOrder(t *testing.T, got []published, committed map[string]string) {
+	t.Helper()
+	seen := map[string]bool{}
+	last := map[string]int64{}
+	for _, p := range got {
+		require.False(t, seen[p.id], "event %s published twice", p.id)
+		seen[p.id] = true
+		stream, ok := committed[p.id]
+		require.True(t, ok, "event %s was published but never committed", p.id)
+		require.Equal(t, stream, p.stream)
+		require.Equal(t, last[p.stream]+1, p.version, "stream %s: version %d after %d", p.stream, p.version, last[p.stream])
+		last[p.stream] = p.version
+	}
+	for id := range committed {
+		require.True(t, seen[id], "committed event %s never published", id)
+	}
+}
+
+func TestPublishesTheNATSContract(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	res, err := e.store.Append(ctx, "order-42", pgjet.NoStream, cancelled("order-42", 1), cancelled("order-42", 2))
+	require.NoError(t, err)
+	e.startRelay(t, relay.Config{RegistryURL: "http://registry:8080"})
+	waitDrained(t, e.pool, 10*time.Second)
+
+	got := readAll(t, e.js)
+	require.Len(t, got, 2)
+	m := got[0].msg
+	require.Equal(t, "pgjet.events.order.pgjet:demo:order:OrderCancelled.order-42", m.Subject)
+	id := res.EventIDs[0].String()
+	for k, want := range map[string]string{
+		"Nats-Msg-Id": id, "ce-specversion": "1.0", "ce-id": id, "ce-source": "pgjet",
+		"ce-type": "pgjet.demo.order.OrderCancelled", "ce-subject": "order-42",
+		"ce-datacontenttype": "application/avro", "ce-streamversion": "1",
+		"ce-position": strconv.FormatInt(res.Positions[0], 10),
+	} {
+		require.Equal(t, want, m.Header.Get(k), k)
+	}
+	schemaID, payload, err := avro.SplitWire(m.Data)
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprintf("http://registry:8080/schemas/ids/%d", schemaID), m.Header.Get("ce-dataschema"))
+	_, err = time.Parse(time.RFC3339Nano, m.Header.Get("ce-time"))
+	require.NoError(t, err)
+	schema, err := e.store.Registry().SchemaByID(ctx, int(schemaID))
+	require.NoError(t, err)
+	js, err := schema.DecodeJSON(payload)
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"reason":"order-42 #1"`)
+}
+
+// Invariants 1-3 under concurrency: appenders on shared and distinct streams, rolled-back
+// and deliberately slow transactions, the relay running all along.
+func TestCommittedEqualsPublishedInOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	e.startRelay(t, relay.Config{BatchSize: 50, Window: 8})
+
+	var mu sync.Mutex
+	committed := map[string]string{}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := range 60 {
+				stream := fmt.Sprintf("order-%d", rng.IntN(8)) // shared streams
+				if w == 0 {
+					stream = fmt.Sprintf("order-own%d", i%3) // distinct streams
+				}
+				evs := []pgjet.EventData{cancelled(stream, i)}
+				if rng.IntN(4) == 0 {
+					evs = append(evs, cancelled(stream, i+1000))
+				}
+				tx, err := e.pool.Begin(ctx)
+				require.NoError(t, err)
+				_, err = e.store.AppendTx(ctx, tx, stream, pgjet.Any, evs...)
+				require.NoError(t, err)
+				if rng.IntN(6) == 0 {
+					time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond) // a slow transaction
+				}
+				if rng.IntN(7) == 0 {
+					require.NoError(t, tx.Rollback(ctx))
+					continue
+				}
+				require.NoError(t, tx.Commit(ctx))
+				mu.Lock()
+				for _, ev := range evs {
+					committed[ev.ID.String()] = stream
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	waitDrained(t, e.pool, 20*time.Second)
+	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
+}
+
+// The relay process is SIGKILLed at random points while writers append; after a final
+// restart, every committed event is in JetStream exactly once and in stream order.
+func TestRelayKilledAndRestarted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"=1", "DATABASE_URL="+e.url, "NATS_URL="+e.nurl)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		line, err := bufio.NewReader(out).ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, "ready\n", line)
+		return cmd
+	}
+
+	var mu sync.Mutex
+	committed := map[string]string{}
+	writersDone := make(chan struct{})
+	go func() {
+		defer close(writersDone)
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := range 150 {
+					stream := fmt.Sprintf("order-%d", (w*7+i)%20)
+					evs := []pgjet.EventData{cancelled(stream, i), cancelled(stream, i+1000)}
+					if _, err := e.store.Append(ctx, stream, pgjet.Any, evs...); err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					for _, ev := range evs {
+						committed[ev.ID.String()] = stream
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+	}()
+
+	rng := rand.New(rand.NewPCG(42, 42))
+	kills := 0
+	for running := true; running; {
+		cmd := start()
+		// Let it work for a random while: the kill lands mid-read, mid-publish or mid-delete.
+		time.Sleep(time.Duration(50+rng.IntN(250)) * time.Millisecond)
+		require.NoError(t, cmd.Process.Kill())
+		_ = cmd.Wait()
+		kills++
+		select {
+		case <-writersDone:
+			running = false
+		default:
+		}
+	}
+	cmd := start()
+	waitDrained(t, e.pool, 30*time.Second)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "graceful shutdown on SIGTERM")
+	t.Logf("relay killed %d times; %d events committed", kills, len(committed))
+	require.GreaterOrEqual(t, kills, 2)
+	got := readAll(t, e.js)
+	checkExactlyOnceInOrder(t, got, committed)
+}
+
+// Every Postgres session of the relay (pool, LISTEN, partition locks) is terminated again and
+// again while events flow; the relay recovers by itself and nothing is lost or reordered.
+func TestRelaySurvivesDroppedConnections(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	cfg, err := pgxpool.ParseConfig(e.url)
+	require.NoError(t, err)
+	cfg.ConnConfig.RuntimeParams["application_name"] = "pgjet-relay-under-test"
+	relayPool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(relayPool.Close)
+	r, err := relay.New(relay.Config{Pool: relayPool, Conn: e.nc, BatchSize: 30, PollInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+
+	committed := map[string]string{}
+	for i := range 300 {
+		stream := fmt.Sprintf("order-%d", i%10)
+		ev := cancelled(stream, i)
+		_, err := e.store.Append(ctx, stream, pgjet.Any, ev)
+		require.NoError(t, err)
+		committed[ev.ID.String()] = stream
+		if i%40 == 20 {
+			_, err := e.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgjet-relay-under-test'`)
+			require.NoError(t, err)
+		}
+	}
+	waitDrained(t, e.pool, 30*time.Second)
+	cancel()
+	require.NoError(t, <-done)
+	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
+}
