@@ -80,12 +80,15 @@ func Cluster(t testing.TB, n int) []*embednats.Server {
 	if n < 1 {
 		t.Fatalf("natstest: cluster of %d nodes", n)
 	}
-	ports, err := freePorts(n)
+	// Client and route ports are chosen together up front, so that no
+	// node's port can be one another node is about to bind.
+	ports, err := freePorts(2 * n)
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
+	clientPorts, routePorts := ports[:n], ports[n:]
 	routes := make([]string, n)
-	for i, p := range ports {
+	for i, p := range routePorts {
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
 	}
 	nodes := make([]*embednats.Server, 0, n)
@@ -99,11 +102,12 @@ func Cluster(t testing.TB, n int) []*embednats.Server {
 		}
 		s, err := embednats.Start(embednats.Options{
 			Dir:        t.TempDir(),
+			Port:       clientPorts[i],
 			ServerName: fmt.Sprintf("n%d", i+1),
 			LazySync:   true,
 			Cluster: &embednats.ClusterOptions{
 				Name:   ClusterName,
-				Port:   ports[i],
+				Port:   routePorts[i],
 				Routes: others,
 			},
 		})

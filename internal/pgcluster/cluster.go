@@ -110,7 +110,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.startLocked(ctx, opts.Port == 0); err != nil {
+	if err := c.startLocked(ctx, opts.Port == 0, false); err != nil {
 		c.removeOwnDir()
 		return nil, err
 	}
@@ -183,14 +183,19 @@ func (c *Cluster) Restart(ctx context.Context) error {
 	if err := c.shutdownLocked(ctx); err != nil {
 		return err
 	}
-	return c.startLocked(ctx, false)
+	return c.startLocked(ctx, false, true)
 }
 
+// startAttempts bounds Start's attempts when it picks the port: another
+// process may take a free port before postgres binds it.
+const startAttempts = 3
+
 // startLocked starts the postmaster and waits until it accepts
-// connections, retrying when it exits during startup (port taken, shared
-// memory of a killed predecessor still in use). With pickPort it chooses a
-// new free port for each attempt.
-func (c *Cluster) startLocked(ctx context.Context, pickPort bool) error {
+// connections. When the postmaster exits during startup, it retries: with
+// pickPort on a new free port, up to startAttempts times; with
+// untilDeadline on the same port until ctx ends (a killed predecessor's
+// backends may still hold the shared memory); otherwise not at all.
+func (c *Cluster) startLocked(ctx context.Context, pickPort, untilDeadline bool) error {
 	for attempt := 1; ; attempt++ {
 		if pickPort {
 			port, err := freePort()
@@ -211,11 +216,13 @@ func (c *Cluster) startLocked(ctx context.Context, pickPort bool) error {
 		}
 		select {
 		case <-p.done:
-			// Exited during startup: retry until ctx ends.
 			c.logf("pgcluster: attempt %d: %v", attempt, err)
 		default:
 			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
 			<-p.done
+			return err
+		}
+		if !untilDeadline && !(pickPort && attempt < startAttempts) {
 			return err
 		}
 		t := time.NewTimer(pollInterval)

@@ -3,6 +3,7 @@ package pgcluster_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -101,4 +102,19 @@ func TestReuseDir(t *testing.T) {
 	conn, err = pgx.Connect(ctx, c.URL("kept"))
 	require.NoError(t, err, "the database created before Stop is still there")
 	require.NoError(t, conn.Close(ctx))
+}
+
+func TestStartOnBusyPortFails(t *testing.T) {
+	t.Parallel()
+	if _, err := pgcluster.FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err = pgcluster.Start(ctx, pgcluster.Options{Port: l.Addr().(*net.TCPAddr).Port})
+	require.ErrorContains(t, err, "exited during startup")
+	require.NoError(t, ctx.Err(), "fails fast instead of retrying")
 }

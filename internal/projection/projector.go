@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,6 +50,9 @@ type Config struct {
 	BatchSize int
 	// IdleWait is how long one pull waits for the first event of a batch. Default 5s.
 	IdleWait time.Duration
+	// AfterCommit, if set, is called with the events of each committed batch (not with
+	// skipped redeliveries), after the commit and before the acks.
+	AfterCommit func(events []Event)
 	// Logger receives structured logs. Default: none.
 	Logger *zap.Logger
 	// Registerer receives the projector's metrics. Default: none.
@@ -88,6 +92,8 @@ type Projector struct {
 	js      jetstream.JetStream
 	log     *zap.Logger
 	metrics *metrics
+
+	progress atomic.Int64 // unix nanos of the last applied batch or idle pull
 }
 
 // New checks cfg and returns a Projector.
@@ -104,7 +110,19 @@ func New(cfg Config) (*Projector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Projector{cfg: cfg, js: js, log: cfg.Logger.With(zap.String("projection", cfg.Projection.Name)), metrics: m}, nil
+	p := &Projector{cfg: cfg, js: js, log: cfg.Logger.With(zap.String("projection", cfg.Projection.Name)), metrics: m}
+	p.progress.Store(time.Now().UnixNano())
+	return p, nil
+}
+
+// Stalled returns how long the projector has gone without progress (an applied batch, or a
+// pull that found nothing to do) when that exceeds threshold, and 0 otherwise.
+func (p *Projector) Stalled(threshold time.Duration) time.Duration {
+	since := time.Since(time.Unix(0, p.progress.Load()))
+	if since > threshold {
+		return since
+	}
+	return 0
 }
 
 // ConsumerName is the durable JetStream consumer a projection reads from.
@@ -193,6 +211,7 @@ func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, err
 		return 0, err
 	}
 	if len(msgs) == 0 {
+		p.progress.Store(time.Now().UnixNano())
 		return 0, nil
 	}
 	if p.cfg.BatchSize > 1 {
@@ -209,6 +228,7 @@ func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, err
 		}
 		return len(msgs), err
 	}
+	p.progress.Store(time.Now().UnixNano())
 	for _, m := range msgs {
 		if err := m.Ack(); err != nil {
 			// The checkpoint is committed: a redelivery will be skipped.
@@ -221,8 +241,8 @@ func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, err
 // apply applies msgs in one transaction with the checkpoint.
 func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
 	start := time.Now()
-	applied, skipped := 0, 0
-	var lastTime time.Time
+	skipped := 0
+	var applied []Event
 	// The batch commits or rolls back whole even if ctx is cancelled midway.
 	txCtx := context.WithoutCancel(ctx)
 	err := pgx.BeginFunc(txCtx, p.cfg.Pool, func(tx pgx.Tx) error {
@@ -245,8 +265,7 @@ func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
 				return fmt.Errorf("applying %s (%s v%d, seq %d): %w", ev.Type, ev.StreamID, ev.Version, ev.Sequence, err)
 			}
 			next = ev.Sequence
-			lastTime = ev.Time
-			applied++
+			applied = append(applied, ev)
 		}
 		if next == checkpoint {
 			return nil
@@ -260,11 +279,14 @@ func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
 		return err
 	}
 	p.metrics.batches.WithLabelValues("ok").Inc()
-	p.metrics.applied.Add(float64(applied))
+	p.metrics.applied.Add(float64(len(applied)))
 	p.metrics.skipped.Add(float64(skipped))
 	p.metrics.duration.Observe(time.Since(start).Seconds())
-	if !lastTime.IsZero() {
-		p.metrics.lag.Set(time.Since(lastTime).Seconds())
+	if len(applied) > 0 {
+		p.metrics.lag.Set(time.Since(applied[len(applied)-1].Time).Seconds())
+		if p.cfg.AfterCommit != nil {
+			p.cfg.AfterCommit(applied)
+		}
 	}
 	return nil
 }

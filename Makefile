@@ -1,0 +1,35 @@
+# pgjet — the commands a newcomer needs are `make demo` and `make test`.
+GO      ?= go
+PKGS    ?= ./...
+FUZZTIME ?= 10s
+
+.PHONY: demo test bench build vet fuzz clean
+
+## demo: run writer, relay and projector end to end on embedded defaults
+demo:
+	$(GO) run ./cmd/demo
+
+## test: every test, with the race detector
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## bench: throughput and latency beside this machine's raw ceilings
+bench:
+	$(GO) run ./cmd/bench
+
+## build: the binaries, into bin/
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf bin .pgjet

@@ -1,0 +1,122 @@
+// Command demo runs pgjet end to end on one machine: the writer's HTTP API, a relay and the
+// orders projector, in one process, on an embedded NATS server and a fresh pgjet_demo
+// database. It appends generated shop orders, shows them flowing, and prints a summary.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/demo"
+	"github.com/pgjet/pgjet/internal/service"
+)
+
+func main() {
+	var (
+		c                     service.Common
+		orders, rate, clients int
+	)
+	f := service.NewFlags("demo")
+	c.Register(f)
+	f.Int(&orders, "orders", "DEMO_ORDERS", 2000, "orders to generate (about 2.7 events each)")
+	f.Int(&rate, "rate", "DEMO_RATE", 1000, "target append rate, events per second")
+	f.Int(&clients, "clients", "DEMO_CLIENTS", 8, "concurrent HTTP clients")
+	c.LogLevel = "warn"
+	service.Main("demo", &c, f, os.Args[1:], func(ctx context.Context, log *zap.Logger) error {
+		dir := filepath.Join(c.DataDir, "demo")
+		if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
+			return err
+		}
+		admin, err := service.OpenPostgres(ctx, c.DatabaseURL, dir, 0, log)
+		if err != nil {
+			return err
+		}
+		defer admin.Close(context.WithoutCancel(ctx))
+		url, err := freshDatabase(ctx, admin, "pgjet_demo")
+		if err != nil {
+			return err
+		}
+		pg, err := service.OpenPostgres(ctx, url, dir, 32, log)
+		if err != nil {
+			return err
+		}
+		defer pg.Close(context.WithoutCancel(ctx))
+		if err := pgjet.Migrate(ctx, pg.Pool); err != nil {
+			return err
+		}
+		nc, err := service.ConnectNATS(ctx, c.NATSURL, dir, "pgjet-demo", log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+
+		fmt.Printf("pgjet demo: %d orders at %d events/s through the HTTP writer -> Postgres outbox -> relay -> JetStream -> projector\n", orders, rate)
+		fmt.Printf("  Postgres %s   NATS %s\n", redactURL(url), nc.URL)
+		s, err := demo.Run(ctx, demo.Config{Pool: pg.Pool, Conn: nc.Conn, Orders: orders, Rate: rate, Clients: clients, Progress: os.Stdout, Logger: log})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nSummary (%s)\n", s.Elapsed.Round(time.Millisecond))
+		fmt.Printf("  appended   %6d events for %d orders (%.0f events/s; %d version conflicts)\n", s.Appended, s.Orders, float64(s.Appended)/s.Elapsed.Seconds(), s.Conflicts)
+		fmt.Printf("  relayed    %6d to JetStream stream PGJET_EVENTS, e.g. subject %s\n", s.Relayed, s.SampleSubject)
+		fmt.Printf("  projected  %6d into demo.orders: %s\n", s.Projected, statuses(s.Statuses))
+		fmt.Printf("  end-to-end latency, append -> projected: p50 %s   p99 %s   max %s\n", ms(s.P50), ms(s.P99), ms(s.Max))
+		if s.Relayed != s.Appended || s.Projected != s.Appended {
+			return fmt.Errorf("appended %d but relayed %d and projected %d", s.Appended, s.Relayed, s.Projected)
+		}
+		return nil
+	})
+}
+
+// freshDatabase drops and creates db on the server of admin, and returns its URL.
+func freshDatabase(ctx context.Context, admin *service.Postgres, db string) (string, error) {
+	ident := pgx.Identifier{db}.Sanitize()
+	if _, err := admin.Pool.Exec(ctx, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`); err != nil {
+		return "", fmt.Errorf("dropping the demo database: %w", err)
+	}
+	if _, err := admin.Pool.Exec(ctx, `CREATE DATABASE `+ident); err != nil {
+		return "", fmt.Errorf("creating the demo database: %w", err)
+	}
+	cfg := admin.Pool.Config().ConnConfig
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=%s", cfg.User, cfg.Host, cfg.Port, db, sslmode(admin.URL)), nil
+}
+
+func sslmode(url string) string {
+	if i := strings.Index(url, "sslmode="); i >= 0 {
+		v := url[i+len("sslmode="):]
+		if j := strings.IndexAny(v, "&"); j >= 0 {
+			v = v[:j]
+		}
+		return v
+	}
+	return "prefer"
+}
+
+func redactURL(url string) string {
+	if i := strings.Index(url, "@"); i >= 0 {
+		if j := strings.Index(url, "://"); j >= 0 && j < i {
+			return url[:j+3] + "…" + url[i:]
+		}
+	}
+	return url
+}
+
+func statuses(m map[string]int) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%d %s", v, k))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }

@@ -1,0 +1,85 @@
+// Command relay publishes the pgjet outbox to NATS JetStream.
+//
+//	relay [flags]          run the relay
+//	relay migrate [flags]  apply database migrations and exit
+//
+// Run several relays for more throughput and for fail-over: they share the outbox
+// partitions between them.
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet/internal/relay"
+	"github.com/pgjet/pgjet/internal/service"
+	"github.com/pgjet/pgjet/internal/subject"
+)
+
+func main() {
+	var (
+		c                   service.Common
+		httpAddr, stream    string
+		prefix, source, reg string
+		replicas, batch     int
+		window, workers     int
+		dupWindow, maxAge   time.Duration
+		poll                time.Duration
+	)
+	f := service.NewFlags("relay")
+	c.Register(f)
+	f.String(&httpAddr, "http-addr", "RELAY_HTTP_ADDR", ":8081", "address of /metrics, /healthz and /readyz")
+	f.String(&stream, "stream", "PGJET_STREAM", "PGJET_EVENTS", "JetStream stream name")
+	f.String(&prefix, "subject-prefix", "PGJET_SUBJECT_PREFIX", subject.DefaultPrefix, "subject prefix of events")
+	f.String(&source, "source", "PGJET_SOURCE", "pgjet", "CloudEvents source (ce-source)")
+	f.String(&reg, "registry-url", "PGJET_REGISTRY_URL", "http://localhost:8080", "schema registry base URL for ce-dataschema")
+	f.Int(&replicas, "replicas", "PGJET_STREAM_REPLICAS", 1, "JetStream stream replicas (3 in production)")
+	f.Duration(&dupWindow, "duplicate-window", "PGJET_DUPLICATE_WINDOW", 2*time.Minute, "JetStream duplicate window")
+	f.Duration(&maxAge, "max-age", "PGJET_MAX_AGE", 0, "JetStream retention by age; 0 keeps events forever")
+	f.Int(&batch, "batch-size", "RELAY_BATCH_SIZE", 500, "outbox rows read per batch")
+	f.Int(&window, "window", "RELAY_WINDOW", 512, "publishes in flight per worker")
+	f.Int(&workers, "workers", "RELAY_WORKERS", 4, "partition-draining workers")
+	f.Duration(&poll, "poll-interval", "RELAY_POLL_INTERVAL", time.Second, "polling fallback and rebalance interval")
+
+	args := os.Args[1:]
+	migrateOnly := len(args) > 0 && args[0] == "migrate"
+	if migrateOnly {
+		args = args[1:]
+	}
+	service.Main("relay", &c, f, args, func(ctx context.Context, log *zap.Logger) error {
+		pg, err := c.OpenMigrated(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer pg.Close(context.WithoutCancel(ctx))
+		if migrateOnly {
+			return nil
+		}
+		nc, err := service.ConnectNATS(ctx, c.NATSURL, c.DataDir, "pgjet-relay", log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		scheme, err := subject.New(prefix)
+		if err != nil {
+			return err
+		}
+		ops := service.NewOps(log)
+		r, err := relay.New(relay.Config{
+			Pool: pg.Pool, Conn: nc.Conn, Source: source, RegistryURL: reg,
+			Stream:    relay.StreamConfig{Name: stream, Subjects: scheme, Replicas: replicas, DuplicateWindow: dupWindow, MaxAge: maxAge},
+			BatchSize: batch, Window: window, Workers: workers, PollInterval: poll,
+			Logger: log, Registerer: ops.Registry,
+		})
+		if err != nil {
+			return err
+		}
+		ops.AddCheck("postgres", service.PostgresCheck(pg))
+		ops.AddCheck("nats", service.NATSCheck(nc))
+		return service.RunAll(ctx, func(ctx context.Context) error { return r.Run(ctx) },
+			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
+	})
+}

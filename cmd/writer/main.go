@@ -1,0 +1,79 @@
+// Command writer serves pgjet's append API over HTTP and NATS request-reply, and the schema
+// registry's HTTP API.
+//
+//	writer [flags]          run the writer
+//	writer migrate [flags]  apply database migrations and exit
+package main
+
+import (
+	"context"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/service"
+	"github.com/pgjet/pgjet/internal/writer"
+)
+
+func main() {
+	var (
+		c          service.Common
+		httpAddr   string
+		natsSubj   string
+		schemasDir string
+		maxBody    int
+	)
+	f := service.NewFlags("writer")
+	c.Register(f)
+	f.String(&httpAddr, "http-addr", "WRITER_HTTP_ADDR", ":8080", "address of the HTTP API, /metrics, /healthz and /readyz")
+	f.String(&natsSubj, "nats-subject", "WRITER_NATS_SUBJECT", "pgjet.api.append", "NATS subject of the append endpoint")
+	f.String(&schemasDir, "schemas-dir", "PGJET_SCHEMAS_DIR", "", "register every .avsc file of this directory at start (idempotent)")
+	f.Int(&maxBody, "max-body-bytes", "WRITER_MAX_BODY_BYTES", 4<<20, "largest accepted request body")
+
+	args := os.Args[1:]
+	migrateOnly := len(args) > 0 && args[0] == "migrate"
+	if migrateOnly {
+		args = args[1:]
+	}
+	service.Main("writer", &c, f, args, func(ctx context.Context, log *zap.Logger) error {
+		pg, err := c.OpenMigrated(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer pg.Close(context.WithoutCancel(ctx))
+		if migrateOnly {
+			return nil
+		}
+		store, err := pgjet.New(pgjet.Config{Pool: pg.Pool, Logger: log})
+		if err != nil {
+			return err
+		}
+		if schemasDir != "" {
+			vs, err := store.Registry().RegisterFS(ctx, os.DirFS(schemasDir))
+			if err != nil {
+				return err
+			}
+			log.Info("schemas registered", zap.String("dir", schemasDir), zap.Int("schemas", len(vs)))
+		}
+		nc, err := service.ConnectNATS(ctx, c.NATSURL, c.DataDir, "pgjet-writer", log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		api, err := writer.NewHandler(writer.HandlerConfig{Store: store, Logger: log, MaxBodyBytes: int64(maxBody)})
+		if err != nil {
+			return err
+		}
+		natsAPI, err := writer.NewNATSService(writer.NATSConfig{Store: store, Conn: nc.Conn, Subject: natsSubj, Logger: log, MaxRequestBytes: int64(maxBody)})
+		if err != nil {
+			return err
+		}
+		ops := service.NewOps(log)
+		ops.AddCheck("postgres", service.PostgresCheck(pg))
+		ops.AddCheck("nats", service.NATSCheck(nc))
+		ops.Mux.Handle("/", api)
+		return service.RunAll(ctx, natsAPI.Run,
+			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
+	})
+}

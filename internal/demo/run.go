@@ -1,0 +1,310 @@
+package demo
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/projection"
+	"github.com/pgjet/pgjet/internal/relay"
+	"github.com/pgjet/pgjet/internal/writer"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
+)
+
+// Config configures a demo run.
+type Config struct {
+	// Pool is a migrated Postgres pool. Required.
+	Pool *pgxpool.Pool
+	// Conn is a NATS connection to a server with JetStream. Required.
+	Conn *nats.Conn
+	// Orders is how many orders to generate. Default 2000 (about 5,400 events).
+	Orders int
+	// Rate is the target append rate in events per second. Default 1000.
+	Rate int
+	// Clients is the number of concurrent HTTP clients appending. Default 8.
+	Clients int
+	// Progress receives a progress line every half second; nil prints nothing.
+	Progress io.Writer
+	// Logger receives the components' logs. Default: none.
+	Logger *zap.Logger
+	// Seed makes the generated orders repeatable. Default 1.
+	Seed uint64
+}
+
+// Summary is the outcome of a demo run.
+type Summary struct {
+	Orders, Appended, Conflicts int
+	Relayed, Projected          int
+	Elapsed                     time.Duration
+	// P50, P99 and Max are the end-to-end latencies from the append transaction's start to
+	// the projector applying the event.
+	P50, P99, Max time.Duration
+	// Statuses counts demo.orders rows by status.
+	Statuses map[string]int
+	// SampleSubject is the JetStream subject of the first event.
+	SampleSubject string
+	// WriterURL is where the writer's HTTP API listened.
+	WriterURL string
+}
+
+// Run starts the writer's HTTP API, a relay and the orders projector in-process, appends
+// generated orders through the HTTP API at the configured rate, and returns once every
+// appended event is projected (or ctx ends).
+func Run(ctx context.Context, cfg Config) (Summary, error) {
+	cfg.Orders = cmp.Or(cfg.Orders, 2000)
+	cfg.Rate = cmp.Or(cfg.Rate, 1000)
+	cfg.Clients = cmp.Or(cfg.Clients, 8)
+	cfg.Seed = cmp.Or(cfg.Seed, 1)
+	cfg.Logger = cmp.Or(cfg.Logger, zap.NewNop())
+	log := cfg.Logger
+
+	store, err := pgjet.New(pgjet.Config{Pool: cfg.Pool, Logger: log})
+	if err != nil {
+		return Summary{}, err
+	}
+	if _, err := store.Registry().RegisterFS(ctx, demoschemas.Files); err != nil {
+		return Summary{}, fmt.Errorf("registering the demo schemas: %w", err)
+	}
+	api, err := writer.NewHandler(writer.HandlerConfig{Store: store, Logger: log})
+	if err != nil {
+		return Summary{}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return Summary{}, err
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	writerURL := "http://" + ln.Addr().String()
+
+	rl, err := relay.New(relay.Config{Pool: cfg.Pool, Conn: cfg.Conn, Logger: log, RegistryURL: writerURL})
+	if err != nil {
+		return Summary{}, err
+	}
+	lat := &latencies{}
+	pj, err := projection.New(projection.Config{
+		Pool: cfg.Pool, Conn: cfg.Conn, Registry: store.Registry(), Projection: OrdersProjection(),
+		Logger: log, IdleWait: 200 * time.Millisecond,
+		AfterCommit: func(evs []projection.Event) {
+			for _, ev := range evs {
+				lat.add(time.Since(ev.Time))
+			}
+		},
+	})
+	if err != nil {
+		return Summary{}, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	wg.Go(func() {
+		if err := rl.Run(runCtx); err != nil {
+			log.Error("relay", zap.Error(err))
+		}
+	})
+	wg.Go(func() {
+		if err := pj.Run(runCtx); err != nil {
+			log.Error("projector", zap.Error(err))
+		}
+	})
+
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return Summary{}, err
+	}
+	var appended, conflicts atomic.Int64
+	progress := func(final bool) (relayed, projected int) {
+		relayed = streamMsgs(ctx, js)
+		projected = lat.count()
+		if cfg.Progress != nil {
+			end := "\r"
+			if final {
+				end = "\n"
+			}
+			fmt.Fprintf(cfg.Progress, "\r  appended %6d   relayed %6d   projected %6d   %s", appended.Load(), relayed, projected, end)
+		}
+		return relayed, projected
+	}
+	ticker := time.NewTicker(500 * time.Millisecond)
+	defer ticker.Stop()
+	appendErr := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		appendErr <- appendOrders(runCtx, writerURL, cfg, &appended, &conflicts)
+	}()
+	var sum Summary
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			return Summary{}, ctx.Err()
+		case err := <-appendErr:
+			if err != nil {
+				return Summary{}, err
+			}
+			appendErr = nil // appending is done; now wait for the projector
+		case <-ticker.C:
+			_, projected := progress(false)
+			if appendErr == nil && projected >= int(appended.Load()) {
+				waiting = false
+			}
+		}
+	}
+	sum.Relayed, sum.Projected = progress(true)
+	sum.Elapsed = time.Since(start)
+	sum.Orders, sum.Appended, sum.Conflicts = cfg.Orders, int(appended.Load()), int(conflicts.Load())
+	sum.P50, sum.P99, sum.Max = lat.quantiles()
+	sum.WriterURL = writerURL
+	sum.Statuses = map[string]int{}
+	rows, err := cfg.Pool.Query(ctx, `SELECT status, count(*) FROM demo.orders GROUP BY status`)
+	if err != nil {
+		return Summary{}, err
+	}
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return Summary{}, err
+		}
+		sum.Statuses[s] = n
+	}
+	if s, err := js.Stream(ctx, "PGJET_EVENTS"); err == nil {
+		if m, err := s.GetMsg(ctx, 1); err == nil {
+			sum.SampleSubject = m.Subject
+		}
+	}
+	return sum, rows.Err()
+}
+
+// appendOrders posts every order's events, one append per event with the exact expected
+// version, as a service handling an order's life would.
+func appendOrders(ctx context.Context, url string, cfg Config, appended, conflicts *atomic.Int64) error {
+	gen := NewGenerator(cfg.Seed)
+	orders := make(chan Order)
+	limiter := rate.NewLimiter(rate.Limit(cfg.Rate), max(1, cfg.Rate/100))
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients}}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for range cfg.Clients {
+		wg.Go(func() {
+			for o := range orders {
+				for i, ev := range o.Events {
+					if err := limiter.Wait(ctx); err != nil {
+						return
+					}
+					err := post(ctx, client, url, o.StreamID, int64(i), ev)
+					if err == errConflict {
+						conflicts.Add(1)
+						continue
+					}
+					if err != nil {
+						mu.Lock()
+						firstErr = cmp.Or(firstErr, err)
+						mu.Unlock()
+						return
+					}
+					appended.Add(1)
+				}
+			}
+		})
+	}
+	for range cfg.Orders {
+		select {
+		case orders <- gen.Order():
+		case <-ctx.Done():
+		}
+	}
+	close(orders)
+	wg.Wait()
+	return firstErr
+}
+
+var errConflict = fmt.Errorf("conflict")
+
+func post(ctx context.Context, client *http.Client, url, stream string, expected int64, ev pgjet.EventData) error {
+	body, err := json.Marshal(map[string]any{
+		"expected_version": expected,
+		"events": []map[string]any{{"id": ev.ID, "type": ev.Type, "data": ev.Data, "metadata": ev.Metadata}},
+	})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/streams/"+stream, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusCreated:
+		return nil
+	case http.StatusConflict:
+		return errConflict
+	}
+	return fmt.Errorf("appending to %s: %s: %s", stream, resp.Status, msg)
+}
+
+func streamMsgs(ctx context.Context, js jetstream.JetStream) int {
+	s, err := js.Stream(ctx, "PGJET_EVENTS")
+	if err != nil {
+		return 0
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return int(info.State.Msgs)
+}
+
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.d)
+}
+
+func (l *latencies) quantiles() (p50, p99, maxd time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(l.d)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return at(0.50), at(0.99), s[len(s)-1]
+}

@@ -1,0 +1,113 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet"
+)
+
+// Common is the configuration every binary shares.
+type Common struct {
+	DatabaseURL string
+	NATSURL     string
+	DataDir     string
+	LogFormat   string
+	LogLevel    string
+	MaxConns    int
+}
+
+// Register adds the shared flags to f.
+func (c *Common) Register(f *Flags) {
+	f.String(&c.DatabaseURL, "database-url", "DATABASE_URL", "", "Postgres URL; empty tries "+LocalPostgres+", then starts a throwaway cluster")
+	f.String(&c.NATSURL, "nats-url", "NATS_URL", "", "NATS URL(s), comma-separated; empty starts an embedded server with JetStream")
+	f.String(&c.DataDir, "data-dir", "PGJET_DATA_DIR", ".pgjet", "directory for embedded NATS and Postgres data")
+	f.String(&c.LogFormat, "log-format", "LOG_FORMAT", "console", "log format: json or console")
+	f.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	f.Int(&c.MaxConns, "db-max-conns", "DB_MAX_CONNS", 0, "Postgres pool size; 0 uses pgxpool's default, max(4, CPUs)")
+}
+
+// Main runs a binary: parses flags, builds a logger, cancels the context on SIGINT or
+// SIGTERM, and calls run. It exits the process with 2 on bad flags and 1 on error.
+func Main(name string, c *Common, f *Flags, args []string, run func(ctx context.Context, log *zap.Logger) error) {
+	if err := f.Parse(args); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	log, err := NewLogger(c.LogFormat, c.LogLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	log = log.With(zap.String("service", name))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log); err != nil {
+		log.Error("stopped with an error", zap.Error(err))
+		_ = log.Sync()
+		os.Exit(1)
+	}
+	log.Info("stopped")
+	_ = log.Sync()
+}
+
+// OpenMigrated opens Postgres per c and applies pgjet's migrations.
+func (c *Common) OpenMigrated(ctx context.Context, log *zap.Logger) (*Postgres, error) {
+	pg, err := OpenPostgres(ctx, c.DatabaseURL, c.DataDir, c.MaxConns, log)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := pgjet.Migrate(ctx, pg.Pool); err != nil {
+		pg.Close(ctx)
+		return nil, err
+	}
+	log.Debug("migrations applied", zap.Duration("took", time.Since(start)))
+	return pg, nil
+}
+
+// PostgresCheck is a readiness check that pings the pool.
+func PostgresCheck(pg *Postgres) Check {
+	return func(ctx context.Context) error { return pg.Pool.Ping(ctx) }
+}
+
+// NATSCheck is a readiness check on the NATS connection.
+func NATSCheck(n *NATS) Check {
+	return func(context.Context) error {
+		if !n.Conn.IsConnected() {
+			return fmt.Errorf("NATS %s", n.Conn.Status())
+		}
+		return nil
+	}
+}
+
+// RunAll runs fns until ctx ends or one fails; then it stops the rest and waits.
+func RunAll(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, fn := range fns {
+		wg.Go(func() {
+			if err := fn(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			cancel()
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,194 @@
+package writer
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+)
+
+// serve sends one request to h and returns the status and body of the reply.
+func serve(t *testing.T, h http.Handler, method, target, body string, headers map[string]string) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req := httptest.NewRequestWithContext(t.Context(), method, target, r)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	res := rec.Result()
+	require.Equal(t, "application/json", res.Header.Get("Content-Type"))
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res.StatusCode, raw
+}
+
+func streamPath(stream string) string { return "/streams/" + url.PathEscape(stream) }
+
+func TestHTTP(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	h, err := NewHandler(HandlerConfig{Store: store, MaxBodyBytes: testMaxBody})
+	require.NoError(t, err)
+	tr := func(t *testing.T, stream, body string, headers map[string]string) (int, []byte) {
+		return serve(t, h, http.MethodPost, streamPath(stream), body, headers)
+	}
+
+	t.Run("success", func(t *testing.T) { testSharedSuccess(t, store, pool, tr) })
+	t.Run("errors", func(t *testing.T) { testSharedErrors(t, store, tr) })
+
+	t.Run("read", func(t *testing.T) {
+		t.Parallel()
+		stream := "order-read"
+		events := make([]map[string]any, 5)
+		for i := range events {
+			events[i] = event(orderPlaced, placed(i+1))
+			events[i]["metadata"] = map[string]string{"n": string(rune('a' + i))}
+		}
+		status, raw := tr(t, stream, body(t, "no_stream", events...), nil)
+		require.Equal(t, 200, status, "%s", raw)
+		appended := decodeAppendResponse(t, raw)
+
+		for _, tc := range []struct {
+			query    string
+			versions []int64
+		}{
+			{"", []int64{1, 2, 3, 4, 5}},
+			{"?from=1&limit=100&direction=forward", []int64{1, 2, 3, 4, 5}},
+			{"?limit=2", []int64{1, 2}},
+			{"?from=4", []int64{4, 5}},
+			{"?from=3&limit=2", []int64{3, 4}},
+			{"?from=6", []int64{}},
+			{"?direction=backward", []int64{5, 4, 3, 2, 1}},
+			{"?direction=backward&limit=2", []int64{5, 4}},
+			{"?direction=backward&from=2", []int64{2, 1}},
+			{"?direction=backward&from=99&limit=1", []int64{5}},
+		} {
+			status, raw := serve(t, h, http.MethodGet, streamPath(stream)+tc.query, "", nil)
+			require.Equal(t, 200, status, "%s: %s", tc.query, raw)
+			var res readResponse
+			require.NoError(t, json.Unmarshal(raw, &res))
+			require.Equal(t, stream, res.Stream)
+			require.NotNil(t, res.Events, "events is [] rather than null")
+			got := []int64{}
+			for _, e := range res.Events {
+				got = append(got, e.Version)
+				i := e.Version - 1
+				require.Equal(t, appended.EventIDs[i], e.ID)
+				require.Equal(t, appended.Positions[i], e.Position)
+				require.Equal(t, stream, e.Stream)
+				require.Equal(t, orderPlaced, e.Type)
+				require.NotZero(t, e.SchemaID)
+				require.False(t, e.CreatedAt.IsZero())
+				require.Equal(t, map[string]string{"n": string(rune('a' + i))}, e.Metadata)
+				var data struct {
+					Items []struct {
+						Quantity int64 `json:"quantity"`
+					} `json:"items"`
+				}
+				require.NoError(t, json.Unmarshal(e.Data, &data), "%s", e.Data)
+				require.Equal(t, e.Version, data.Items[0].Quantity)
+			}
+			require.Equal(t, tc.versions, got, tc.query)
+		}
+	})
+
+	t.Run("read errors", func(t *testing.T) {
+		t.Parallel()
+		seed(t, store, "order-read-errors", 1)
+		for _, tc := range []struct {
+			name, target string
+			status       int
+			code, param  string
+		}{
+			{"unknown stream", "/streams/order-nobody", 404, codeStreamNotFound, ""},
+			{"bad stream id", "/streams/-x", 400, codeInvalidStreamID, ""},
+			{"zero limit", "/streams/order-read-errors?limit=0", 400, codeInvalidQuery, "limit"},
+			{"limit too high", "/streams/order-read-errors?limit=1001", 400, codeInvalidQuery, "limit"},
+			{"bad from", "/streams/order-read-errors?from=first", 400, codeInvalidQuery, "from"},
+			{"zero from", "/streams/order-read-errors?from=0", 400, codeInvalidQuery, "from"},
+			{"bad direction", "/streams/order-read-errors?direction=sideways", 400, codeInvalidQuery, "direction"},
+		} {
+			status, raw := serve(t, h, http.MethodGet, tc.target, "", nil)
+			require.Equal(t, tc.status, status, "%s: %s", tc.name, raw)
+			e := decodeError(t, raw)
+			require.Equal(t, tc.code, e.Code, tc.name)
+			require.Equal(t, tc.param, e.Parameter, tc.name)
+		}
+	})
+
+	t.Run("http only errors", func(t *testing.T) {
+		t.Parallel()
+		ok := body(t, nil, event(orderPlaced, placed(1)))
+		for _, tc := range []struct {
+			name, method, target, body string
+			headers                    map[string]string
+			status                     int
+			code                       string
+		}{
+			{"text content type", "POST", "/streams/order-ct", ok, map[string]string{"Content-Type": "text/plain"}, 415, codeUnsupportedMediaType},
+			{"bad content type", "POST", "/streams/order-ct", ok, map[string]string{"Content-Type": "application/"}, 415, codeUnsupportedMediaType},
+			{"stream mismatch", "POST", "/streams/order-a", withStream("order-b", ok), nil, 400, codeInvalidRequest},
+			{"method", "DELETE", "/streams/order-a", "", nil, 405, codeMethodNotAllowed},
+			{"no route", "GET", "/events", "", nil, 404, codeNotFound},
+			{"empty body", "POST", "/streams/order-a", "", nil, 400, codeMalformedJSON},
+		} {
+			status, raw := serve(t, h, tc.method, tc.target, tc.body, tc.headers)
+			require.Equal(t, tc.status, status, "%s: %s", tc.name, raw)
+			require.Equal(t, tc.code, decodeError(t, raw).Code, tc.name)
+		}
+		_, err := store.StreamVersion(t.Context(), "order-ct")
+		require.ErrorIs(t, err, pgjet.ErrStreamNotFound)
+	})
+
+	t.Run("content types and stream in body", func(t *testing.T) {
+		t.Parallel()
+		for i, ct := range []string{"", "application/json; charset=utf-8", "application/cloudevents-batch+json"} {
+			stream := "order-ct-" + uuid.NewString()
+			b := body(t, nil, event(orderPlaced, placed(1)))
+			if i == 1 {
+				b = withStream(stream, b)
+			}
+			req := httptest.NewRequestWithContext(t.Context(), "POST", streamPath(stream), strings.NewReader(b))
+			if ct != "" {
+				req.Header.Set("Content-Type", ct)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, 200, rec.Code, "%q: %s", ct, rec.Body)
+		}
+	})
+
+	t.Run("escaped stream id", func(t *testing.T) {
+		t.Parallel()
+		stream := "order-a/b c"
+		status, raw := tr(t, stream, body(t, nil, event(orderPlaced, placed(1))), nil)
+		require.Equal(t, 200, status, "%s", raw)
+		require.Equal(t, stream, decodeAppendResponse(t, raw).Stream)
+		status, raw = serve(t, h, http.MethodGet, streamPath(stream), "", nil)
+		require.Equal(t, 200, status, "%s", raw)
+	})
+}
+
+func TestNewHandlerConfig(t *testing.T) {
+	t.Parallel()
+	_, err := NewHandler(HandlerConfig{})
+	require.ErrorContains(t, err, "Store")
+	_, err = NewHandler(HandlerConfig{Store: &pgjet.Store{}, MaxBodyBytes: -1})
+	require.ErrorContains(t, err, "MaxBodyBytes")
+}
