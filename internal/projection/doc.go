@@ -9,4 +9,8 @@
 // Order: a batch is fetched only after the previous one is committed and acknowledged, and a
 // failed batch is negatively acknowledged as a whole, so redeliveries come first and in
 // order; events are applied in stream-sequence order.
+//
+// One projector per projection is active at a time: it holds a Postgres advisory lock, and
+// other instances stand by until its session ends. The active one re-creates its consumer at
+// the checkpoint when it starts, so a restart after a crash resumes at once.
 package projection

@@ -128,9 +128,22 @@ func (p *Projector) Stalled(threshold time.Duration) time.Duration {
 // ConsumerName is the durable JetStream consumer a projection reads from.
 func ConsumerName(projection string) string { return "projection-" + projection }
 
-// Run sets up the projection, then applies events until ctx is cancelled. A batch being
-// applied when ctx ends is finished or rolled back as a whole.
+// lockClassProjection is the advisory lock class of active projectors: one per projection.
+const lockClassProjection int32 = 0x706a0003
+
+// Run sets up the projection, waits to become the projection's only active projector
+// (another instance keeps a standby waiting on a Postgres advisory lock), then applies
+// events until ctx is cancelled. A batch being applied when ctx ends is finished or rolled
+// back as a whole.
 func (p *Projector) Run(ctx context.Context) error {
+	err := p.run(ctx)
+	if ctx.Err() != nil {
+		return nil // shut down, possibly while starting
+	}
+	return err
+}
+
+func (p *Projector) run(ctx context.Context) error {
 	pr := p.cfg.Projection
 	err := pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
 		if pr.Setup != nil {
@@ -144,12 +157,50 @@ func (p *Projector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("setting up projection %q: %w", pr.Name, err)
 	}
+	for ctx.Err() == nil {
+		if err := p.lead(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("projector lost its lead or failed; starting over", zap.Error(err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// lead takes the projection's lock, positions the consumer at the checkpoint and applies
+// batches while the lock's session lives.
+func (p *Projector) lead(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, p.cfg.Pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connecting the lock session: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockClassProjection, p.cfg.Projection.Name).Scan(&got); err != nil {
+		return err
+	}
+	if !got {
+		p.log.Info("another projector is active; standing by")
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockClassProjection, p.cfg.Projection.Name); err != nil {
+			return err
+		}
+	}
+	p.log.Info("active")
 	cons, err := p.consumer(ctx)
 	if err != nil {
 		return err
 	}
 	backoff := time.Duration(0)
+	lastPing := time.Now()
 	for ctx.Err() == nil {
+		if time.Since(lastPing) > time.Second {
+			if err := conn.Ping(ctx); err != nil {
+				return fmt.Errorf("lock session lost: %w", err)
+			}
+			lastPing = time.Now()
+		}
 		n, err := p.step(ctx, cons)
 		if err == nil {
 			backoff = 0
@@ -160,7 +211,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 		p.log.Warn("applying batch failed; retrying", zap.Int("events", n), zap.Duration("retry_in", backoff), zap.Error(err))
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 			if c, cerr := p.consumer(ctx); cerr == nil {
 				cons = c
 			}
@@ -173,12 +224,25 @@ func (p *Projector) Run(ctx context.Context) error {
 	return nil
 }
 
+// consumer (re)creates the durable consumer so that it delivers from the event after the
+// checkpoint. The checkpoint in Postgres is the truth; whatever the consumer had pending
+// from an earlier, killed projector is dropped instead of waiting out its AckWait.
 func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	seq, err := Checkpoint(ctx, p.cfg.Pool, p.cfg.Projection.Name)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint: %w", err)
+	}
+	name := ConsumerName(p.cfg.Projection.Name)
+	if err := p.js.DeleteConsumer(ctx, p.cfg.Stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("resetting consumer %q: %w", name, err)
+	}
 	cfg := jetstream.ConsumerConfig{
-		Durable:       ConsumerName(p.cfg.Projection.Name),
+		Durable:       name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   seq + 1,
 		AckWait:       30 * time.Second,
+		// One batch in flight at a time: a failed batch is redelivered before anything newer.
 		MaxAckPending: p.cfg.BatchSize,
 		MaxDeliver:    -1,
 	}
@@ -191,7 +255,7 @@ func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	cons, err := p.js.CreateOrUpdateConsumer(ctx, p.cfg.Stream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("creating consumer %q on %q: %w", cfg.Durable, p.cfg.Stream, err)
+		return nil, fmt.Errorf("creating consumer %q on %q: %w", name, p.cfg.Stream, err)
 	}
 	return cons, nil
 }
