@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
@@ -41,7 +40,7 @@ func main() {
 			return err
 		}
 		defer admin.Close(context.WithoutCancel(ctx))
-		url, err := freshDatabase(ctx, admin, "pgjet_demo")
+		url, err := admin.FreshDatabase(ctx, "pgjet_demo")
 		if err != nil {
 			return err
 		}
@@ -75,30 +74,6 @@ func main() {
 		}
 		return nil
 	})
-}
-
-// freshDatabase drops and creates db on the server of admin, and returns its URL.
-func freshDatabase(ctx context.Context, admin *service.Postgres, db string) (string, error) {
-	ident := pgx.Identifier{db}.Sanitize()
-	if _, err := admin.Pool.Exec(ctx, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`); err != nil {
-		return "", fmt.Errorf("dropping the demo database: %w", err)
-	}
-	if _, err := admin.Pool.Exec(ctx, `CREATE DATABASE `+ident); err != nil {
-		return "", fmt.Errorf("creating the demo database: %w", err)
-	}
-	cfg := admin.Pool.Config().ConnConfig
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=%s", cfg.User, cfg.Host, cfg.Port, db, sslmode(admin.URL)), nil
-}
-
-func sslmode(url string) string {
-	if i := strings.Index(url, "sslmode="); i >= 0 {
-		v := url[i+len("sslmode="):]
-		if j := strings.IndexAny(v, "&"); j >= 0 {
-			v = v[:j]
-		}
-		return v
-	}
-	return "prefer"
 }
 
 func redactURL(url string) string {

@@ -73,8 +73,8 @@ func (e FieldError) String() string {
 
 // ValidationError reports every field of a JSON value that does not fit the
 // schema. FromJSON collects all failures before returning, so Fields is
-// complete and ordered by position in the schema (record fields in schema
-// order, unknown keys sorted, array elements by index, map keys sorted).
+// complete and deterministic: record fields in schema order followed by the
+// record's unknown keys, array elements by index, map entries in input order.
 type ValidationError struct {
 	Fields []FieldError
 }

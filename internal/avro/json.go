@@ -20,9 +20,11 @@ import (
 //
 //	record, map        map[string]any
 //	array              []any
-//	union              nil for null, else map[string]any{branch: value} keyed
-//	                   by hamba's branch name ("string", "shop.Card",
-//	                   "long.timestamp-millis")
+//	union              nil for null; the plain value if hamba's type
+//	                   resolver knows every branch by name (primitives and
+//	                   their logical types, as in ["null","string"]); else
+//	                   map[string]any{branch: value} keyed by hamba's branch
+//	                   name ("int", "shop.Card", "long.timestamp-millis")
 //	int, long          int, int64
 //	float, double      float32, float64
 //	string, enum, uuid string
@@ -48,6 +50,9 @@ import (
 // "HH:MM:SS[.frac]" or an integer count since midnight; decimal takes a
 // number or a numeric string within the schema's precision and scale.
 //
+// Strings and bytes longer than MaxBytesSize and arrays or maps with more
+// than MaxItems entries fail "range", since Decode would refuse them.
+//
 // Malformed JSON wraps ErrMalformedJSON; values that do not fit return
 // *ValidationError listing every failing field.
 func (s *Schema) FromJSON(data []byte) (any, error) {
@@ -55,8 +60,12 @@ func (s *Schema) FromJSON(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := converter{budget: 4*nodes + 4096}
+	c := converter{work: &workBudget{left: 4*nodes + 4096}}
 	native, _ := c.convert(s.avro, v, "")
+	if c.work.exhausted != nil {
+		// Other errors found by then may be artefacts of the cut-off.
+		return nil, &ValidationError{Fields: []FieldError{*c.work.exhausted}}
+	}
 	if len(c.errs) > 0 {
 		return nil, &ValidationError{Fields: c.errs}
 	}
@@ -77,18 +86,14 @@ func (s *Schema) EncodeJSON(data []byte) ([]byte, error) {
 // converter turns a parsed JSON tree into native values, collecting errors.
 type converter struct {
 	errs []FieldError
-	// budget bounds the work of trial conversions against union branches;
-	// shared by trial converters through the pointer in trial().
-	budget  int
-	parent  *converter
-	spentUp bool
+	work *workBudget // shared with trial converters
 }
 
-func (c *converter) root() *converter {
-	for c.parent != nil {
-		c = c.parent
-	}
-	return c
+// workBudget bounds conversion work, so that trial conversions of nested
+// look-alike union branches cannot take exponential time.
+type workBudget struct {
+	left      int
+	exhausted *FieldError // where the budget ran out
 }
 
 func (c *converter) fail(path, rule, msg string, v any, showValue bool) {
@@ -99,14 +104,8 @@ func (c *converter) fail(path, rule, msg string, v any, showValue bool) {
 	c.errs = append(c.errs, fe)
 }
 
-func (c *converter) trial() *converter { return &converter{parent: c} }
-
-// spend charges one unit of conversion work and reports whether budget is left.
-func (c *converter) spend() bool {
-	r := c.root()
-	r.budget--
-	return r.budget >= 0
-}
+// trial returns a converter that shares c's budget but collects its own errors.
+func (c *converter) trial() *converter { return &converter{work: c.work} }
 
 func joinField(path, name string) string {
 	if path == "" {
@@ -166,11 +165,10 @@ func isBinary(s havro.Schema) bool {
 // convert returns the native value of v for schema s. ok is false when an
 // error was recorded for v or below it.
 func (c *converter) convert(s havro.Schema, v any, path string) (any, bool) {
-	if !c.spend() {
-		r := c.root()
-		if !r.spentUp {
-			r.spentUp = true
-			r.fail(path, RuleUnion, "value too expensive to match against the schema's unions", nil, false)
+	if c.work.left--; c.work.left < 0 {
+		if c.work.exhausted == nil {
+			c.work.exhausted = &FieldError{Path: path, Rule: RuleUnion,
+				Message: "value too expensive to match against the schema's unions"}
 		}
 		return nil, false
 	}
@@ -180,7 +178,6 @@ func (c *converter) convert(s havro.Schema, v any, path string) (any, bool) {
 	return out, len(c.errs) == n
 }
 
-//nolint:gocyclo // one case per Avro type
 func (c *converter) convertType(s havro.Schema, v any, path string) any {
 	switch s.Type() {
 	case havro.Null:
@@ -230,6 +227,10 @@ func (c *converter) convertType(s havro.Schema, v any, path string) any {
 			c.typeErr(s, v, path)
 			return ""
 		}
+		if len(str) > MaxBytesSize {
+			c.fail(path, RuleRange, fmt.Sprintf("longer than %d bytes", MaxBytesSize), v, true)
+			return ""
+		}
 		if logicalType(s) == havro.UUID && !isUUID(str) {
 			c.fail(path, RuleUUID, "must be a UUID like 123e4567-e89b-12d3-a456-426614174000", v, true)
 		}
@@ -250,6 +251,10 @@ func (c *converter) convertType(s havro.Schema, v any, path string) any {
 			c.typeErr(s, v, path)
 			return nil
 		}
+		if len(arr) > MaxItems {
+			c.fail(path, RuleRange, fmt.Sprintf("more than %d items", MaxItems), v, true)
+			return nil
+		}
 		items := s.(*havro.ArraySchema).Items()
 		out := make([]any, len(arr))
 		for i, e := range arr {
@@ -260,6 +265,10 @@ func (c *converter) convertType(s havro.Schema, v any, path string) any {
 		obj, ok := v.(*jsonObject)
 		if !ok {
 			c.typeErr(s, v, path)
+			return nil
+		}
+		if len(obj.members) > MaxItems {
+			c.fail(path, RuleRange, fmt.Sprintf("more than %d entries", MaxItems), v, true)
 			return nil
 		}
 		values := s.(*havro.MapSchema).Values()
@@ -367,6 +376,10 @@ func (c *converter) base64(s havro.Schema, v any, path string) ([]byte, bool) {
 	b, err := base64.StdEncoding.Strict().DecodeString(str)
 	if err != nil {
 		c.fail(path, RuleBase64, "expected "+describe(s)+" as standard base64 with padding", v, false)
+		return nil, false
+	}
+	if len(b) > MaxBytesSize {
+		c.fail(path, RuleRange, fmt.Sprintf("longer than %d bytes", MaxBytesSize), v, false)
 		return nil, false
 	}
 	return b, true
@@ -698,7 +711,7 @@ func (c *converter) union(u *havro.UnionSchema, v any, path string) any {
 	for _, idx := range candidates {
 		t := c.trial()
 		native, ok := t.convert(types[idx], v, path)
-		if c.root().spentUp {
+		if c.work.exhausted != nil {
 			return nil
 		}
 		if ok {

@@ -85,11 +85,16 @@ func (s *Schema) String() string { return s.canonical }
 // Encode marshals a Go value to Avro binary: a struct with `avro` tags, a
 // pointer to one, or a map[string]any holding the native values that FromJSON
 // and Decode produce. Values are checked by hamba only; use EncodeJSON for
-// input that needs field-by-field validation.
+// input that needs field-by-field validation. The result is guaranteed to be
+// within Decode's limits (sizes, item counts, depth): what Encode returns
+// can always be decoded again.
 func (s *Schema) Encode(v any) ([]byte, error) {
 	b, err := api.Marshal(s.avro, v)
 	if err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
+	}
+	if err := checkPayload(s.avro, b); err != nil {
+		return nil, fmt.Errorf("avro: encoding %s: the result would not decode: %w", s.fullName, err)
 	}
 	return b, nil
 }

@@ -46,7 +46,6 @@ func renderErr(s havro.Schema, v any, path string) error {
 	return fmt.Errorf("avro: rendering %s at %s: unexpected Go value of type %T", describe(s), path, v)
 }
 
-//nolint:gocyclo // one case per Avro type
 func appendJSON(b []byte, s havro.Schema, v any, path string) ([]byte, error) {
 	s = deref(s)
 	lt := logicalType(s)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -146,3 +148,28 @@ func (n *NATS) Close() {
 
 // ErrNotReady is returned by readiness checks that fail without a more precise error.
 var ErrNotReady = errors.New("not ready")
+
+// FreshDatabase drops db on p's server if it exists, creates it empty, and returns its URL.
+// The demo and the bench use it to start clean.
+func (p *Postgres) FreshDatabase(ctx context.Context, db string) (string, error) {
+	ident := pgx.Identifier{db}.Sanitize()
+	if _, err := p.Pool.Exec(ctx, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`); err != nil {
+		return "", fmt.Errorf("dropping the demo database: %w", err)
+	}
+	if _, err := p.Pool.Exec(ctx, `CREATE DATABASE `+ident); err != nil {
+		return "", fmt.Errorf("creating the demo database: %w", err)
+	}
+	cfg := p.Pool.Config().ConnConfig
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=%s", cfg.User, cfg.Host, cfg.Port, db, sslmode(p.URL)), nil
+}
+
+func sslmode(url string) string {
+	if i := strings.Index(url, "sslmode="); i >= 0 {
+		v := url[i+len("sslmode="):]
+		if j := strings.IndexAny(v, "&"); j >= 0 {
+			v = v[:j]
+		}
+		return v
+	}
+	return "prefer"
+}

@@ -10,7 +10,10 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet"
 )
@@ -191,4 +194,31 @@ func TestNewHandlerConfig(t *testing.T) {
 	require.ErrorContains(t, err, "Store")
 	_, err = NewHandler(HandlerConfig{Store: &pgjet.Store{}, MaxBodyBytes: -1})
 	require.ErrorContains(t, err, "MaxBodyBytes")
+}
+
+func TestHTTPInternalError(t *testing.T) {
+	t.Parallel()
+	// A pool on a port nobody listens on: every query fails.
+	pool, err := pgxpool.New(t.Context(), "postgres://pgjet@127.0.0.1:1/none?connect_timeout=2")
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	store, err := pgjet.New(pgjet.Config{Pool: pool})
+	require.NoError(t, err)
+	core, logs := observer.New(zap.DebugLevel)
+	h, err := NewHandler(HandlerConfig{Store: store, Logger: zap.New(core)})
+	require.NoError(t, err)
+
+	status, raw := serve(t, h, http.MethodPost, "/streams/order-1", body(t, nil, event(orderPlaced, placed(1))), nil)
+	require.Equal(t, 500, status, "%s", raw)
+	e := decodeError(t, raw)
+	require.Equal(t, codeInternal, e.Code)
+	require.NotContains(t, e.Message, "127.0.0.1", "details stay in the log")
+	entries := logs.FilterLevelExact(zap.ErrorLevel).All()
+	require.Len(t, entries, 1)
+	require.Equal(t, "order-1", entries[0].ContextMap()["stream"])
+	require.Contains(t, entries[0].ContextMap()["error"], "127.0.0.1")
+
+	status, raw = serve(t, h, http.MethodGet, "/streams/order-1", "", nil)
+	require.Equal(t, 500, status, "%s", raw)
+	require.Len(t, logs.FilterLevelExact(zap.ErrorLevel).All(), 2)
 }

@@ -93,6 +93,25 @@ func TestNATS(t *testing.T) {
 		require.Equal(t, codeInvalidStreamID, decodeError(t, raw).Code)
 	})
 
+	t.Run("validation reply over max payload", func(t *testing.T) {
+		t.Parallel()
+		svc, err := NewNATSService(NATSConfig{Store: store, Conn: nc})
+		require.NoError(t, err)
+		eb := errorBody{Code: codeValidationFailed, Message: "event data does not match its schema", Status: 422}
+		for i := range 20000 {
+			eb.Fields = append(eb.Fields, pgjet.FieldError{
+				Path: "events[0].data.items[" + strconv.Itoa(i) + "].quantity", Rule: "type", Message: "must be an int, got a string", Value: `"two"`,
+			})
+		}
+		b := svc.errorReply(eb)
+		require.Less(t, int64(len(b)), nc.MaxPayload())
+		e := decodeError(t, b)
+		require.NotEmpty(t, e.Fields)
+		require.Less(t, len(e.Fields), 20000)
+		require.Equal(t, eb.Fields[:len(e.Fields)], e.Fields)
+		require.Contains(t, e.Message, "20000 failures")
+	})
+
 	t.Run("same answers as http", func(t *testing.T) {
 		t.Parallel()
 		h, err := NewHandler(HandlerConfig{Store: store})

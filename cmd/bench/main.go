@@ -1,0 +1,90 @@
+// Command bench measures pgjet on this machine beside the machine's raw ceilings (plain pgx
+// inserts, plain JetStream async publishes), measured in the same run, and prints the ratios.
+// It uses a fresh pgjet_bench database and an embedded JetStream server.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/bench"
+	"github.com/pgjet/pgjet/internal/embednats"
+	"github.com/pgjet/pgjet/internal/service"
+)
+
+func main() {
+	var (
+		c          service.Common
+		syncAlways bool
+		dur        time.Duration
+		events     int
+		cpuprofile string
+	)
+	f := service.NewFlags("bench")
+	c.Register(f)
+	f.Bool(&syncAlways, "sync-always", "BENCH_SYNC_ALWAYS", false, "run the embedded JetStream with sync_interval: always instead of the lazy default")
+	f.Duration(&dur, "duration", "BENCH_DURATION", 3*time.Second, "length of each timed append scenario")
+	f.Int(&events, "relay-events", "BENCH_RELAY_EVENTS", 50_000, "events moved in the relay scenarios")
+	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
+	c.LogLevel = "warn"
+	service.Main("bench", &c, f, os.Args[1:], func(ctx context.Context, log *zap.Logger) error {
+		if cpuprofile != "" {
+			pf, err := os.Create(cpuprofile)
+			if err != nil {
+				return err
+			}
+			defer pf.Close()
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
+		dir := filepath.Join(c.DataDir, "bench")
+		if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
+			return err
+		}
+		admin, err := service.OpenPostgres(ctx, c.DatabaseURL, dir, 0, log)
+		if err != nil {
+			return err
+		}
+		defer admin.Close(context.WithoutCancel(ctx))
+		url, err := admin.FreshDatabase(ctx, "pgjet_bench")
+		if err != nil {
+			return err
+		}
+		pg, err := service.OpenPostgres(ctx, url, dir, 40, log)
+		if err != nil {
+			return err
+		}
+		defer pg.Close(context.WithoutCancel(ctx))
+		if err := pgjet.Migrate(ctx, pg.Pool); err != nil {
+			return err
+		}
+		ns, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), LazySync: !syncAlways})
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+		nc, err := service.ConnectNATS(ctx, ns.ClientURL(), dir, "pgjet-bench", log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		mode := "lazy fsync (server default)"
+		if syncAlways {
+			mode = "sync_interval: always"
+		}
+		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, Out: os.Stdout, JetStreamMode: mode})
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		return nil
+	})
+}

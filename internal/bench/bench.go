@@ -1,0 +1,432 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/demo"
+	"github.com/pgjet/pgjet/internal/projection"
+	"github.com/pgjet/pgjet/internal/relay"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
+)
+
+// Config configures a run.
+type Config struct {
+	// Pool is a migrated Postgres pool on a database the run may fill. Required.
+	Pool *pgxpool.Pool
+	// Conn is a NATS connection to a JetStream server the run may fill. Required.
+	Conn *nats.Conn
+	// Duration of each timed append scenario. Default 3s.
+	Duration time.Duration
+	// RelayEvents is how many events the relay and raw-publish scenarios move. Default 50,000.
+	RelayEvents int
+	// LatencyRate and LatencyFor set the steady load of the latency scenario. Default 1,000
+	// events/s for 5s.
+	LatencyRate int
+	LatencyFor  time.Duration
+	// Out receives the report.
+	Out io.Writer
+	// JetStreamMode names the server's fsync mode in the report.
+	JetStreamMode string
+}
+
+// Result is one measured figure beside its ceiling.
+type Result struct {
+	Name           string
+	Value, Ceiling float64
+	Unit           string
+	CeilingName    string
+}
+
+const reasonPad = 240 // makes an OrderCancelled about 300 bytes of Avro
+
+func event() pgjet.EventData {
+	return pgjet.EventData{ID: uuid.New(), Type: demo.TypeOrderCancelled, Data: map[string]any{
+		"order_id": uuid.NewString(), "reason": strings.Repeat("r", reasonPad), "cancelled_at": time.Now(),
+	}}
+}
+
+// Run runs every scenario and prints the report.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	cfg.Duration = cmp.Or(cfg.Duration, 3*time.Second)
+	cfg.RelayEvents = cmp.Or(cfg.RelayEvents, 50_000)
+	cfg.LatencyRate = cmp.Or(cfg.LatencyRate, 1000)
+	cfg.LatencyFor = cmp.Or(cfg.LatencyFor, 5*time.Second)
+	store, err := pgjet.New(pgjet.Config{Pool: cfg.Pool})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Registry().RegisterFS(ctx, demoschemas.Files); err != nil {
+		return nil, err
+	}
+	if _, err := cfg.Pool.Exec(ctx, `
+		CREATE TABLE IF NOT EXISTS raw_events (LIKE pgjet.events INCLUDING ALL);
+		CREATE TABLE IF NOT EXISTS raw_outbox (LIKE pgjet.outbox INCLUDING ALL)`); err != nil {
+		return nil, err
+	}
+	// A sample encoded event, so raw inserts write the same bytes.
+	sample, err := store.Append(ctx, "bench-sample", pgjet.Any, event())
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	if err := cfg.Pool.QueryRow(ctx, `SELECT data FROM pgjet.events WHERE position = $1`, sample.Positions[0]).Scan(&data); err != nil {
+		return nil, err
+	}
+	out := cfg.Out
+	fmt.Fprintf(out, "pgjet bench — %s, JetStream %s; each append scenario runs %s\n\n", time.Now().Format(time.DateTime), cfg.JetStreamMode, cfg.Duration)
+	fmt.Fprintf(out, "%-46s %14s %14s %7s   %s\n", "scenario", "pgjet", "ceiling", "ratio", "ceiling measured as")
+	var results []Result
+	report := func(r Result) {
+		results = append(results, r)
+		ratio := "     -"
+		if r.Ceiling > 0 {
+			ratio = fmt.Sprintf("%6.2f", r.Value/r.Ceiling)
+		}
+		fmt.Fprintf(out, "%-46s %14s %14s %7s   %s\n", r.Name, format(r.Value, r.Unit), format(r.Ceiling, r.Unit), ratio, r.CeilingName)
+	}
+
+	for _, size := range []int{1, 100} {
+		for _, writers := range []int{1, 8} {
+			raw, err := timed(ctx, cfg.Duration, writers, func(ctx context.Context, w int) (int, error) {
+				return size, rawInsert(ctx, cfg.Pool, data, size)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("raw insert: %w", err)
+			}
+			got, err := timed(ctx, cfg.Duration, writers, func(ctx context.Context, w int) (int, error) {
+				evs := make([]pgjet.EventData, size)
+				for i := range evs {
+					evs[i] = event()
+				}
+				_, err := store.Append(ctx, fmt.Sprintf("order-bench%d-%d", w, time.Now().UnixNano()%64), pgjet.Any, evs...)
+				return size, err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("append: %w", err)
+			}
+			report(Result{Name: fmt.Sprintf("append, %d event(s) per call, %d writer(s)", size, writers), Value: got, Ceiling: raw,
+				Unit: "ev/s", CeilingName: fmt.Sprintf("pgx tx: %d event row(s) + outbox row(s)", size)})
+		}
+	}
+
+	pending, err := fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
+	if err != nil {
+		return nil, err
+	}
+	rawPub, err := rawPublish(ctx, cfg.Conn, data, cfg.RelayEvents)
+	if err != nil {
+		return nil, fmt.Errorf("raw publish: %w", err)
+	}
+	drain, err := rawDrain(ctx, cfg.Pool, data, cfg.RelayEvents)
+	if err != nil {
+		return nil, fmt.Errorf("raw drain: %w", err)
+	}
+	relayed, err := relayDrain(ctx, cfg.Pool, cfg.Conn, pending)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	report(Result{Name: fmt.Sprintf("relay: outbox -> JetStream (%d ev, 2048 streams)", pending), Value: relayed, Ceiling: min(rawPub, drain),
+		Unit: "ev/s", CeilingName: fmt.Sprintf("min(JetStream async publish %s, outbox DELETE..RETURNING %s)", format(rawPub, "ev/s"), format(drain, "ev/s"))})
+
+	p50, p99, js50, js99, err := latency(ctx, store, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("latency: %w", err)
+	}
+	report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p50 @%d ev/s", cfg.LatencyRate), Value: ms(js50), Unit: "ms"})
+	report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p99 @%d ev/s", cfg.LatencyRate), Value: ms(js99), Unit: "ms"})
+	report(Result{Name: fmt.Sprintf("commit -> projector p50 @%d ev/s", cfg.LatencyRate), Value: ms(p50), Unit: "ms"})
+	report(Result{Name: fmt.Sprintf("commit -> projector p99 @%d ev/s", cfg.LatencyRate), Value: ms(p99), Unit: "ms"})
+	return results, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func format(v float64, unit string) string {
+	if v == 0 {
+		return "-"
+	}
+	if unit == "ms" {
+		return fmt.Sprintf("%.2f ms", v)
+	}
+	return fmt.Sprintf("%.0f %s", v, unit)
+}
+
+// timed runs fn from writers goroutines for d and returns units per second.
+func timed(ctx context.Context, d time.Duration, writers int, fn func(ctx context.Context, w int) (int, error)) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var (
+		total atomic.Int64
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	start := time.Now()
+	for w := range writers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				n, err := fn(ctx, w)
+				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						first = cmp.Or(first, err)
+						mu.Unlock()
+					}
+					return
+				}
+				total.Add(int64(n))
+			}
+		})
+	}
+	wg.Wait()
+	return float64(total.Load()) / time.Since(start).Seconds(), first
+}
+
+// rawInsert writes n event rows and n outbox rows in one transaction with plain pgx: the
+// same rows an append writes, without pgjet's checks.
+func rawInsert(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) error {
+	ids := make([]uuid.UUID, n)
+	for i := range ids {
+		ids[i] = uuid.New()
+	}
+	stream := "raw-" + ids[0].String()
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			WITH ev AS (
+				INSERT INTO raw_events (event_id, stream_id, version, type, schema_id, data)
+				SELECT id, $2, ord, $3, 1, $4 FROM unnest($1::uuid[]) WITH ORDINALITY AS t (id, ord)
+				RETURNING position)
+			INSERT INTO raw_outbox (position, partition) SELECT position, 0 FROM ev`,
+			ids, stream, demo.TypeOrderCancelled, data)
+		return err
+	})
+}
+
+// fillOutbox appends n events in 10-event appends over 2,048 streams and returns how many
+// rows the outbox holds.
+func fillOutbox(ctx context.Context, store *pgjet.Store, pool *pgxpool.Pool, n int) (int, error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	per := n / 10 / 8
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range per {
+				evs := make([]pgjet.EventData, 10)
+				for j := range evs {
+					evs[j] = event()
+				}
+				if _, err := store.Append(ctx, fmt.Sprintf("order-fill%d", (w*per+i)%2048), pgjet.Any, evs...); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	var pending int
+	err := pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox`).Scan(&pending)
+	return pending, err
+}
+
+// rawPublish publishes n messages shaped like the relay's (same payload, Nats-Msg-Id and
+// header count) to a scratch stream with async publishes, window 4096.
+func rawPublish(ctx context.Context, nc *nats.Conn, data []byte, n int) (float64, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
+		return 0, err
+	}
+	defer js.DeleteStream(context.WithoutCancel(ctx), "BENCH_RAW")
+	start := time.Now()
+	for i := range n {
+		m := nats.NewMsg(fmt.Sprintf("bench.raw.order.pgjet:demo:order:OrderCancelled.order-%d", i%64))
+		m.Data = data
+		id := uuid.NewString()
+		m.Header.Set(jetstream.MsgIDHeader, id)
+		for _, h := range []string{"ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time", "ce-datacontenttype", "ce-dataschema", "ce-schemaid", "ce-streamversion", "ce-position"} {
+			m.Header.Set(h, id)
+		}
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			return 0, err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// rawDrain measures the outbox side alone: DELETE ... RETURNING of 500-row batches joined
+// to their events, as one drainer, on a copy of n rows.
+func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) (float64, error) {
+	if _, err := pool.Exec(ctx, `TRUNCATE raw_outbox`); err != nil {
+		return 0, err
+	}
+	for done := 0; done < n; done += 1000 {
+		if err := rawInsert(ctx, pool, data, 1000); err != nil {
+			return 0, err
+		}
+	}
+	start := time.Now()
+	moved := 0
+	for {
+		var k int
+		err := pool.QueryRow(ctx, `
+			WITH d AS (DELETE FROM raw_outbox WHERE position IN (SELECT position FROM raw_outbox ORDER BY position LIMIT 500) RETURNING position)
+			SELECT count(*) FROM d JOIN raw_events e USING (position)`).Scan(&k)
+		if err != nil {
+			return 0, err
+		}
+		if k == 0 {
+			break
+		}
+		moved += k
+	}
+	return float64(moved) / time.Since(start).Seconds(), nil
+}
+
+// relayDrain runs a relay until the outbox is empty and returns events per second.
+func relayDrain(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, pending int) (float64, error) {
+	r, err := relay.New(relay.Config{Pool: pool, Conn: nc})
+	if err != nil {
+		return 0, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- r.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	for {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox`).Scan(&n); err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return float64(pending) / time.Since(start).Seconds(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// latency appends single events at a steady rate with a relay, a projector and a plain
+// JetStream subscriber running, and measures from each append's commit to the subscriber
+// receiving it and to the projector committing it.
+func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js50, js99 time.Duration, err error) {
+	var committed sync.Map // event id -> commit time
+	var projected, delivered []time.Duration
+	var mu sync.Mutex
+	pj, err := projection.New(projection.Config{
+		Pool: cfg.Pool, Conn: cfg.Conn, Registry: store.Registry(), Projection: demo.OrdersProjection(),
+		AfterCommit: func(evs []projection.Event) {
+			now := time.Now()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, ev := range evs {
+				if t, ok := committed.Load(ev.ID); ok {
+					projected = append(projected, now.Sub(t.(time.Time)))
+				}
+			}
+		},
+	})
+	if err != nil {
+		return
+	}
+	r, err := relay.New(relay.Config{Pool: cfg.Pool, Conn: cfg.Conn})
+	if err != nil {
+		return
+	}
+	// The projector starts at the end of what earlier scenarios published.
+	if s, err := jetstream.New(cfg.Conn); err == nil {
+		if st, err := s.Stream(ctx, "PGJET_EVENTS"); err == nil {
+			if info, err := st.Info(ctx); err == nil {
+				if _, err := cfg.Pool.Exec(ctx, `INSERT INTO pgjet.checkpoints (name, sequence) VALUES ($1, $2)
+					ON CONFLICT (name) DO UPDATE SET sequence = EXCLUDED.sequence`, demo.ProjectionName, info.State.LastSeq); err != nil {
+					return 0, 0, 0, 0, err
+				}
+			}
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { _ = r.Run(rctx) })
+	wg.Go(func() { _ = pj.Run(rctx) })
+	sub, err := cfg.Conn.Subscribe("pgjet.events.>", func(m *nats.Msg) {
+		now := time.Now()
+		if t, ok := committed.Load(m.Header.Get("ce-id")); ok {
+			mu.Lock()
+			delivered = append(delivered, now.Sub(t.(time.Time)))
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		return
+	}
+	defer sub.Unsubscribe()
+	interval := time.Second / time.Duration(cfg.LatencyRate)
+	deadline := time.Now().Add(cfg.LatencyFor)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	sent := 0
+	for time.Now().Before(deadline) {
+		<-tick.C
+		wg.Go(func() {
+			ev := event()
+			if _, err := store.Append(ctx, fmt.Sprintf("order-lat%d", sent%256), pgjet.Any, ev); err == nil {
+				committed.Store(ev.ID.String(), time.Now())
+			}
+		})
+		sent++
+	}
+	// Wait (bounded) for the stragglers.
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := len(projected)
+		mu.Unlock()
+		if n >= sent*99/100 {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	p50, p99 = quantile(projected, 0.5), quantile(projected, 0.99)
+	js50, js99 = quantile(delivered, 0.5), quantile(delivered, 0.99)
+	return p50, p99, js50, js99, nil
+}
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
