@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -64,6 +65,7 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 
 // prepared is an append validated and encoded, ready to run in a transaction.
 type prepared struct {
+	registry    *registry.Registry
 	stream      string
 	expected    ExpectedVersion
 	partition   int16
@@ -90,7 +92,7 @@ func (s *Store) prepare(ctx context.Context, streamID string, expected ExpectedV
 		return nil, fmt.Errorf("%w: %d events in one append, limit %d", ErrTooLarge, len(events), s.cfg.MaxEventsPerAppend)
 	}
 	p := &prepared{
-		stream: streamID, expected: expected, partition: outbox.PartitionOf(streamID),
+		registry: s.registry, stream: streamID, expected: expected, partition: outbox.PartitionOf(streamID),
 		ids: make([]uuid.UUID, len(events)), types: make([]string, len(events)),
 		schemaIDs: make([]int32, len(events)), data: make([][]byte, len(events)), metadata: make([][]byte, len(events)),
 	}
@@ -306,7 +308,7 @@ func (p *prepared) claimVersions(ctx context.Context, tx pgx.Tx, n int64) (int64
 // are stored as this append would store them: the append is a retry.
 func (p *prepared) existing(ctx context.Context, tx pgx.Tx) (AppendResult, bool, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT event_id, stream_id, version, type, data, position FROM pgjet.events
+		SELECT event_id, stream_id, version, type, data, metadata, position FROM pgjet.events
 		WHERE event_id = ANY($1) ORDER BY position`, p.ids)
 	if err != nil {
 		return AppendResult{}, false, translate(err)
@@ -317,12 +319,13 @@ func (p *prepared) existing(ctx context.Context, tx pgx.Tx) (AppendResult, bool,
 		version  int64
 		typ      string
 		data     []byte
+		metadata []byte
 		position int64
 	}
 	var got []stored
 	for rows.Next() {
 		var s stored
-		if err := rows.Scan(&s.id, &s.stream, &s.version, &s.typ, &s.data, &s.position); err != nil {
+		if err := rows.Scan(&s.id, &s.stream, &s.version, &s.typ, &s.data, &s.metadata, &s.position); err != nil {
 			rows.Close()
 			return AppendResult{}, false, translate(err)
 		}
@@ -345,8 +348,15 @@ func (p *prepared) existing(ctx context.Context, tx pgx.Tx) (AppendResult, bool,
 		switch {
 		case s.id != p.ids[i] || s.stream != p.stream || (i > 0 && s.version != got[i-1].version+1):
 			return AppendResult{}, false, reused(fmt.Sprintf("event %s is stored at %q version %d, not as part of this append", s.id, s.stream, s.version))
-		case s.typ != p.types[i] || !bytes.Equal(s.data, p.data[i]):
-			return AppendResult{}, false, reused(fmt.Sprintf("event %s is stored with a different type or data", s.id))
+		case s.typ != p.types[i] || !jsonEqual(s.metadata, p.metadata[i]):
+			return AppendResult{}, false, reused(fmt.Sprintf("event %s is stored with a different type or metadata", s.id))
+		}
+		same, err := p.sameData(ctx, s.data, p.data[i])
+		if err != nil {
+			return AppendResult{}, false, err
+		}
+		if !same {
+			return AppendResult{}, false, reused(fmt.Sprintf("event %s is stored with different data", s.id))
 		}
 		res.Positions = append(res.Positions, s.position)
 	}
@@ -362,6 +372,44 @@ func (p *prepared) existing(ctx context.Context, tx pgx.Tx) (AppendResult, bool,
 		return AppendResult{}, false, &WrongExpectedVersionError{Stream: p.stream, Expected: e, Actual: actual}
 	}
 	return res, true, nil
+}
+
+// sameData reports whether two wire-format payloads carry the same data. Equal bytes are
+// the same; otherwise both are decoded to natural JSON (Avro maps encode in no fixed
+// order, and a retry may be encoded with a newer schema version) and compared.
+func (p *prepared) sameData(ctx context.Context, a, b []byte) (bool, error) {
+	if bytes.Equal(a, b) {
+		return true, nil
+	}
+	render := func(wire []byte) (json.RawMessage, error) {
+		id, payload, err := avro.SplitWire(wire)
+		if err != nil {
+			return nil, err
+		}
+		schema, err := p.registry.SchemaByID(ctx, int(id))
+		if err != nil {
+			return nil, err
+		}
+		return schema.DecodeJSON(payload)
+	}
+	ja, err := render(a)
+	if err != nil {
+		return false, fmt.Errorf("comparing with the stored event: %w", err)
+	}
+	jb, err := render(b)
+	if err != nil {
+		return false, fmt.Errorf("comparing with the stored event: %w", err)
+	}
+	return jsonEqual(ja, jb), nil
+}
+
+// jsonEqual compares two JSON documents by value.
+func jsonEqual(a, b []byte) bool {
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return bytes.Equal(a, b)
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 type rowQuerier interface {

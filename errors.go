@@ -20,6 +20,8 @@ var (
 	// ErrInvalidAppend: an append that is malformed as a whole (no events, a bad
 	// expectation, an event without a type, repeated ids).
 	ErrInvalidAppend = errors.New("pgjet: invalid append")
+	// ErrInvalidRead: a read with a bad limit or direction.
+	ErrInvalidRead = errors.New("pgjet: invalid read")
 	// ErrTooLarge: too many events in one append, or an event or its metadata over the limit.
 	ErrTooLarge = errors.New("pgjet: too large")
 	// ErrValidation is matched by *ValidationError.

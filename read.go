@@ -34,7 +34,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, dir Direction, 
 		return nil, err
 	}
 	if limit <= 0 {
-		return nil, fmt.Errorf("%w: limit must be positive", ErrInvalidAppend)
+		return nil, fmt.Errorf("%w: limit must be positive", ErrInvalidRead)
 	}
 	var q string
 	switch dir {
@@ -46,7 +46,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, dir Direction, 
 		}
 		q = `SELECT ` + eventColumns + ` FROM pgjet.events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
 	default:
-		return nil, fmt.Errorf("pgjet: unknown direction %d", dir)
+		return nil, fmt.Errorf("%w: unknown direction %d", ErrInvalidRead, dir)
 	}
 	events, err := queryEvents(ctx, s.pool, q, streamID, from, limit)
 	if err != nil {
@@ -84,7 +84,7 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 // never makes them miss anything. Pass the last returned event's Next() as the next cursor.
 func (s *Store) ReadAll(ctx context.Context, after AllPosition, limit int) ([]RecordedEvent, error) {
 	if limit <= 0 {
-		return nil, fmt.Errorf("%w: limit must be positive", ErrInvalidAppend)
+		return nil, fmt.Errorf("%w: limit must be positive", ErrInvalidRead)
 	}
 	events, err := queryEvents(ctx, s.pool, `
 		SELECT `+eventColumns+` FROM pgjet.events

@@ -1,5 +1,6 @@
-// Command writer serves pgjet's append API over HTTP and NATS request-reply, and the schema
-// registry's HTTP API.
+// Command writer serves pgjet's append API over HTTP (/streams/...) and NATS request-reply,
+// and the Confluent-compatible schema registry API (/schemas, /subjects, /config,
+// /compatibility) on the same HTTP address.
 //
 //	writer [flags]          run the writer
 //	writer migrate [flags]  apply database migrations and exit
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/registry"
 	"github.com/pgjet/pgjet/internal/service"
 	"github.com/pgjet/pgjet/internal/writer"
 )
@@ -72,7 +74,8 @@ func main() {
 		ops := service.NewOps(log)
 		ops.AddCheck("postgres", service.PostgresCheck(pg))
 		ops.AddCheck("nats", service.NATSCheck(nc))
-		ops.Mux.Handle("/", api)
+		ops.Mux.Handle("/streams/", api)
+		ops.Mux.Handle("/", registry.NewHandler(store.Registry(), log))
 		return service.RunAll(ctx, natsAPI.Run,
 			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
 	})

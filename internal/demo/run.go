@@ -22,6 +22,7 @@ import (
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/projection"
+	"github.com/pgjet/pgjet/internal/registry"
 	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/internal/writer"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
@@ -89,7 +90,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/streams/", api)
+	mux.Handle("/", registry.NewHandler(store.Registry(), log))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 	writerURL := "http://" + ln.Addr().String()

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	havro "github.com/hamba/avro/v2"
@@ -69,4 +71,65 @@ func (c Compatibility) check(candidate *avro.Schema, registered []Version) []Bre
 		}
 	}
 	return breaks
+}
+
+// LatestVersion stands for a subject's newest version where a version number is expected
+// (Confluent's "latest" and -1).
+const LatestVersion = -1
+
+// CheckCompatibility runs the check Register would run for schemaText under subject,
+// without registering anything: against the newest version, or every version for a
+// transitive level, in the directions of the level in force. It returns nil when the
+// schema could be registered (also when subject has no versions yet), an
+// *IncompatibleError listing every break, or ErrInvalidSchema.
+func (r *Registry) CheckCompatibility(ctx context.Context, subject, schemaText string) error {
+	s, _, err := parseSchema(schemaText)
+	if err != nil {
+		return err
+	}
+	registered, err := r.versions(ctx, r.pool, subject)
+	if err != nil {
+		return err
+	}
+	return r.checkAgainst(ctx, subject, s, registered)
+}
+
+// CheckCompatibilityWith checks schemaText against one registered version of subject
+// (LatestVersion for the newest), in the directions of the level in force, as Confluent's
+// POST /compatibility/subjects/{s}/versions/{v} does: only that version, even when the
+// level is transitive. Checking against LatestVersion of a subject without versions
+// succeeds; a numbered version that does not exist returns ErrSubjectNotFound or
+// ErrVersionNotFound.
+func (r *Registry) CheckCompatibilityWith(ctx context.Context, subject, schemaText string, version int) error {
+	s, _, err := parseSchema(schemaText)
+	if err != nil {
+		return err
+	}
+	var v Version
+	if version == LatestVersion {
+		v, err = r.Latest(ctx, subject)
+		if errors.Is(err, ErrSubjectNotFound) {
+			return nil
+		}
+	} else {
+		v, err = r.Version(ctx, subject, version)
+	}
+	if err != nil {
+		return err
+	}
+	return r.checkAgainst(ctx, subject, s, []Version{v})
+}
+
+func (r *Registry) checkAgainst(ctx context.Context, subject string, s *avro.Schema, registered []Version) error {
+	if len(registered) == 0 {
+		return nil
+	}
+	level, err := effectiveLevel(ctx, r.pool, subject)
+	if err != nil {
+		return err
+	}
+	if breaks := level.check(s, registered); len(breaks) > 0 {
+		return &IncompatibleError{Subject: subject, Level: level, Breaks: breaks}
+	}
+	return nil
 }

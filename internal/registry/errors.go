@@ -26,19 +26,26 @@ var (
 
 // IncompatibleError says which registered versions a rejected schema breaks, and why.
 type IncompatibleError struct {
+	// Subject is the subject the schema was checked under.
 	Subject string
-	Level   Compatibility
+	// Level is the compatibility level in force for Subject.
+	Level Compatibility
 	// Breaks lists each earlier version the schema is incompatible with.
 	Breaks []Break
 }
 
 // Break is one failed check of a candidate schema against a registered version.
 type Break struct {
-	Version   int
-	Direction string // "backward": new schema cannot read old data; "forward": old cannot read new
-	Reason    string
+	// Version is the registered version the candidate breaks.
+	Version int
+	// Direction is "backward" (the new schema cannot read data written with Version) or
+	// "forward" (Version cannot read data written with the new schema).
+	Direction string
+	// Reason is the schema-resolution failure, as hamba/avro reports it.
+	Reason string
 }
 
+// Error lists every break in one line.
 func (e *IncompatibleError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "schema for subject %q is incompatible under %s:", e.Subject, e.Level)
@@ -46,6 +53,16 @@ func (e *IncompatibleError) Error() string {
 		fmt.Fprintf(&b, " version %d (%s): %s;", br.Version, br.Direction, br.Reason)
 	}
 	return strings.TrimSuffix(b.String(), ";")
+}
+
+// String says in words which way the break goes: for "backward", that the new schema
+// cannot read data written with the version; for "forward", that the version cannot read
+// data written with the new schema.
+func (b Break) String() string {
+	if b.Direction == "forward" {
+		return fmt.Sprintf("version %d cannot read data written with the new schema: %s", b.Version, b.Reason)
+	}
+	return fmt.Sprintf("the new schema cannot read data written with version %d: %s", b.Version, b.Reason)
 }
 
 // Is makes errors.Is(err, ErrIncompatible) true.

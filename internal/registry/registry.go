@@ -28,8 +28,14 @@ type Registry struct {
 	now       func() time.Time
 
 	mu     sync.RWMutex
-	byID   map[int]*avro.Schema
+	byID   map[int]storedSchema
 	latest map[string]cachedLatest
+}
+
+// storedSchema is a schema as stored: the text first registered for its identity, parsed.
+type storedSchema struct {
+	schema *avro.Schema
+	text   string
 }
 
 type cachedLatest struct {
@@ -60,38 +66,49 @@ func New(cfg Config) (*Registry, error) {
 	}
 	return &Registry{
 		pool: cfg.Pool, latestTTL: cfg.LatestTTL, now: cfg.Now,
-		byID: map[int]*avro.Schema{}, latest: map[string]cachedLatest{},
+		byID: map[int]storedSchema{}, latest: map[string]cachedLatest{},
 	}, nil
 }
 
 // Register adds schemaText as the next version of subject, after checking it against the
 // subject's compatibility level. Registering a schema the subject already has (same
-// canonical form) returns the existing version and changes nothing. The same schema under
-// another subject keeps its global id.
+// identity, see below) returns the existing version and changes nothing. The same schema
+// under another subject keeps its global id.
+//
+// Two texts are the same schema when they differ only in formatting, in the order of
+// attributes or in how names are written (namespace attribute or full name): everything
+// that matters to Avro schema resolution, defaults and aliases included, must agree. The
+// text stored, and served by SchemaText, is the one first registered for that identity,
+// as written, so defaults, aliases and docs survive.
 func (r *Registry) Register(ctx context.Context, subject, schemaText string) (Version, error) {
 	if subject == "" {
 		return Version{}, fmt.Errorf("%w: empty subject", ErrSubjectNotFound)
 	}
-	s, err := avro.Parse(schemaText)
+	s, fp, err := parseSchema(schemaText)
 	if err != nil {
-		return Version{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
+		return Version{}, err
 	}
-	fp := s.Fingerprint()
-	var out Version
+	var (
+		out     Version
+		stored  string
+		created bool
+	)
 	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		// Serialise registrations per subject so versions are dense and checks see all.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('pgjet.subject:' || $1, 0))`, subject); err != nil {
-			return err
+			return fmt.Errorf("locking subject %q: %w", subject, err)
 		}
-		registered, err := versions(ctx, tx, subject)
+		existing, found, err := lookup(ctx, tx, subject, fp)
 		if err != nil {
 			return err
 		}
-		for _, v := range registered {
-			if v.Schema.Fingerprint() == fp {
-				out = v
-				return nil
-			}
+		if found {
+			out, stored = existing.Version, existing.text
+			return nil
+		}
+		registered, err := r.versions(ctx, tx, subject)
+		if err != nil {
+			return err
 		}
 		level, err := effectiveLevel(ctx, tx, subject)
 		if err != nil {
@@ -100,13 +117,15 @@ func (r *Registry) Register(ctx context.Context, subject, schemaText string) (Ve
 		if breaks := level.check(s, registered); len(breaks) > 0 {
 			return &IncompatibleError{Subject: subject, Level: level, Breaks: breaks}
 		}
+		// DO UPDATE, not DO NOTHING: when a concurrent transaction registering the same
+		// schema under another subject commits first, DO UPDATE still returns its row,
+		// where DO NOTHING would return nothing and a plain SELECT in the same statement
+		// would not see the row yet.
 		var id int
 		err = tx.QueryRow(ctx, `
-			WITH ins AS (
-				INSERT INTO pgjet.schemas (fingerprint, schema) VALUES ($1, $2)
-				ON CONFLICT (fingerprint) DO NOTHING RETURNING id)
-			SELECT id FROM ins UNION ALL SELECT id FROM pgjet.schemas WHERE fingerprint = $1
-			LIMIT 1`, fp[:], s.Canonical()).Scan(&id)
+			INSERT INTO pgjet.schemas (fingerprint, schema) VALUES ($1, $2)
+			ON CONFLICT (fingerprint) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
+			RETURNING id, schema`, fp[:], schemaText).Scan(&id, &stored)
 		if err != nil {
 			return fmt.Errorf("storing schema: %w", err)
 		}
@@ -118,67 +137,117 @@ func (r *Registry) Register(ctx context.Context, subject, schemaText string) (Ve
 			subject, next, id); err != nil {
 			return fmt.Errorf("storing subject version: %w", err)
 		}
-		out = Version{Subject: subject, Version: next, ID: id, Schema: s}
+		out, created = Version{Subject: subject, Version: next, ID: id, Schema: s}, true
 		return nil
 	})
+	if _, incompatible := errors.AsType[*IncompatibleError](err); err != nil && !incompatible {
+		return Version{}, fmt.Errorf("registering schema under %q: %w", subject, err)
+	}
 	if err != nil {
 		return Version{}, err
 	}
-	r.remember(out)
+	out.Schema = r.remember(out, stored, s, created)
 	return out, nil
 }
 
-// Lookup finds the version of subject whose schema has the same canonical form as
-// schemaText (Confluent's POST /subjects/{s}).
+// Lookup finds the version of subject whose schema is the same as schemaText (Confluent's
+// POST /subjects/{s}). It returns ErrSubjectNotFound when subject has no versions and
+// ErrSchemaNotFound when none of them is that schema.
 func (r *Registry) Lookup(ctx context.Context, subject, schemaText string) (Version, error) {
-	s, err := avro.Parse(schemaText)
+	s, fp, err := parseSchema(schemaText)
 	if err != nil {
-		return Version{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
+		return Version{}, err
 	}
-	fp := s.Fingerprint()
-	var v Version
-	err = r.pool.QueryRow(ctx, `
-		SELECT sv.version, sv.schema_id FROM pgjet.subject_versions sv
-		JOIN pgjet.schemas s ON s.id = sv.schema_id
-		WHERE sv.subject = $1 AND s.fingerprint = $2`, subject, fp[:]).Scan(&v.Version, &v.ID)
-	if errors.Is(err, pgx.ErrNoRows) {
+	m, ok, err := lookup(ctx, r.pool, subject, fp)
+	if err != nil {
+		return Version{}, err
+	}
+	if !ok {
 		if _, err := r.Versions(ctx, subject); err != nil {
 			return Version{}, err
 		}
 		return Version{}, fmt.Errorf("%w: under subject %q", ErrSchemaNotFound, subject)
 	}
-	if err != nil {
-		return Version{}, fmt.Errorf("looking up schema under %q: %w", subject, err)
-	}
-	v.Subject, v.Schema = subject, s
+	v := m.Version
+	v.Schema = r.remember(v, m.text, s, false)
 	return v, nil
+}
+
+// match is a version located by schema identity, with its stored text.
+type match struct {
+	Version
+	text string
+}
+
+// lookup finds the version of subject whose schema has identity fp. The returned
+// version has no Schema; callers fill it in.
+func lookup(ctx context.Context, db querier, subject string, fp [32]byte) (match, bool, error) {
+	f := match{Version: Version{Subject: subject}}
+	err := db.QueryRow(ctx, `
+		SELECT sv.version, sv.schema_id, s.schema FROM pgjet.subject_versions sv
+		JOIN pgjet.schemas s ON s.id = sv.schema_id
+		WHERE sv.subject = $1 AND s.fingerprint = $2`, subject, fp[:]).Scan(&f.Version.Version, &f.ID, &f.text)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return match{}, false, nil
+	}
+	if err != nil {
+		return match{}, false, fmt.Errorf("looking up schema under %q: %w", subject, err)
+	}
+	return f, true, nil
 }
 
 // SchemaByID returns the schema with the global id. Results are cached for the life of
 // the registry: ids never change meaning.
 func (r *Registry) SchemaByID(ctx context.Context, id int) (*avro.Schema, error) {
+	st, err := r.stored(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return st.schema, nil
+}
+
+// SchemaText returns the text of the schema with the global id, as first registered:
+// what the HTTP API serves, defaults, aliases and docs included.
+func (r *Registry) SchemaText(ctx context.Context, id int) (string, error) {
+	st, err := r.stored(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return st.text, nil
+}
+
+func (r *Registry) stored(ctx context.Context, id int) (storedSchema, error) {
 	r.mu.RLock()
-	s, ok := r.byID[id]
+	st, ok := r.byID[id]
 	r.mu.RUnlock()
 	if ok {
-		return s, nil
+		return st, nil
 	}
 	var text string
 	err := r.pool.QueryRow(ctx, `SELECT schema FROM pgjet.schemas WHERE id = $1`, id).Scan(&text)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: id %d", ErrSchemaNotFound, id)
+		return storedSchema{}, fmt.Errorf("%w: id %d", ErrSchemaNotFound, id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading schema %d: %w", id, err)
+		return storedSchema{}, fmt.Errorf("reading schema %d: %w", id, err)
 	}
-	s, err = avro.Parse(text)
+	return r.cache(id, text)
+}
+
+// cache parses text, the stored schema with id, and keeps it for the life of the registry.
+func (r *Registry) cache(id int, text string) (storedSchema, error) {
+	s, err := avro.Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("stored schema %d does not parse: %w", id, err)
+		return storedSchema{}, fmt.Errorf("stored schema %d does not parse: %w", id, err)
 	}
+	st := storedSchema{schema: s, text: text}
 	r.mu.Lock()
-	r.byID[id] = s
-	r.mu.Unlock()
-	return s, nil
+	defer r.mu.Unlock()
+	if prev, ok := r.byID[id]; ok {
+		return prev, nil
+	}
+	r.byID[id] = st
+	return st, nil
 }
 
 // Latest returns the newest version of subject, read from Postgres.
@@ -266,7 +335,7 @@ func (r *Registry) Subjects(ctx context.Context) ([]string, error) {
 
 // All returns every version of subject, oldest first, with parsed schemas.
 func (r *Registry) All(ctx context.Context, subject string) ([]Version, error) {
-	vs, err := versions(ctx, r.pool, subject)
+	vs, err := r.versions(ctx, r.pool, subject)
 	if err != nil {
 		return nil, err
 	}
@@ -276,13 +345,23 @@ func (r *Registry) All(ctx context.Context, subject string) ([]Version, error) {
 	return vs, nil
 }
 
-func (r *Registry) remember(v Version) {
+// remember caches v's schema under its id, and v as the subject's latest version when
+// latest says it was just created (an older version found again must not replace the
+// cached latest). text is the stored text and s its parse (or that of an equivalent
+// text). It returns the schema now cached for the id, so that every caller shares one.
+func (r *Registry) remember(v Version, text string, s *avro.Schema, latest bool) *avro.Schema {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.byID[v.ID] = v.Schema
-	if c, ok := r.latest[v.Subject]; !ok || c.v.Version <= v.Version {
+	st, ok := r.byID[v.ID]
+	if !ok {
+		st = storedSchema{schema: s, text: text}
+		r.byID[v.ID] = st
+	}
+	v.Schema = st.schema
+	if c, ok := r.latest[v.Subject]; latest && (!ok || c.v.Version <= v.Version) {
 		r.latest[v.Subject] = cachedLatest{v: v, at: r.now()}
 	}
+	return st.schema
 }
 
 type querier interface {
@@ -290,7 +369,9 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func versions(ctx context.Context, db querier, subject string) ([]Version, error) {
+// versions reads every version of subject, oldest first, parsing each schema once per
+// registry life.
+func (r *Registry) versions(ctx context.Context, db querier, subject string) ([]Version, error) {
 	rows, err := db.Query(ctx, `
 		SELECT sv.version, sv.schema_id, s.schema FROM pgjet.subject_versions sv
 		JOIN pgjet.schemas s ON s.id = sv.schema_id
@@ -304,14 +385,23 @@ func versions(ctx context.Context, db querier, subject string) ([]Version, error
 		v := Version{Subject: subject}
 		var text string
 		if err := rows.Scan(&v.Version, &v.ID, &text); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("reading versions of %q: %w", subject, err)
 		}
-		if v.Schema, err = avro.Parse(text); err != nil {
-			return nil, fmt.Errorf("stored schema %d does not parse: %w", v.ID, err)
+		r.mu.RLock()
+		st, ok := r.byID[v.ID]
+		r.mu.RUnlock()
+		if !ok {
+			if st, err = r.cache(v.ID, text); err != nil {
+				return nil, err
+			}
 		}
+		v.Schema = st.schema
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading versions of %q: %w", subject, err)
+	}
+	return out, nil
 }
 
 // Compatibility returns the level in force for subject: its own, else the global one.
@@ -357,4 +447,28 @@ func effectiveLevel(ctx context.Context, db querier, subject string) (Compatibil
 		return "", fmt.Errorf("reading compatibility of %q: %w", subject, err)
 	}
 	return c, nil
+}
+
+// VersionsByID lists every subject version that uses the schema with the global id,
+// ordered by subject then version (Confluent's GET /schemas/ids/{id}/versions). It
+// returns ErrSchemaNotFound when no schema has that id.
+func (r *Registry) VersionsByID(ctx context.Context, id int) ([]Version, error) {
+	st, err := r.stored(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := r.pool.Query(ctx, `
+		SELECT subject, version FROM pgjet.subject_versions WHERE schema_id = $1
+		ORDER BY subject, version`, id)
+	if err != nil {
+		return nil, fmt.Errorf("listing versions of schema %d: %w", id, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Version, error) {
+		v := Version{ID: id, Schema: st.schema}
+		return v, row.Scan(&v.Subject, &v.Version)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing versions of schema %d: %w", id, err)
+	}
+	return out, nil
 }

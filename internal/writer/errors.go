@@ -84,6 +84,8 @@ func errorResponse(err error) (int, errorBody) {
 		return http.StatusBadRequest, errorBody{Code: codeInvalidStreamID, Message: msg}
 	case errors.Is(err, pgjet.ErrInvalidAppend):
 		return http.StatusBadRequest, errorBody{Code: codeInvalidAppend, Message: msg}
+	case errors.Is(err, pgjet.ErrInvalidRead):
+		return http.StatusBadRequest, errorBody{Code: codeInvalidQuery, Message: msg}
 	case errors.Is(err, pgjet.ErrStreamNotFound):
 		return http.StatusNotFound, errorBody{Code: codeStreamNotFound, Message: msg}
 	case errors.Is(err, pgjet.ErrUnknownEventType):

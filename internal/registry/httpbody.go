@@ -1,0 +1,151 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// MaxBodyBytes bounds the request bodies the HTTP API reads; larger ones get 413.
+const MaxBodyBytes = 1 << 20
+
+// requestMediaTypes are the request content types Confluent's server consumes. A request
+// without a Content-Type is read too.
+var requestMediaTypes = map[string]bool{
+	"application/vnd.schemaregistry.v1+json": true,
+	"application/vnd.schemaregistry+json":    true,
+	"application/json":                       true,
+	"application/octet-stream":               true,
+}
+
+// schemaRequest is the body of the endpoints that take a schema (Confluent's
+// RegisterSchemaRequest), reduced to what this registry supports.
+type schemaRequest struct {
+	Schema string
+}
+
+// configRequest is the body of PUT /config and PUT /config/{subject}.
+type configRequest struct {
+	// Raw is the level as sent, echoed back on success as Confluent does.
+	Raw   string
+	Level Compatibility
+}
+
+// readObject reads a request body that must be one JSON object and returns its members.
+// Its failures follow Confluent: 415 for a content type it does not consume, 422 with
+// code 422 for a missing or null body, 400 for malformed JSON or a body that is not an
+// object. It also answers 413 past MaxBodyBytes and 400 for data after the object.
+func readObject(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, *apiError) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !requestMediaTypes[strings.ToLower(mt)] {
+			return nil, httpError(http.StatusUnsupportedMediaType, "HTTP 415 Unsupported Media Type")
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, httpError(http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("Request body is larger than %d bytes", MaxBodyBytes))
+		}
+		return nil, httpError(http.StatusBadRequest, "Reading the request body: "+err.Error())
+	}
+	return parseObject(body)
+}
+
+// parseObject is readObject's decoding step, on a body already read.
+func parseObject(body []byte) (map[string]json.RawMessage, *apiError) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
+		return nil, httpError(http.StatusUnprocessableEntity, "Request body is missing or null")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	var members map[string]json.RawMessage
+	if err := dec.Decode(&members); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return nil, httpError(http.StatusBadRequest, "Request body must be a JSON object, not "+typeErr.Value)
+		}
+		return nil, httpError(http.StatusBadRequest, "Malformed JSON in request body: "+err.Error())
+	}
+	if dec.More() || dec.InputOffset() != int64(len(trimmed)) {
+		return nil, httpError(http.StatusBadRequest, "Malformed JSON in request body: data after the JSON object")
+	}
+	return members, nil
+}
+
+// stringMember reads member name of an object as a string: absent and null read as "".
+// Any other JSON type is a 400, as a type mismatch is in Confluent.
+func stringMember(members map[string]json.RawMessage, name string) (string, *apiError) {
+	raw, ok := members[name]
+	if !ok || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", httpError(http.StatusBadRequest, fmt.Sprintf("Field %q must be a JSON string", name))
+	}
+	return s, nil
+}
+
+// readSchemaRequest reads the body of an endpoint that takes a schema: "schema" (the
+// schema text, required), "schemaType" (absent, null or "AVRO") and "references" (absent,
+// null or empty). Other members, such as "metadata" or "ruleSet" from newer clients, are
+// ignored.
+func readSchemaRequest(w http.ResponseWriter, r *http.Request) (schemaRequest, *apiError) {
+	members, ae := readObject(w, r)
+	if ae != nil {
+		return schemaRequest{}, ae
+	}
+	return schemaRequestFrom(members)
+}
+
+func schemaRequestFrom(members map[string]json.RawMessage) (schemaRequest, *apiError) {
+	text, ae := stringMember(members, "schema")
+	if ae != nil {
+		return schemaRequest{}, ae
+	}
+	typ, ae := stringMember(members, "schemaType")
+	if ae != nil {
+		return schemaRequest{}, ae
+	}
+	if typ != "" && !strings.EqualFold(typ, "AVRO") {
+		return schemaRequest{}, invalidSchema(fmt.Sprintf("schemaType %q is not supported: this registry holds AVRO schemas only", typ))
+	}
+	if raw, ok := members["references"]; ok && string(raw) != "null" {
+		var refs []json.RawMessage
+		if err := json.Unmarshal(raw, &refs); err != nil {
+			return schemaRequest{}, httpError(http.StatusBadRequest, `Field "references" must be a JSON array`)
+		}
+		if len(refs) > 0 {
+			return schemaRequest{}, newAPIError(http.StatusUnprocessableEntity, codeInvalidSchema, unsupportedReferencesMessage)
+		}
+	}
+	if strings.TrimSpace(text) == "" {
+		return schemaRequest{}, invalidSchema(`empty schema: send {"schema": "<Avro schema JSON as a string>"}`)
+	}
+	return schemaRequest{Schema: text}, nil
+}
+
+// readConfigRequest reads {"compatibility": "<level>"}; the level is case-insensitive, as
+// in Confluent.
+func readConfigRequest(w http.ResponseWriter, r *http.Request) (configRequest, *apiError) {
+	members, ae := readObject(w, r)
+	if ae != nil {
+		return configRequest{}, ae
+	}
+	raw, ae := stringMember(members, "compatibility")
+	if ae != nil {
+		return configRequest{}, ae
+	}
+	level, err := ParseCompatibility(strings.ToUpper(raw))
+	if err != nil {
+		return configRequest{}, newAPIError(http.StatusUnprocessableEntity, codeInvalidCompatibility, invalidCompatibilityMessage)
+	}
+	return configRequest{Raw: raw, Level: level}, nil
+}
