@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -31,7 +32,8 @@ const MaxStreamIDLength = 256
 // Appending events whose ids are all stored already, in the same order in this stream and
 // with the same type and data, returns the original result with Duplicate set and writes
 // nothing; an id stored with other content fails with ErrEventIDReused.
-func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...EventData) (AppendResult, error) {
+func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...EventData) (res AppendResult, err error) {
+	defer func(start time.Time) { s.metrics.observe(start, res, err) }(time.Now())
 	p, err := s.prepare(ctx, streamID, expected, events)
 	if err != nil {
 		return AppendResult{}, err
@@ -55,7 +57,8 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 // AppendTx is Append inside the caller's transaction: the events and outbox rows commit or
 // roll back with the caller's own changes. The stream's row stays locked until tx ends, so
 // keep the transaction short. If tx rolls back, nothing is ever published.
-func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...EventData) (AppendResult, error) {
+func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...EventData) (res AppendResult, err error) {
+	defer func(start time.Time) { s.metrics.observe(start, res, err) }(time.Now())
 	p, err := s.prepare(ctx, streamID, expected, events)
 	if err != nil {
 		return AppendResult{}, err

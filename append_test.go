@@ -300,3 +300,28 @@ func TestGoValueData(t *testing.T) {
 	_, err = s.Append(ctx, "order-go", pgjet.Any, pgjet.EventData{Type: cancelled, Data: map[string]any{"reason": 3}})
 	require.ErrorIs(t, err, pgjet.ErrValidation)
 }
+
+// Avro maps encode in no fixed order, so an honest retry of an event with a map must still
+// be recognised as the same event.
+func TestIdempotentAppendWithMap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	_, err := s.Registry().Register(ctx, "test.Tagged", `{"type":"record","name":"Tagged","namespace":"test",
+		"fields":[{"name":"tags","type":{"type":"map","values":"string"}}]}`)
+	require.NoError(t, err)
+	ev := pgjet.EventData{ID: uuid.New(), Type: "test.Tagged", Data: json.RawMessage(
+		`{"tags":{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8"}}`)}
+	first, err := s.Append(ctx, "tagged-1", pgjet.NoStream, ev)
+	require.NoError(t, err)
+	for range 5 {
+		again, err := s.Append(ctx, "tagged-1", pgjet.NoStream, ev)
+		require.NoError(t, err)
+		require.True(t, again.Duplicate)
+		require.Equal(t, first.Positions, again.Positions)
+	}
+	ev.Data = json.RawMessage(`{"tags":{"a":"changed"}}`)
+	_, err = s.Append(ctx, "tagged-1", pgjet.NoStream, ev)
+	require.ErrorIs(t, err, pgjet.ErrEventIDReused)
+	require.Equal(t, 1, count(t, pool, "pgjet.events"))
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet/internal/migrate"
@@ -21,6 +22,8 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Logger receives structured logs. Default: no logs.
 	Logger *zap.Logger
+	// Registerer receives the append path's metrics (pgjet_append_*). Default: none.
+	Registerer prometheus.Registerer
 	// SchemaTTL bounds how long the newest schema of a type is cached before Postgres is asked
 	// again, so a version registered by another process is used within it. Default 1s.
 	SchemaTTL time.Duration
@@ -62,6 +65,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	registry *registry.Registry
 	log      *zap.Logger
+	metrics  *storeMetrics
 }
 
 // New returns a Store. The database must be migrated (see Migrate).
@@ -74,7 +78,11 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger}, nil
+	m, err := newStoreMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m}, nil
 }
 
 // Registry returns the store's schema registry.

@@ -47,7 +47,8 @@ func main() {
 		if migrateOnly {
 			return nil
 		}
-		store, err := pgjet.New(pgjet.Config{Pool: pg.Pool, Logger: log})
+		ops := service.NewOps(log)
+		store, err := pgjet.New(pgjet.Config{Pool: pg.Pool, Logger: log, Registerer: ops.Registry})
 		if err != nil {
 			return err
 		}
@@ -71,7 +72,6 @@ func main() {
 		if err != nil {
 			return err
 		}
-		ops := service.NewOps(log)
 		ops.AddCheck("postgres", service.PostgresCheck(pg))
 		ops.AddCheck("nats", service.NATSCheck(nc))
 		ops.Mux.Handle("/streams/", api)

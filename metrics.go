@@ -1,0 +1,78 @@
+package pgjet
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// storeMetrics are the append path's Prometheus metrics.
+type storeMetrics struct {
+	appends    *prometheus.CounterVec
+	events     prometheus.Counter
+	perAppend  prometheus.Histogram
+	duration   prometheus.Histogram
+	validation *prometheus.CounterVec
+}
+
+func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
+	m := &storeMetrics{
+		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgjet_append_total",
+			Help: "Append calls by result: ok, duplicate (idempotent retry), conflict (wrong expected version), invalid (rejected before writing) or error.",
+		}, []string{"result"}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgjet_append_events_total",
+			Help: "Events written by appends (idempotent retries write none).",
+		}),
+		perAppend: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pgjet_append_events_per_call",
+			Help:    "Events per successful append call.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pgjet_append_duration_seconds",
+			Help:    "Time an append call takes, validation and commit included (AppendTx: without the caller's commit).",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+		}),
+		validation: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgjet_validation_failures_total",
+			Help: "Failing fields of rejected events, by rule (type, required, enum, range, ...).",
+		}, []string{"rule"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.appends, m.events, m.perAppend, m.duration, m.validation} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+// observe records one append call's outcome.
+func (m *storeMetrics) observe(start time.Time, res AppendResult, err error) {
+	m.duration.Observe(time.Since(start).Seconds())
+	var verr *ValidationError
+	switch {
+	case err == nil && res.Duplicate:
+		m.appends.WithLabelValues("duplicate").Inc()
+	case err == nil:
+		m.appends.WithLabelValues("ok").Inc()
+		m.events.Add(float64(len(res.EventIDs)))
+		m.perAppend.Observe(float64(len(res.EventIDs)))
+	case errors.Is(err, ErrWrongExpectedVersion):
+		m.appends.WithLabelValues("conflict").Inc()
+	case errors.As(err, &verr):
+		m.appends.WithLabelValues("invalid").Inc()
+		for _, f := range verr.Fields {
+			m.validation.WithLabelValues(f.Rule).Inc()
+		}
+	case errors.Is(err, ErrInvalidAppend), errors.Is(err, ErrInvalidStreamID), errors.Is(err, ErrUnknownEventType),
+		errors.Is(err, ErrTooLarge), errors.Is(err, ErrEventIDReused):
+		m.appends.WithLabelValues("invalid").Inc()
+	default:
+		m.appends.WithLabelValues("error").Inc()
+	}
+}
