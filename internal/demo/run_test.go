@@ -1,0 +1,48 @@
+package demo_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/demo"
+	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// The demo end to end, small: every appended event is relayed and projected, and the read
+// model agrees with the events in Postgres.
+func TestRun(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	nc, _ := natstest.Connect(t, natstest.Server(t))
+	s, err := demo.Run(ctx, demo.Config{Pool: pool, Conn: nc, Orders: 150, Rate: 2000})
+	require.NoError(t, err)
+	require.Equal(t, s.Appended, s.Relayed)
+	require.Equal(t, s.Appended, s.Projected)
+	require.Positive(t, s.P99)
+
+	var events int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.events`).Scan(&events))
+	require.Equal(t, s.Appended, events)
+	// Each order's row reflects its last event: its version and its status.
+	var mismatched int
+	require.NoError(t, pool.QueryRow(ctx, `
+		SELECT count(*) FROM demo.orders o
+		JOIN LATERAL (SELECT version, type FROM pgjet.events e WHERE e.stream_id = o.stream_id ORDER BY version DESC LIMIT 1) last ON true
+		WHERE o.version <> last.version
+		   OR o.status <> CASE last.type
+		        WHEN 'pgjet.demo.order.OrderPlaced' THEN 'placed'
+		        WHEN 'pgjet.demo.order.PaymentCaptured' THEN 'paid'
+		        WHEN 'pgjet.demo.order.OrderShipped' THEN 'shipped'
+		        ELSE 'cancelled' END`).Scan(&mismatched))
+	require.Zero(t, mismatched)
+	var orders int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM demo.orders`).Scan(&orders))
+	require.Equal(t, 150, orders)
+}
