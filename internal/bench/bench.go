@@ -124,6 +124,10 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}
 
+	// The relay scenario moves only its own events: drop what the append scenarios queued.
+	if _, err := cfg.Pool.Exec(ctx, `TRUNCATE pgjet.outbox`); err != nil {
+		return nil, err
+	}
 	pending, err := fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
 	if err != nil {
 		return nil, err

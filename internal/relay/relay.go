@@ -296,11 +296,21 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
 	r.metrics.batch.Observe(float64(len(batch)))
 	done, pubErr := r.publish(ctx, batch)
 	if len(done) > 0 {
-		// Deleting after the ack: if this fails the rows are published again and JetStream
-		// drops the duplicates.
-		if _, err := r.cfg.Pool.Exec(context.WithoutCancel(ctx), `DELETE FROM pgjet.outbox WHERE position = ANY($1)`, done); err != nil {
+		if err := r.delete(context.WithoutCancel(ctx), done); err != nil {
 			return len(batch), fmt.Errorf("deleting %d published outbox rows: %w", len(done), err)
 		}
 	}
 	return len(batch), pubErr
+}
+
+// delete removes published rows. It commits without waiting for the WAL flush: a delete
+// lost in a crash only means the rows are published again, and JetStream drops the
+// duplicates, so the relay never waits on an fsync.
+func (r *Relay) delete(ctx context.Context, positions []int64) error {
+	return pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(`DELETE FROM pgjet.outbox WHERE position = ANY($1)`, positions)
+		return tx.SendBatch(ctx, b).Close()
+	})
 }
