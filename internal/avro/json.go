@@ -53,6 +53,9 @@ import (
 // Strings and bytes longer than MaxBytesSize and arrays or maps with more
 // than MaxItems entries fail "range", since Decode would refuse them.
 //
+// Field rules declared in the schema (minimum, pattern, format, ...; see
+// RuleMinimum) are checked on every value that fits its field's type.
+//
 // Malformed JSON wraps ErrMalformedJSON; values that do not fit return
 // *ValidationError listing every failing field.
 func (s *Schema) FromJSON(data []byte) (any, error) {
@@ -60,7 +63,7 @@ func (s *Schema) FromJSON(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := converter{work: &workBudget{left: 4*nodes + 4096}}
+	c := converter{work: &workBudget{left: 4*nodes + 4096}, rules: s.rules}
 	native, _ := c.convert(s.avro, v, "")
 	if c.work.exhausted != nil {
 		// Other errors found by then may be artefacts of the cut-off.
@@ -80,13 +83,14 @@ func (s *Schema) EncodeJSON(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Encode(v)
+	return s.encode(v) // FromJSON checked the field rules
 }
 
 // converter turns a parsed JSON tree into native values, collecting errors.
 type converter struct {
-	errs []FieldError
-	work *workBudget // shared with trial converters
+	errs  []FieldError
+	work  *workBudget                  // shared with trial converters
+	rules map[*havro.Field]*fieldRules // the schema's field rules, see rules.go
 }
 
 // workBudget bounds conversion work, so that trial conversions of nested
@@ -105,7 +109,7 @@ func (c *converter) fail(path, rule, msg string, v any, showValue bool) {
 }
 
 // trial returns a converter that shares c's budget but collects its own errors.
-func (c *converter) trial() *converter { return &converter{work: c.work} }
+func (c *converter) trial() *converter { return &converter{work: c.work, rules: c.rules} }
 
 func joinField(path, name string) string {
 	if path == "" {
@@ -307,7 +311,11 @@ func (c *converter) record(rec *havro.RecordSchema, v any, path string) any {
 			c.fail(fp, RuleRequired, "required field of "+describe(f.Type())+" is missing", nil, false)
 			continue
 		}
-		out[f.Name()], _ = c.convert(f.Type(), fv, fp)
+		native, ok := c.convert(f.Type(), fv, fp)
+		out[f.Name()] = native
+		if r := c.rules[f]; ok && r != nil {
+			r.check(c, f.Type(), native, fp)
+		}
 	}
 	for _, m := range obj.members {
 		if _, ok := known[m.key]; ok {

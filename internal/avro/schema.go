@@ -37,6 +37,7 @@ type Schema struct {
 	canonical   string
 	fingerprint [32]byte
 	fullName    string
+	rules       map[*havro.Field]*fieldRules // nil: no field rules
 
 	mu       sync.Mutex
 	resolved map[[32]byte]havro.Schema // writer fingerprint -> resolved schema, see ResolveDecode
@@ -54,8 +55,13 @@ func Parse(text string) (*Schema, error) {
 	if !ok {
 		return nil, fmt.Errorf("avro: parsing schema: top level is %s, an event schema must be a record", s.Type())
 	}
+	rules, err := compileRules(s)
+	if err != nil {
+		return nil, fmt.Errorf("avro: parsing schema: field rules: %w", err)
+	}
 	canonical := s.String()
 	return &Schema{
+		rules:       rules,
 		avro:        s,
 		canonical:   canonical,
 		fingerprint: sha256.Sum256([]byte(canonical)),
@@ -85,10 +91,28 @@ func (s *Schema) String() string { return s.canonical }
 // Encode marshals a Go value to Avro binary: a struct with `avro` tags, a
 // pointer to one, or a map[string]any holding the native values that FromJSON
 // and Decode produce. Values are checked by hamba only; use EncodeJSON for
-// input that needs field-by-field validation. The result is guaranteed to be
+// input that needs field-by-field validation. Field rules (see RuleMinimum)
+// are checked too: a value that breaks one returns *ValidationError. The result is guaranteed to be
 // within Decode's limits (sizes, item counts, depth): what Encode returns
 // can always be decoded again.
 func (s *Schema) Encode(v any) ([]byte, error) {
+	b, err := s.encode(v)
+	if err != nil || s.rules == nil {
+		return b, err
+	}
+	// Rules are checked on the native form, whatever Go value v was.
+	native, err := decode(s.avro, s.avro, b)
+	if err != nil {
+		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
+	}
+	if err := s.checkRules(native); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// encode is Encode without the field rules.
+func (s *Schema) encode(v any) ([]byte, error) {
 	b, err := api.Marshal(s.avro, v)
 	if err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
@@ -225,4 +249,16 @@ func unionNative(u *havro.UnionSchema, idx int, native any) any {
 		return native
 	}
 	return map[string]any{nativeBranchName(b): native}
+}
+
+// RecordProp returns a custom property of the top-level record ("upcast", say), or nil.
+func (s *Schema) RecordProp(name string) any {
+	return s.avro.(*havro.RecordSchema).Prop(name)
+}
+
+// CanResolve reports whether data written with writer can be read with reader by Avro
+// schema resolution (see ResolveDecode).
+func CanResolve(writer, reader *Schema) bool {
+	_, err := reader.resolvedFrom(writer)
+	return err == nil
 }

@@ -18,7 +18,8 @@ type Order struct {
 
 var (
 	skus     = []string{"SKU-TEA-001", "SKU-MUG-002", "SKU-KETTLE-003", "SKU-BEANS-004", "SKU-FILTER-005", "SKU-GRINDER-006"}
-	carriers = []string{"DHL", "UPS", "PostNL", "GLS"}
+	carriers = [][2]string{{"DHL", "DHL"}, {"UPS", "UPS"}, {"PostNL", "POSTNL"}, {"GLS", "GLS"}} // name, code
+	levels   = []string{"STANDARD", "STANDARD", "EXPRESS", "SAME_DAY"}
 	methods  = []string{"CARD", "INVOICE", "WALLET"}
 	channels = []string{"WEB", "STORE", "PHONE"}
 )
@@ -70,8 +71,10 @@ func (g *Generator) Order() Order {
 		return o
 	}
 	if g.rng.Float64() < 0.9 {
-		add(TypeOrderShipped, map[string]any{"order_id": id.String(), "carrier": carriers[g.rng.IntN(len(carriers))],
-			"tracking_number": fmt.Sprintf("TRK%010d", g.rng.IntN(1e9)), "shipped_at": now})
+		c := carriers[g.rng.IntN(len(carriers))]
+		add(TypeOrderShipped, map[string]any{"order_id": id.String(), "carrier_name": c[0], "carrier_code": c[1],
+			"tracking_number": fmt.Sprintf("TRK%010d", g.rng.IntN(1e9)), "service_level": levels[g.rng.IntN(len(levels))],
+			"shipped_at": now})
 	} else {
 		add(TypeOrderCancelled, map[string]any{"order_id": id.String(), "reason": "out of stock", "cancelled_at": now})
 	}

@@ -1,0 +1,204 @@
+package evolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pgjet/pgjet/internal/avro"
+	"github.com/pgjet/pgjet/internal/registry"
+)
+
+// UpcastProperty is the record property by which a schema version declares that data of
+// the previous version needs an upcaster to reach it: "upcast": true.
+const UpcastProperty = "upcast"
+
+// ErrMissingUpcaster: data must pass a step that requires an upcaster, and none is
+// registered for it.
+var ErrMissingUpcaster = errors.New("evolve: missing upcaster")
+
+// ErrUpcast is wrapped when an upcaster fails or returns data that does not fit the next
+// version's schema.
+var ErrUpcast = errors.New("evolve: upcasting failed")
+
+// Func turns the data of one version (a record as avro.Schema.Decode returns it: native Go
+// values) into the next version's shape. It may modify and return its argument.
+type Func func(data map[string]any) (map[string]any, error)
+
+// Upcaster is the step of an event type from subject version FromVersion to
+// FromVersion+1.
+type Upcaster struct {
+	// Type is the event type: the subject, the Avro full name.
+	Type string
+	// FromVersion is the subject version whose data Func takes; it returns data in the
+	// shape of FromVersion+1.
+	FromVersion int
+	// Func does the step.
+	Func Func
+}
+
+// Decoder decodes wire-format payloads into the newest shape of their type. It is safe
+// for concurrent use.
+type Decoder struct {
+	reg *registry.Registry
+
+	mu        sync.RWMutex
+	upcasters map[string]map[int]Func
+	versions  map[string][]registry.Version // per subject, oldest first; versions never change
+}
+
+// New returns a Decoder reading schemas from reg, with the given upcasters.
+func New(reg *registry.Registry, upcasters ...Upcaster) (*Decoder, error) {
+	d := &Decoder{reg: reg, upcasters: map[string]map[int]Func{}, versions: map[string][]registry.Version{}}
+	for _, u := range upcasters {
+		if err := d.Register(u); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Register adds an upcaster. A second one for the same type and version is an error.
+func (d *Decoder) Register(u Upcaster) error {
+	switch {
+	case u.Type == "":
+		return errors.New("evolve: upcaster without a type")
+	case u.FromVersion < 1:
+		return fmt.Errorf("evolve: upcaster of %s from version %d: versions start at 1", u.Type, u.FromVersion)
+	case u.Func == nil:
+		return fmt.Errorf("evolve: upcaster of %s from version %d has no Func", u.Type, u.FromVersion)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := d.upcasters[u.Type]
+	if m == nil {
+		m = map[int]Func{}
+		d.upcasters[u.Type] = m
+	}
+	if _, dup := m[u.FromVersion]; dup {
+		return fmt.Errorf("evolve: two upcasters of %s from version %d", u.Type, u.FromVersion)
+	}
+	m[u.FromVersion] = u.Func
+	return nil
+}
+
+func (d *Decoder) upcaster(typ string, from int) Func {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.upcasters[typ][from]
+}
+
+// Decode decodes a Confluent wire-format payload of an event of type typ into the newest
+// registered version's shape: native Go values as avro.Schema.Decode returns them.
+func (d *Decoder) Decode(ctx context.Context, typ string, wire []byte) (map[string]any, error) {
+	v, _, err := d.decode(ctx, typ, wire)
+	return v, err
+}
+
+// DecodeJSON is Decode rendered as natural JSON (avro.Schema.RenderJSON of the newest
+// version).
+func (d *Decoder) DecodeJSON(ctx context.Context, typ string, wire []byte) ([]byte, error) {
+	v, newest, err := d.decode(ctx, typ, wire)
+	if err != nil {
+		return nil, err
+	}
+	return newest.RenderJSON(v)
+}
+
+func (d *Decoder) decode(ctx context.Context, typ string, wire []byte) (map[string]any, *avro.Schema, error) {
+	id, payload, err := avro.SplitWire(wire)
+	if err != nil {
+		return nil, nil, err
+	}
+	versions, n, err := d.versionOf(ctx, typ, int(id))
+	if err != nil {
+		return nil, nil, err
+	}
+	newest := versions[len(versions)-1]
+	writer := versions[n-1].Schema
+	for k := n; k < newest.Version; k++ {
+		up := d.upcaster(typ, k)
+		if up == nil {
+			if !stepNeedsUpcaster(versions[k-1].Schema, versions[k].Schema) {
+				continue
+			}
+			return nil, nil, fmt.Errorf("%w: %s data of version %d needs an upcaster to version %d (data written with version %d)",
+				ErrMissingUpcaster, typ, k, k+1, n)
+		}
+		from := versions[k-1].Schema
+		native, err := avro.ResolveDecode(writer, from, payload)
+		if err != nil {
+			return nil, nil, fmt.Errorf("evolve: reading %s version %d data as version %d: %w", typ, n, k, err)
+		}
+		rec, ok := native.(map[string]any)
+		if !ok {
+			return nil, nil, fmt.Errorf("evolve: %s version %d data is %T, not a record", typ, k, native)
+		}
+		out, err := up(rec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s from version %d to %d: %w", ErrUpcast, typ, k, k+1, err)
+		}
+		next := versions[k].Schema
+		if payload, err = next.EncodeWithoutRules(out); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s from version %d to %d: the result does not fit version %d: %w",
+				ErrUpcast, typ, k, k+1, k+1, err)
+		}
+		writer = next
+	}
+	native, err := avro.ResolveDecode(writer, newest.Schema, payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("evolve: reading %s data as version %d: %w", typ, newest.Version, err)
+	}
+	rec, ok := native.(map[string]any)
+	if !ok {
+		return nil, nil, fmt.Errorf("evolve: %s data is %T, not a record", typ, native)
+	}
+	return rec, newest.Schema, nil
+}
+
+// stepNeedsUpcaster reports whether data of from cannot reach to by schema resolution
+// alone.
+func stepNeedsUpcaster(from, to *avro.Schema) bool {
+	if b, _ := to.RecordProp(UpcastProperty).(bool); b {
+		return true
+	}
+	return !avro.CanResolve(from, to)
+}
+
+// versionOf returns the versions of subject typ, oldest first, and the version number
+// whose schema has the global id. The list reaches at least the newest version the
+// registry's cache knows.
+func (d *Decoder) versionOf(ctx context.Context, typ string, id int) ([]registry.Version, int, error) {
+	latest, err := d.reg.LatestCached(ctx, typ)
+	if err != nil {
+		return nil, 0, fmt.Errorf("evolve: %w", err)
+	}
+	d.mu.RLock()
+	versions := d.versions[typ]
+	d.mu.RUnlock()
+	for attempt := 0; ; attempt++ {
+		if len(versions) >= latest.Version {
+			for _, v := range versions {
+				if v.ID == id {
+					return versions, v.Version, nil
+				}
+			}
+		}
+		if attempt == 1 {
+			return nil, 0, fmt.Errorf("evolve: schema id %d is not a version of %s", id, typ)
+		}
+		if versions, err = d.reg.All(ctx, typ); err != nil {
+			return nil, 0, fmt.Errorf("evolve: %w", err)
+		}
+		for i, v := range versions {
+			if v.Version != i+1 {
+				return nil, 0, fmt.Errorf("evolve: %s has no version %d", typ, i+1)
+			}
+		}
+		d.mu.Lock()
+		d.versions[typ] = versions
+		d.mu.Unlock()
+		latest = versions[len(versions)-1]
+	}
+}
