@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -27,7 +28,8 @@ const MaxStreamIDLength = 256
 // Append appends events to a stream in one transaction, with their outbox rows, if the
 // stream's version matches expected. On a conflict it returns a *WrongExpectedVersionError
 // and writes nothing. Every event is validated and encoded before the transaction starts; an
-// invalid event fails the whole append with a *ValidationError.
+// invalid event fails the whole append with a *ValidationError, as does a failed domain
+// check (see Hook).
 //
 // Appending events whose ids are all stored already, in the same order in this stream and
 // with the same type and data, returns the original result with Duplicate set and writes
@@ -38,32 +40,53 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 	if err != nil {
 		return AppendResult{}, err
 	}
-	for attempt := 0; ; attempt++ {
-		var res AppendResult
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			res, err = p.run(ctx, tx)
-			return err
-		})
-		// Two retries of one append racing: the loser hits the unique event id. Once the
-		// winner has committed, running again finds its result.
-		if errors.Is(err, errRaceOnEventID) && attempt == 0 {
-			continue
-		}
-		return res, err
+	if err := s.runHooks(ctx, s.pool, p, events); err != nil {
+		return AppendResult{}, err
 	}
+	if s.group != nil {
+		return s.group.append(ctx, p)
+	}
+	return s.runAlone(ctx, p)
+}
+
+// runAlone runs one append as its own transaction. One statement is its own transaction:
+// no BEGIN and COMMIT round trips.
+func (s *Store) runAlone(ctx context.Context, p *prepared) (AppendResult, error) {
+	res, err := p.run(ctx, s.pool)
+	if errors.Is(err, errRaceOnEventID) {
+		// Two retries of one append raced and the other stored the ids first; now that it
+		// has committed, running again finds its result.
+		res, err = p.run(ctx, s.pool)
+	}
+	if err == nil && !res.Duplicate {
+		s.wakeRelays(ctx, p.partition)
+	}
+	return res, err
 }
 
 // AppendTx is Append inside the caller's transaction: the events and outbox rows commit or
 // roll back with the caller's own changes. The stream's row stays locked until tx ends, so
 // keep the transaction short. If tx rolls back, nothing is ever published.
+//
+// AppendTx wakes the relays with a NOTIFY inside tx. Postgres serialises the commits of
+// transactions that notify, so with many concurrent AppendTx callers prefer fewer, larger
+// transactions, or Append with group commit.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...EventData) (res AppendResult, err error) {
 	defer func(start time.Time) { s.metrics.observe(start, res, err) }(time.Now())
 	p, err := s.prepare(ctx, streamID, expected, events)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	return p.run(ctx, tx)
+	if err := s.runHooks(ctx, tx, p, events); err != nil {
+		return AppendResult{}, err
+	}
+	res, err = p.run(ctx, tx)
+	if err == nil && !res.Duplicate {
+		if _, err := tx.Exec(ctx, notifySQL, strconv.Itoa(int(p.partition))); err != nil {
+			return AppendResult{}, translate(err)
+		}
+	}
+	return res, err
 }
 
 // prepared is an append validated and encoded, ready to run in a transaction.
@@ -227,90 +250,21 @@ func ValidateStreamID(id string) error {
 // errRaceOnEventID: a concurrent append stored one of our event ids first.
 var errRaceOnEventID = fmt.Errorf("%w: stored concurrently by another append; retry to get its result", ErrEventIDReused)
 
-// run performs the append in tx. Statement order matters for the outbox's no-skip
-// argument: the stream row is locked before any position is taken.
-func (p *prepared) run(ctx context.Context, tx pgx.Tx) (AppendResult, error) {
-	if p.clientIDs {
-		res, found, err := p.existing(ctx, tx)
-		if err != nil || found {
-			return res, err
-		}
-	}
-	n := int64(len(p.ids))
-	last, err := p.claimVersions(ctx, tx, n)
-	if err != nil {
-		return AppendResult{}, err
-	}
-	first := last - n + 1
-	rows, err := tx.Query(ctx, `
-		WITH ev AS (
-			INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data, metadata)
-			SELECT id, $1, $2 + ord - 1, type, schema_id, data, metadata
-			FROM unnest($3::uuid[], $4::text[], $5::int[], $6::bytea[], $7::jsonb[])
-				WITH ORDINALITY AS t (id, type, schema_id, data, metadata, ord)
-			ORDER BY ord
-			RETURNING position, version),
-		ob AS (
-			INSERT INTO pgjet.outbox (position, partition, traceparent)
-			SELECT position, $8, $9 FROM ev)
-		SELECT position FROM ev ORDER BY version`,
-		p.stream, first, p.ids, p.types, p.schemaIDs, p.data, p.metadata, p.partition, p.traceparent)
-	if err != nil {
+// run performs the append in tx: one statement, then a second query only for a retry or a
+// conflict.
+func (p *prepared) run(ctx context.Context, db querier) (AppendResult, error) {
+	sql, args := p.statement()
+	var o outcome
+	if err := o.scan(db.QueryRow(ctx, sql, args...)); err != nil {
 		return AppendResult{}, translate(err)
 	}
-	positions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return AppendResult{}, translate(err)
-	}
-	return AppendResult{
-		StreamID: p.stream, FirstVersion: first, LastVersion: last,
-		Positions: positions, EventIDs: p.ids,
-	}, nil
-}
-
-// claimVersions checks the expectation and moves the stream's version forward by n,
-// holding the stream row's lock until the transaction ends. It returns the new version.
-func (p *prepared) claimVersions(ctx context.Context, tx pgx.Tx, n int64) (int64, error) {
-	var (
-		last int64
-		err  error
-	)
-	switch e := p.expected; {
-	case e == Any:
-		err = tx.QueryRow(ctx, `
-			INSERT INTO pgjet.streams AS s (stream_id, version) VALUES ($1, $2)
-			ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.version, updated_at = now()
-			RETURNING version`, p.stream, n).Scan(&last)
-	case e == NoStream || e == 0:
-		err = tx.QueryRow(ctx, `
-			INSERT INTO pgjet.streams (stream_id, version) VALUES ($1, $2)
-			ON CONFLICT (stream_id) DO NOTHING RETURNING version`, p.stream, n).Scan(&last)
-	case e == StreamExists:
-		err = tx.QueryRow(ctx, `
-			UPDATE pgjet.streams SET version = version + $2, updated_at = now()
-			WHERE stream_id = $1 RETURNING version`, p.stream, n).Scan(&last)
-	default:
-		err = tx.QueryRow(ctx, `
-			UPDATE pgjet.streams SET version = version + $2, updated_at = now()
-			WHERE stream_id = $1 AND version = $3 RETURNING version`, p.stream, n, int64(e)).Scan(&last)
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		actual, err := streamVersion(ctx, tx, p.stream)
-		if err != nil {
-			return 0, err
-		}
-		return 0, &WrongExpectedVersionError{Stream: p.stream, Expected: p.expected, Actual: actual}
-	}
-	if err != nil {
-		return 0, translate(err)
-	}
-	return last, nil
+	return p.result(ctx, db, o)
 }
 
 // existing looks for the append's ids among stored events. found is true when all of them
 // are stored as this append would store them: the append is a retry.
-func (p *prepared) existing(ctx context.Context, tx pgx.Tx) (AppendResult, bool, error) {
-	rows, err := tx.Query(ctx, `
+func (p *prepared) existing(ctx context.Context, db querier) (AppendResult, bool, error) {
+	rows, err := db.Query(ctx, `
 		SELECT event_id, stream_id, version, type, data, metadata, position FROM pgjet.events
 		WHERE event_id = ANY($1) ORDER BY position`, p.ids)
 	if err != nil {
@@ -368,7 +322,7 @@ func (p *prepared) existing(ctx context.Context, tx pgx.Tx) (AppendResult, bool,
 	switch e := p.expected; {
 	case (e == NoStream || e == 0) && res.FirstVersion != 1,
 		e >= 1 && res.FirstVersion != int64(e)+1:
-		actual, err := streamVersion(ctx, tx, p.stream)
+		actual, err := streamVersion(ctx, db, p.stream)
 		if err != nil {
 			return AppendResult{}, false, err
 		}

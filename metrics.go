@@ -14,6 +14,9 @@ type storeMetrics struct {
 	perAppend  prometheus.Histogram
 	duration   prometheus.Histogram
 	validation *prometheus.CounterVec
+
+	groupSize      prometheus.Histogram
+	groupFallbacks prometheus.Counter
 }
 
 func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
@@ -40,9 +43,18 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 			Name: "pgjet_validation_failures_total",
 			Help: "Failing fields of rejected events, by rule (type, required, enum, range, ...).",
 		}, []string{"rule"}),
+		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pgjet_append_group_size",
+			Help:    "Appends committed together by group commit.",
+			Buckets: []float64{2, 4, 8, 16, 32, 64, 128, 256},
+		}),
+		groupFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgjet_append_group_fallbacks_total",
+			Help: "Group commits that failed as a whole and were retried one append at a time.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.appends, m.events, m.perAppend, m.duration, m.validation} {
+		for _, c := range []prometheus.Collector{m.appends, m.events, m.perAppend, m.duration, m.validation, m.groupSize, m.groupFallbacks} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -7,8 +7,6 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/pgjet/pgjet/internal/avro"
 )
 
 // Direction is the order of a stream read.
@@ -130,18 +128,4 @@ func queryEvents(ctx context.Context, db querier, q string, args ...any) ([]Reco
 		out = append(out, e)
 	}
 	return out, translate(rows.Err())
-}
-
-// DecodeJSON renders an event's data as natural JSON, decoded with the schema it was
-// written with.
-func (s *Store) DecodeJSON(ctx context.Context, e RecordedEvent) (json.RawMessage, error) {
-	id, payload, err := avro.SplitWire(e.Data)
-	if err != nil {
-		return nil, fmt.Errorf("decoding event %s: %w", e.ID, err)
-	}
-	schema, err := s.registry.SchemaByID(ctx, int(id))
-	if err != nil {
-		return nil, fmt.Errorf("decoding event %s: %w", e.ID, err)
-	}
-	return schema.DecodeJSON(payload)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/pgjet/pgjet/internal/evolve"
 	"github.com/pgjet/pgjet/internal/migrate"
 	"github.com/pgjet/pgjet/internal/registry"
 )
@@ -27,6 +28,22 @@ type Config struct {
 	// SchemaTTL bounds how long the newest schema of a type is cached before Postgres is asked
 	// again, so a version registered by another process is used within it. Default 1s.
 	SchemaTTL time.Duration
+	// GroupCommit combines concurrent Append calls into shared transactions (one commit, one
+	// round trip for many appends), each append keeping its own concurrency check and
+	// outcome. It raises throughput with many concurrent writers; with one writer it changes
+	// nothing. AppendTx is never grouped. Default false.
+	GroupCommit bool
+	// GroupCommitMaxBatch caps the appends in one shared transaction. Default 256.
+	GroupCommitMaxBatch int
+	// GroupCommitConns is how many shared transactions may run at once (each on its own
+	// pool connection). Default 4.
+	GroupCommitConns int
+	// Upcasters move old versions of event types to newer shapes when events are decoded
+	// (Decode, DecodeJSON); see Upcaster. More can be added with Store.Upcast. Default none.
+	Upcasters []Upcaster
+	// Hooks are domain checks per event type, run in the append path; see Hook. More can be
+	// added with Store.Hook. Default none.
+	Hooks map[string][]Hook
 	// MaxEventsPerAppend caps the events of one append. Default 1000.
 	MaxEventsPerAppend int
 	// MaxEventSize caps an event's encoded Avro data, in bytes. Default 1 MiB.
@@ -39,6 +56,8 @@ func (c *Config) setDefaults() {
 	c.Logger = cmp.Or(c.Logger, zap.NewNop())
 	c.SchemaTTL = cmp.Or(c.SchemaTTL, time.Second)
 	c.MaxEventsPerAppend = cmp.Or(c.MaxEventsPerAppend, 1000)
+	c.GroupCommitMaxBatch = cmp.Or(c.GroupCommitMaxBatch, 256)
+	c.GroupCommitConns = cmp.Or(c.GroupCommitConns, 4)
 	c.MaxEventSize = cmp.Or(c.MaxEventSize, 1<<20)
 	c.MaxMetadataSize = cmp.Or(c.MaxMetadataSize, 16<<10)
 }
@@ -49,6 +68,8 @@ func (c *Config) validate() error {
 		return errors.New("pgjet: Config.Pool is required")
 	case c.SchemaTTL < 0:
 		return errors.New("pgjet: Config.SchemaTTL must not be negative")
+	case c.GroupCommitMaxBatch < 0 || c.GroupCommitConns < 0:
+		return errors.New("pgjet: Config.GroupCommitMaxBatch and GroupCommitConns must not be negative")
 	case c.MaxEventsPerAppend < 0:
 		return errors.New("pgjet: Config.MaxEventsPerAppend must not be negative")
 	case c.MaxEventSize < 0:
@@ -66,6 +87,9 @@ type Store struct {
 	registry *registry.Registry
 	log      *zap.Logger
 	metrics  *storeMetrics
+	decoder  *evolve.Decoder // newest-shape decoding, see decode.go
+	hooks    *hookSet
+	group    *groupCommit // nil without Config.GroupCommit
 }
 
 // New returns a Store. The database must be migrated (see Migrate).
@@ -82,7 +106,14 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m}, nil
+	s := &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m}
+	if cfg.GroupCommit {
+		s.group = &groupCommit{store: s, max: cfg.GroupCommitMaxBatch, conns: cfg.GroupCommitConns}
+	}
+	if err := s.initEvolution(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Registry returns the store's schema registry.

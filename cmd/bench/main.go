@@ -16,6 +16,7 @@ import (
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/bench"
 	"github.com/pgjet/pgjet/internal/embednats"
+	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/internal/service"
 )
 
@@ -26,12 +27,16 @@ func main() {
 		dur        time.Duration
 		events     int
 		cpuprofile string
+		rc         relay.Config
 	)
 	f := service.NewFlags("bench")
 	c.Register(f)
 	f.Bool(&syncAlways, "sync-always", "BENCH_SYNC_ALWAYS", false, "run the embedded JetStream with sync_interval: always instead of the lazy default")
 	f.Duration(&dur, "duration", "BENCH_DURATION", 3*time.Second, "length of each timed append scenario")
 	f.Int(&events, "relay-events", "BENCH_RELAY_EVENTS", 50_000, "events moved in the relay scenarios")
+	f.Int(&rc.Workers, "relay-workers", "", 0, "relay workers (0: the relay's default)")
+	f.Int(&rc.BatchSize, "relay-batch", "", 0, "relay batch size (0: the relay's default)")
+	f.Int(&rc.Window, "relay-window", "", 0, "relay publish window (0: the relay's default)")
 	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
 	c.LogLevel = "warn"
 	service.Main("bench", &c, f, os.Args[1:], func(ctx context.Context, log *zap.Logger) error {
@@ -81,7 +86,7 @@ func main() {
 		if syncAlways {
 			mode = "sync_interval: always"
 		}
-		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, Out: os.Stdout, JetStreamMode: mode})
+		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, Relay: rc, Out: os.Stdout, JetStreamMode: mode})
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}

@@ -38,6 +38,9 @@ type Config struct {
 	// events/s for 5s.
 	LatencyRate int
 	LatencyFor  time.Duration
+	// Relay configures the relay under test (workers, batch size, window); zero values are
+	// the relay's defaults.
+	Relay relay.Config
 	// Out receives the report.
 	Out io.Writer
 	// JetStreamMode names the server's fsync mode in the report.
@@ -128,6 +131,35 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if _, err := cfg.Pool.Exec(ctx, `TRUNCATE pgjet.outbox`); err != nil {
 		return nil, err
 	}
+	// Group commit: many single-event writers share commits.
+	grouped, err := pgjet.New(pgjet.Config{Pool: cfg.Pool, GroupCommit: true})
+	if err != nil {
+		return nil, err
+	}
+	raw32, err := timed(ctx, cfg.Duration, 32, func(ctx context.Context, w int) (int, error) {
+		return 1, rawInsert(ctx, cfg.Pool, data, 1)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raw insert: %w", err)
+	}
+	for _, c := range []struct {
+		name  string
+		store *pgjet.Store
+	}{{"append, 1 event per call, 32 writers", store}, {"append, 1 event per call, 32 writers, group commit", grouped}} {
+		got, err := timed(ctx, cfg.Duration, 32, func(ctx context.Context, w int) (int, error) {
+			_, err := c.store.Append(ctx, fmt.Sprintf("order-gc%d-%d", w, time.Now().UnixNano()%64), pgjet.Any, event())
+			return 1, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("append: %w", err)
+		}
+		report(Result{Name: c.name, Value: got, Ceiling: raw32, Unit: "ev/s", CeilingName: "pgx tx per event, 32 writers"})
+	}
+
+	// The relay scenario moves only its own events: drop what the append scenarios queued.
+	if _, err := cfg.Pool.Exec(ctx, `TRUNCATE pgjet.outbox`); err != nil {
+		return nil, err
+	}
 	pending, err := fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
 	if err != nil {
 		return nil, err
@@ -140,7 +172,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raw drain: %w", err)
 	}
-	relayed, err := relayDrain(ctx, cfg.Pool, cfg.Conn, pending)
+	relayed, err := relayDrain(ctx, cfg.Relay, cfg.Pool, cfg.Conn, pending)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
@@ -313,8 +345,9 @@ func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) (floa
 }
 
 // relayDrain runs a relay until the outbox is empty and returns events per second.
-func relayDrain(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, pending int) (float64, error) {
-	r, err := relay.New(relay.Config{Pool: pool, Conn: nc})
+func relayDrain(ctx context.Context, rc relay.Config, pool *pgxpool.Pool, nc *nats.Conn, pending int) (float64, error) {
+	rc.Pool, rc.Conn = pool, nc
+	r, err := relay.New(rc)
 	if err != nil {
 		return 0, err
 	}
@@ -362,7 +395,9 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 	if err != nil {
 		return
 	}
-	r, err := relay.New(relay.Config{Pool: cfg.Pool, Conn: cfg.Conn})
+	rc := cfg.Relay
+	rc.Pool, rc.Conn = cfg.Pool, cfg.Conn
+	r, err := relay.New(rc)
 	if err != nil {
 		return
 	}

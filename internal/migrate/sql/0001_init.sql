@@ -49,16 +49,9 @@ CREATE TABLE pgjet.outbox (
 );
 CREATE INDEX outbox_partition_position ON pgjet.outbox (partition, position);
 
--- Wakes relays: one notification per inserting statement, payload = the partitions touched.
--- Delivered at commit, so rolled-back appends wake nobody.
-CREATE FUNCTION pgjet.outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('pgjet_outbox', (SELECT string_agg(DISTINCT partition::text, ',') FROM new_rows));
-    RETURN NULL;
-END $$;
-CREATE TRIGGER outbox_notify AFTER INSERT ON pgjet.outbox
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION pgjet.outbox_notify();
+-- Relays are woken by NOTIFY pgjet_outbox with the partitions touched; writers send it (see
+-- the pgjet package), not a trigger: a NOTIFY inside a writing transaction holds a global
+-- lock through the commit's WAL flush and serialises all such commits.
 
 -- Schema registry: global ids by canonical form; versions per subject.
 CREATE TABLE pgjet.schemas (

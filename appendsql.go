@@ -1,0 +1,133 @@
+package pgjet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+// The append is one statement. It never fails on a conflict or an already stored id: it
+// reports them as data, so that several appends can share one transaction (group commit)
+// without one aborting the others. Its parts, in execution order:
+//
+//   - dup counts stored events with the append's ids (0 when ids were generated);
+//   - claim locks the stream's row, checks the expectation and moves the version forward by
+//     the number of events, all only when dup is 0. It returns no row on a conflict.
+//   - ev inserts the events, reading claim, so positions are taken after the lock: a
+//     stream's positions increase with its versions (the outbox relies on it);
+//   - ob inserts one outbox row per event.
+const appendCTE = `
+WITH dup AS (
+	SELECT count(*) AS n FROM pgjet.events WHERE $10 AND event_id = ANY($3::uuid[])),
+claim AS (%s),
+ev AS (
+	INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data, metadata)
+	SELECT t.id, $1, claim.version - $2 + t.ord, t.type, t.schema_id, t.data, t.metadata
+	FROM claim, unnest($3::uuid[], $4::text[], $5::int[], $6::bytea[], $7::jsonb[])
+		WITH ORDINALITY AS t (id, type, schema_id, data, metadata, ord)
+	ORDER BY t.ord
+	RETURNING position, version),
+ob AS (
+	INSERT INTO pgjet.outbox (position, partition, traceparent)
+	SELECT position, $8, $9 FROM ev)
+SELECT (SELECT n FROM dup), (SELECT version FROM claim),
+	coalesce((SELECT array_agg(position ORDER BY version) FROM ev), '{}')`
+
+// The claim for each kind of expectation; $11 is the exact expected version.
+var (
+	claimAny = fmt.Sprintf(appendCTE, `
+	INSERT INTO pgjet.streams AS s (stream_id, version) SELECT $1, $2 WHERE (SELECT n FROM dup) = 0
+	ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.version, updated_at = now()
+	RETURNING version`)
+	claimNoStream = fmt.Sprintf(appendCTE, `
+	INSERT INTO pgjet.streams (stream_id, version) SELECT $1, $2 WHERE (SELECT n FROM dup) = 0
+	ON CONFLICT (stream_id) DO NOTHING RETURNING version`)
+	claimExists = fmt.Sprintf(appendCTE, `
+	UPDATE pgjet.streams SET version = version + $2, updated_at = now()
+	WHERE stream_id = $1 AND (SELECT n FROM dup) = 0 RETURNING version`)
+	claimExact = fmt.Sprintf(appendCTE, `
+	UPDATE pgjet.streams SET version = version + $2, updated_at = now()
+	WHERE stream_id = $1 AND version = $11 AND (SELECT n FROM dup) = 0 RETURNING version`)
+)
+
+// statement returns the append's SQL and arguments.
+func (p *prepared) statement() (string, []any) {
+	args := []any{p.stream, int64(len(p.ids)), p.ids, p.types, p.schemaIDs, p.data, p.metadata, p.partition, p.traceparent, p.clientIDs}
+	switch e := p.expected; {
+	case e == Any:
+		return claimAny, args
+	case e == NoStream || e == 0:
+		return claimNoStream, args
+	case e == StreamExists:
+		return claimExists, args
+	default:
+		return claimExact, append(args, int64(e))
+	}
+}
+
+// outcome is what the statement reported.
+type outcome struct {
+	dup       int64
+	last      *int64
+	positions []int64
+}
+
+func (o *outcome) scan(row pgx.Row) error {
+	return row.Scan(&o.dup, &o.last, &o.positions)
+}
+
+// result turns the statement's outcome into the append's result, asking Postgres again
+// only on the rare paths: a retry of stored ids, or a conflict.
+func (p *prepared) result(ctx context.Context, db querier, o outcome) (AppendResult, error) {
+	if o.dup > 0 {
+		res, found, err := p.existing(ctx, db)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if !found {
+			return AppendResult{}, errors.New("pgjet: stored event ids vanished") // events are immutable
+		}
+		return res, nil
+	}
+	if o.last == nil {
+		actual, err := streamVersion(ctx, db, p.stream)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		return AppendResult{}, &WrongExpectedVersionError{Stream: p.stream, Expected: p.expected, Actual: actual}
+	}
+	n := int64(len(p.ids))
+	return AppendResult{
+		StreamID: p.stream, FirstVersion: *o.last - n + 1, LastVersion: *o.last,
+		Positions: o.positions, EventIDs: p.ids,
+	}, nil
+}
+
+// notifySQL wakes the relays owning the partitions in its argument (comma-separated).
+const notifySQL = `SELECT pg_notify('pgjet_outbox', $1)`
+
+// wakeRelays tells relays that partitions have new outbox rows. Sent after the commit as a
+// transaction of its own (no transaction id, no WAL flush), it holds NOTIFY's global lock
+// only for a moment. A lost wake-up only delays publishing until the relays' next poll.
+func (s *Store) wakeRelays(ctx context.Context, partitions ...int16) {
+	seen := make(map[int16]bool, len(partitions))
+	var b strings.Builder
+	for _, p := range partitions {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(p)))
+	}
+	if _, err := s.pool.Exec(context.WithoutCancel(ctx), notifySQL, b.String()); err != nil {
+		s.log.Debug("waking relays failed; they will poll", zap.Error(err))
+	}
+}

@@ -1,0 +1,125 @@
+package pgjet
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// groupCommit combines concurrent Append calls into shared transactions, so that many small
+// writers pay for one commit (one WAL flush) between them, as Postgres's own group commit
+// would if it could see them together.
+//
+// There is no background goroutine: an appender that finds fewer than conns committers at
+// work becomes one; it takes everything queued (up to max appends), sends it as one
+// pipelined batch — one implicit transaction, one round trip — and goes on until the queue
+// is empty. The others wait for their result.
+//
+// Each append keeps its own expectation check and outcome: the append statement reports
+// conflicts and stored ids as data instead of failing. If the batch fails as a whole (a
+// deadlock, a lost connection, two appends racing on one event id), every append in it is
+// run again on its own, so one bad append never fails its neighbours.
+type groupCommit struct {
+	store *Store
+	max   int
+	conns int
+
+	mu         sync.Mutex
+	queue      []*groupRequest
+	committers int
+}
+
+type groupRequest struct {
+	ctx  context.Context
+	p    *prepared
+	res  AppendResult
+	err  error
+	done chan struct{}
+}
+
+func (g *groupCommit) append(ctx context.Context, p *prepared) (AppendResult, error) {
+	req := &groupRequest{ctx: ctx, p: p, done: make(chan struct{})}
+	g.mu.Lock()
+	g.queue = append(g.queue, req)
+	lead := g.committers < g.conns
+	if lead {
+		g.committers++
+	}
+	g.mu.Unlock()
+	if lead {
+		g.commitAll(ctx)
+	}
+	<-req.done
+	return req.res, req.err
+}
+
+// commitAll commits batches until the queue is empty.
+func (g *groupCommit) commitAll(ctx context.Context) {
+	// The batch carries other callers' appends: the leader's cancellation must not abort them.
+	ctx = context.WithoutCancel(ctx)
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), g.max)
+		if n == 0 {
+			g.committers--
+			g.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(g.queue[:n])
+		g.queue = g.queue[n:]
+		g.mu.Unlock()
+		g.commit(ctx, batch)
+	}
+}
+
+func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	if len(batch) == 1 {
+		r := batch[0]
+		r.res, r.err = g.store.runAlone(r.ctx, r.p)
+		return
+	}
+	// One lock order for every batch: no deadlocks between concurrent committers.
+	slices.SortStableFunc(batch, func(a, b *groupRequest) int { return strings.Compare(a.p.stream, b.p.stream) })
+	b := &pgx.Batch{}
+	for _, r := range batch {
+		sql, args := r.p.statement()
+		b.Queue(sql, args...)
+	}
+	outcomes := make([]outcome, len(batch))
+	err := func() error {
+		br := g.store.pool.SendBatch(ctx, b)
+		defer br.Close()
+		for i := range batch {
+			if err := outcomes[i].scan(br.QueryRow()); err != nil {
+				return err
+			}
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		g.store.metrics.groupFallbacks.Inc()
+		for _, r := range batch {
+			r.res, r.err = g.store.runAlone(r.ctx, r.p)
+		}
+		return
+	}
+	g.store.metrics.groupSize.Observe(float64(len(batch)))
+	var touched []int16
+	for i, r := range batch {
+		r.res, r.err = r.p.result(r.ctx, g.store.pool, outcomes[i])
+		if r.err == nil && !r.res.Duplicate {
+			touched = append(touched, r.p.partition)
+		}
+	}
+	if len(touched) > 0 {
+		g.store.wakeRelays(ctx, touched...)
+	}
+}
