@@ -36,7 +36,7 @@ const MaxStreamIDLength = 256
 // nothing; an id stored with other content fails with ErrEventIDReused.
 func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...EventData) (res AppendResult, err error) {
 	defer func(start time.Time) { s.metrics.observe(start, res, err) }(time.Now())
-	p, err := s.prepare(ctx, streamID, expected, events)
+	p, err := s.prepare(ctx, s.pool, streamID, expected, events)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -73,7 +73,9 @@ func (s *Store) runAlone(ctx context.Context, p *prepared) (AppendResult, error)
 // transactions, or Append with group commit.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...EventData) (res AppendResult, err error) {
 	defer func(start time.Time) { s.metrics.observe(start, res, err) }(time.Now())
-	p, err := s.prepare(ctx, streamID, expected, events)
+	// Lookups go through tx: with every pooled connection inside a caller's transaction,
+	// waiting for another one from the pool would never end.
+	p, err := s.prepare(ctx, tx, streamID, expected, events)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -104,7 +106,7 @@ type prepared struct {
 	metadata    [][]byte
 }
 
-func (s *Store) prepare(ctx context.Context, streamID string, expected ExpectedVersion, events []EventData) (*prepared, error) {
+func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID string, expected ExpectedVersion, events []EventData) (*prepared, error) {
 	if err := ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
@@ -154,7 +156,7 @@ func (s *Store) prepare(ctx context.Context, streamID string, expected ExpectedV
 			return nil, fmt.Errorf("%s.metadata: %w", at, err)
 		}
 		p.metadata[i] = md
-		v, err := s.registry.LatestCached(ctx, ev.Type)
+		v, err := s.registry.LatestCachedTx(ctx, db, ev.Type)
 		if errors.Is(err, registry.ErrSubjectNotFound) {
 			return nil, fmt.Errorf("%w: %s: %q has no registered schema", ErrUnknownEventType, at, ev.Type)
 		}

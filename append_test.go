@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
 const placed = "pgjet.demo.order.OrderPlaced"
@@ -324,4 +325,38 @@ func TestIdempotentAppendWithMap(t *testing.T) {
 	_, err = s.Append(ctx, "tagged-1", pgjet.NoStream, ev)
 	require.ErrorIs(t, err, pgjet.ErrEventIDReused)
 	require.Equal(t, 1, count(t, pool, "pgjet.events"))
+}
+
+// A caller whose transactions hold every pooled connection must still be able to append:
+// AppendTx reads the registry through the caller's transaction, never through a second
+// connection of the pool (which would wait forever).
+func TestAppendTxNeedsNoSecondConnection(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	url := pgtestDB(t)
+	warm := poolFor(t, url)
+	require.NoError(t, pgjet.Migrate(ctx, warm))
+	w, err := pgjet.New(pgjet.Config{Pool: warm})
+	require.NoError(t, err)
+	_, err = w.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+
+	cfg, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	one, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(one.Close)
+	s, err := pgjet.New(pgjet.Config{Pool: one}) // a cold registry cache
+	require.NoError(t, err)
+
+	err = pgx.BeginFunc(ctx, one, func(tx pgx.Tx) error {
+		_, err := s.AppendTx(ctx, tx, "order-oneconn", pgjet.NoStream, cancelEvent("only one connection"))
+		return err
+	})
+	require.NoError(t, err, "AppendTx must not wait for a second pooled connection")
+	v, err := s.StreamVersion(ctx, "order-oneconn")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, v)
 }

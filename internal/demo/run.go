@@ -247,7 +247,7 @@ var errConflict = fmt.Errorf("conflict")
 func post(ctx context.Context, client *http.Client, url, stream string, expected int64, ev pgjet.EventData) error {
 	body, err := json.Marshal(map[string]any{
 		"expected_version": expected,
-		"events": []map[string]any{{"id": ev.ID, "type": ev.Type, "data": ev.Data, "metadata": ev.Metadata}},
+		"events":           []map[string]any{{"id": ev.ID, "type": ev.Type, "data": ev.Data, "metadata": ev.Metadata}},
 	})
 	if err != nil {
 		return err

@@ -199,7 +199,7 @@ func lookup(ctx context.Context, db querier, subject string, fp [32]byte) (match
 // SchemaByID returns the schema with the global id. Results are cached for the life of
 // the registry: ids never change meaning.
 func (r *Registry) SchemaByID(ctx context.Context, id int) (*avro.Schema, error) {
-	st, err := r.stored(ctx, id)
+	st, err := r.stored(ctx, r.pool, id)
 	if err != nil {
 		return nil, err
 	}
@@ -209,14 +209,14 @@ func (r *Registry) SchemaByID(ctx context.Context, id int) (*avro.Schema, error)
 // SchemaText returns the text of the schema with the global id, as first registered:
 // what the HTTP API serves, defaults, aliases and docs included.
 func (r *Registry) SchemaText(ctx context.Context, id int) (string, error) {
-	st, err := r.stored(ctx, id)
+	st, err := r.stored(ctx, r.pool, id)
 	if err != nil {
 		return "", err
 	}
 	return st.text, nil
 }
 
-func (r *Registry) stored(ctx context.Context, id int) (storedSchema, error) {
+func (r *Registry) stored(ctx context.Context, db querier, id int) (storedSchema, error) {
 	r.mu.RLock()
 	st, ok := r.byID[id]
 	r.mu.RUnlock()
@@ -224,7 +224,7 @@ func (r *Registry) stored(ctx context.Context, id int) (storedSchema, error) {
 		return st, nil
 	}
 	var text string
-	err := r.pool.QueryRow(ctx, `SELECT schema FROM pgjet.schemas WHERE id = $1`, id).Scan(&text)
+	err := db.QueryRow(ctx, `SELECT schema FROM pgjet.schemas WHERE id = $1`, id).Scan(&text)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storedSchema{}, fmt.Errorf("%w: id %d", ErrSchemaNotFound, id)
 	}
@@ -252,8 +252,12 @@ func (r *Registry) cache(id int, text string) (storedSchema, error) {
 
 // Latest returns the newest version of subject, read from Postgres.
 func (r *Registry) Latest(ctx context.Context, subject string) (Version, error) {
+	return r.latestFrom(ctx, r.pool, subject)
+}
+
+func (r *Registry) latestFrom(ctx context.Context, db querier, subject string) (Version, error) {
 	var v Version
-	err := r.pool.QueryRow(ctx, `
+	err := db.QueryRow(ctx, `
 		SELECT version, schema_id FROM pgjet.subject_versions
 		WHERE subject = $1 ORDER BY version DESC LIMIT 1`, subject).Scan(&v.Version, &v.ID)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -263,9 +267,11 @@ func (r *Registry) Latest(ctx context.Context, subject string) (Version, error) 
 		return Version{}, fmt.Errorf("reading latest version of %q: %w", subject, err)
 	}
 	v.Subject = subject
-	if v.Schema, err = r.SchemaByID(ctx, v.ID); err != nil {
+	st, err := r.stored(ctx, db, v.ID)
+	if err != nil {
 		return Version{}, err
 	}
+	v.Schema = st.schema
 	r.mu.Lock()
 	r.latest[subject] = cachedLatest{v: v, at: r.now()}
 	r.mu.Unlock()
@@ -276,13 +282,21 @@ func (r *Registry) Latest(ctx context.Context, subject string) (Version, error) 
 // Config.LatestTTL. The append path uses it: a version registered elsewhere is picked up
 // within the TTL.
 func (r *Registry) LatestCached(ctx context.Context, subject string) (Version, error) {
+	return r.LatestCachedTx(ctx, r.pool, subject)
+}
+
+// LatestCachedTx is LatestCached reading through db, for instance the caller's open
+// transaction, instead of the registry's pool. Code that holds a pooled connection in a
+// transaction must use it: waiting for a second connection of the same pool while every
+// connection waits the same way never ends.
+func (r *Registry) LatestCachedTx(ctx context.Context, db Querier, subject string) (Version, error) {
 	r.mu.RLock()
 	c, ok := r.latest[subject]
 	r.mu.RUnlock()
 	if ok && r.now().Sub(c.at) < r.latestTTL {
 		return c.v, nil
 	}
-	return r.Latest(ctx, subject)
+	return r.latestFrom(ctx, db, subject)
 }
 
 // Version returns one version of subject.
@@ -364,10 +378,13 @@ func (r *Registry) remember(v Version, text string, s *avro.Schema, latest bool)
 	return st.schema
 }
 
-type querier interface {
+// Querier is what the registry reads through: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx.
+type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
+
+type querier = Querier
 
 // versions reads every version of subject, oldest first, parsing each schema once per
 // registry life.
@@ -453,7 +470,7 @@ func effectiveLevel(ctx context.Context, db querier, subject string) (Compatibil
 // ordered by subject then version (Confluent's GET /schemas/ids/{id}/versions). It
 // returns ErrSchemaNotFound when no schema has that id.
 func (r *Registry) VersionsByID(ctx context.Context, id int) ([]Version, error) {
-	st, err := r.stored(ctx, id)
+	st, err := r.stored(ctx, r.pool, id)
 	if err != nil {
 		return nil, err
 	}
