@@ -1,6 +1,11 @@
 package relay
 
 import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -37,6 +42,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Unix time of the last acknowledged publish.",
 		}),
 	}
+	// Every result exists from the start, so rate() and alerts see a series before the
+	// first failure.
+	for _, result := range []string{"ok", "duplicate", "error"} {
+		m.published.WithLabelValues(result)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.published, m.latency, m.batch, m.owned, m.lastPublish} {
 			if err := reg.Register(c); err != nil {
@@ -45,4 +55,68 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// streamInfoTTL is how long one JetStream stream-info answer serves scrapes.
+const streamInfoTTL = 2 * time.Second
+
+// StreamCollector exports the state of the JetStream events stream, asked at scrape time
+// at most once per 2s: pgjet_jetstream_stream_messages, _bytes, _last_sequence and
+// _consumers, labelled with the JetStream stream name (label "jetstream"; "stream" means an event stream id in pgjet). A failed ask leaves them out of that scrape.
+type StreamCollector struct {
+	js   jetstream.JetStream
+	name string
+
+	messages, bytes, lastSeq, consumers *prometheus.Desc
+
+	mu   sync.Mutex
+	at   time.Time
+	info *jetstream.StreamInfo
+}
+
+// NewStreamCollector returns a collector of the stream named name.
+func NewStreamCollector(js jetstream.JetStream, name string) *StreamCollector {
+	d := func(metric, help string) *prometheus.Desc {
+		return prometheus.NewDesc("pgjet_jetstream_stream_"+metric, help, nil, prometheus.Labels{"jetstream": name})
+	}
+	return &StreamCollector{
+		js: js, name: name,
+		messages:  d("messages", "Messages stored in the JetStream events stream."),
+		bytes:     d("bytes", "Bytes stored in the JetStream events stream."),
+		lastSeq:   d("last_sequence", "Sequence of the last message stored in the JetStream events stream."),
+		consumers: d("consumers", "Consumers of the JetStream events stream."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *StreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.messages
+	ch <- c.bytes
+	ch <- c.lastSeq
+	ch <- c.consumers
+}
+
+// Collect implements prometheus.Collector.
+func (c *StreamCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.info == nil || time.Since(c.at) > streamInfoTTL {
+		// Collect has no context of its own: the scrape is bounded by this timeout alone.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := c.js.Stream(ctx, c.name)
+		if err != nil {
+			return
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return
+		}
+		c.info, c.at = info, time.Now()
+	}
+	g := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	g(c.messages, float64(c.info.State.Msgs))
+	g(c.bytes, float64(c.info.State.Bytes))
+	g(c.lastSeq, float64(c.info.State.LastSeq))
+	g(c.consumers, float64(c.info.State.Consumers))
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -25,23 +27,44 @@ const (
 // owner keeps this relay's fair share of the outbox partitions.
 type owner struct {
 	connConfig *pgx.ConnConfig
+	poll       time.Duration // how often rebalance runs
 	log        *zap.Logger
 
 	conn *pgx.Conn // used only by rebalance, which runs on one goroutine
 
-	// mu guards owned. Drain workers hold it for reading during a batch; rebalance holds it
-	// for writing while it releases partitions, so a partition is never given away
-	// mid-batch by this relay.
-	mu    sync.RWMutex
+	// mu fences batches from releases: drain workers hold it for reading during a batch;
+	// releasing partitions (and forgetting them all) holds it for writing, so a partition
+	// is never given away mid-batch by this relay. Claiming does not take it: a batch stuck
+	// on a lock held by a dead relay's session must not stop this relay taking over more.
+	mu sync.RWMutex
+	// mapMu guards owned.
+	mapMu sync.Mutex
 	owned map[int16]bool
 }
 
-func newOwner(cc *pgx.ConnConfig, log *zap.Logger) *owner {
-	return &owner{connConfig: cc, log: log, owned: map[int16]bool{}}
+func newOwner(cc *pgx.ConnConfig, poll time.Duration, log *zap.Logger) *owner {
+	return &owner{connConfig: cc, poll: poll, log: log, owned: map[int16]bool{}}
 }
+
+// opTimeout bounds one rebalance's work on the lock session, so a session whose network
+// hangs is given up instead of blocking rebalancing forever.
+func (o *owner) opTimeout() time.Duration { return max(5*o.poll, 2*time.Second) }
+
+// idleTimeout is the lock session's idle_session_timeout. Rebalance pings the session every
+// poll interval; a relay cut off from Postgres without a TCP reset (a network partition,
+// a frozen process) stops pinging, and Postgres ends the session after idleTimeout, which
+// frees its partitions for the other relays. Without it the locks stay held until TCP
+// keepalives notice, which by default takes hours, and those partitions are not relayed.
+//
+// A relay that takes over publishes again the rows the cut-off relay published but could not
+// delete, so the stream's duplicate window must be longer than this timeout plus a batch's
+// publish time (by default 2 minutes against 10 s).
+func (o *owner) idleTimeout() time.Duration { return max(10*o.poll, 2*time.Second) }
 
 // ownedOf returns the owned partitions among want.
 func (o *owner) ownedOf(want []int16) []int16 {
+	o.mapMu.Lock()
+	defer o.mapMu.Unlock()
 	var out []int16
 	for _, p := range want {
 		if o.owned[p] {
@@ -53,14 +76,16 @@ func (o *owner) ownedOf(want []int16) []int16 {
 
 // count returns how many partitions this relay owns.
 func (o *owner) count() int {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
+	o.mapMu.Lock()
+	defer o.mapMu.Unlock()
 	return len(o.owned)
 }
 
 // rebalance reconnects if needed, then takes or releases partitions to reach a fair share:
 // ceil(Partitions / live relays). It returns whether ownership changed.
 func (o *owner) rebalance(ctx context.Context) (changed bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, o.opTimeout())
+	defer cancel()
 	if o.conn != nil && o.conn.Ping(ctx) != nil {
 		o.lost(ctx)
 	}
@@ -68,6 +93,12 @@ func (o *owner) rebalance(ctx context.Context) (changed bool, err error) {
 		conn, err := pgx.ConnectConfig(ctx, o.connConfig)
 		if err != nil {
 			return false, fmt.Errorf("connecting the partition-lock session: %w", err)
+		}
+		// Before joining, so the session never holds locks without the timeout.
+		idle := strconv.FormatInt(o.idleTimeout().Milliseconds(), 10)
+		if _, err := conn.Exec(ctx, `SELECT set_config('idle_session_timeout', $1, false)`, idle); err != nil {
+			o.log.Warn("cannot set idle_session_timeout (Postgres 14+) on the partition-lock session; "+
+				"a relay partitioned from Postgres keeps its partitions until TCP keepalives notice", zap.Error(err))
 		}
 		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock_shared($1, 0)`, lockClassMembers); err != nil {
 			conn.Close(ctx)
@@ -86,23 +117,25 @@ func (o *owner) rebalance(ctx context.Context) (changed bool, err error) {
 	}
 	share := (outbox.Partitions + max(members, 1) - 1) / max(members, 1)
 
-	o.mu.RLock()
-	have := len(o.owned)
-	o.mu.RUnlock()
+	have := o.count()
 	switch {
 	case have > share:
-		o.mu.Lock()
+		o.mu.Lock() // wait for this relay's batches to finish
 		defer o.mu.Unlock()
+		o.mapMu.Lock()
 		owned := make([]int16, 0, len(o.owned))
 		for p := range o.owned {
 			owned = append(owned, p)
 		}
+		o.mapMu.Unlock()
 		slices.Sort(owned)
 		for _, p := range owned[share:] {
 			if _, err := o.conn.Exec(ctx, `SELECT pg_advisory_unlock($1, $2)`, lockClassPartition, int32(p)); err != nil {
 				return true, o.failLocked(ctx, fmt.Errorf("releasing partition %d: %w", p, err))
 			}
+			o.mapMu.Lock()
 			delete(o.owned, p)
+			o.mapMu.Unlock()
 			o.log.Info("released partition", zap.Int16("partition", p), zap.Int("relays", members))
 		}
 		return true, nil
@@ -111,9 +144,9 @@ func (o *owner) rebalance(ctx context.Context) (changed bool, err error) {
 		start := rand.IntN(outbox.Partitions)
 		for i := 0; i < outbox.Partitions && have < share; i++ {
 			p := int16((start + i) % outbox.Partitions)
-			o.mu.RLock()
+			o.mapMu.Lock()
 			mine := o.owned[p]
-			o.mu.RUnlock()
+			o.mapMu.Unlock()
 			if mine {
 				continue
 			}
@@ -122,9 +155,9 @@ func (o *owner) rebalance(ctx context.Context) (changed bool, err error) {
 				return changed, o.fail(ctx, fmt.Errorf("claiming partition %d: %w", p, err))
 			}
 			if got {
-				o.mu.Lock()
+				o.mapMu.Lock()
 				o.owned[p] = true
-				o.mu.Unlock()
+				o.mapMu.Unlock()
 				have++
 				changed = true
 				o.log.Info("claimed partition", zap.Int16("partition", p), zap.Int("relays", members))
@@ -142,10 +175,12 @@ func (o *owner) lost(ctx context.Context) {
 }
 
 func (o *owner) lostLocked(ctx context.Context) {
+	o.mapMu.Lock()
 	if len(o.owned) > 0 {
 		o.log.Warn("partition-lock session lost; releasing all partitions", zap.Int("partitions", len(o.owned)))
 	}
 	clear(o.owned)
+	o.mapMu.Unlock()
 	if o.conn != nil {
 		o.conn.Close(ctx)
 		o.conn = nil
@@ -166,7 +201,9 @@ func (o *owner) failLocked(ctx context.Context, err error) error {
 func (o *owner) close(ctx context.Context) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.mapMu.Lock()
 	clear(o.owned)
+	o.mapMu.Unlock()
 	if o.conn != nil {
 		o.conn.Close(ctx)
 		o.conn = nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,7 +29,12 @@ type inflight struct {
 // streams are pipelined; within a stream, an event is sent only after the previous one was
 // acknowledged, and a failure stops that stream for this batch. The returned error
 // summarises failures; the acknowledged rows are still returned.
-func (r *Relay) publish(ctx context.Context, batch []row) ([]int64, error) {
+//
+// A batch older than half the duplicate window (read at readAt) stops being published: this
+// relay may have been cut off meanwhile, and another relay may have published and deleted
+// the same rows long enough ago that JetStream would no longer drop them as duplicates. The
+// rows left are read again, fresh, by their owner.
+func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]int64, error) {
 	// Queue each stream's rows in position (= version) order; streams in order of first row.
 	queues := map[string][]*row{}
 	var ready []string
@@ -49,6 +53,12 @@ func (r *Relay) publish(ctx context.Context, batch []row) ([]int64, error) {
 	)
 	for len(ready) > 0 || len(pending) > 0 {
 		for len(ready) > 0 && len(pending) < r.cfg.Window && ctx.Err() == nil {
+			if age := time.Since(readAt); age > r.cfg.Stream.DuplicateWindow/2 {
+				failures++
+				firstErr = cmpErr(firstErr, fmt.Errorf("batch read %s ago is stale; %d streams left for a fresh read", age.Round(time.Millisecond), len(ready)))
+				ready = nil
+				break
+			}
 			s := ready[0]
 			ready = ready[1:]
 			x := queues[s][0]
@@ -119,30 +129,14 @@ func wait(ctx context.Context, fut jetstream.PubAckFuture, timeout time.Duration
 	}
 }
 
-// message builds the NATS message of an event per the NATS contract: Confluent wire-format
-// payload, Nats-Msg-Id, CloudEvents binary-mode headers and pgjet's extensions.
+// message builds the NATS message of a row; see Message.
 func (r *Relay) message(x *row) *nats.Msg {
-	subj, err := r.cfg.Stream.Subjects.For(x.stream, x.typ)
-	if err != nil {
-		// Stream ids and types are validated before they are stored; a failure here means
-		// a row written by something else. Publish it where it cannot be mistaken.
-		subj = r.cfg.Stream.Subjects.Prefix + "._invalid"
+	e := Event{
+		Position: x.position, ID: x.eventID, Stream: x.stream, Version: x.version, Type: x.typ,
+		SchemaID: x.schemaID, Data: x.data, CreatedAt: x.createdAt,
 	}
-	h := nats.Header{}
-	h.Set(jetstream.MsgIDHeader, x.eventID)
-	h.Set("ce-specversion", "1.0")
-	h.Set("ce-id", x.eventID)
-	h.Set("ce-source", r.cfg.Source)
-	h.Set("ce-type", x.typ)
-	h.Set("ce-subject", x.stream)
-	h.Set("ce-time", x.createdAt.UTC().Format(time.RFC3339Nano))
-	h.Set("ce-datacontenttype", "application/avro")
-	h.Set("ce-dataschema", r.cfg.RegistryURL+"/schemas/ids/"+strconv.Itoa(x.schemaID))
-	h.Set(HeaderSchemaID, strconv.Itoa(x.schemaID))
-	h.Set(HeaderStreamVersion, strconv.FormatInt(x.version, 10))
-	h.Set(HeaderPosition, strconv.FormatInt(x.position, 10))
 	if x.traceparent != nil {
-		h.Set(HeaderTraceparent, *x.traceparent)
+		e.Traceparent = *x.traceparent
 	}
-	return &nats.Msg{Subject: subj, Header: h, Data: x.data}
+	return Message(e, MessageOptions{Subjects: r.cfg.Stream.Subjects, Source: r.cfg.Source, RegistryURL: r.cfg.RegistryURL})
 }

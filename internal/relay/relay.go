@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -84,6 +85,10 @@ type Relay struct {
 	log     *zap.Logger
 	metrics *metrics
 	wake    []chan struct{} // one per worker
+
+	// rebalanced holds the outcome of the latest rebalance (a nil error when it worked);
+	// nil before the first one. Read by Ready.
+	rebalanced atomic.Pointer[error]
 }
 
 // New checks cfg and returns a Relay.
@@ -107,7 +112,7 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r := &Relay{
 		cfg: cfg, js: js, log: cfg.Logger, metrics: m,
-		owner: newOwner(cfg.Pool.Config().ConnConfig.Copy(), cfg.Logger),
+		owner: newOwner(cfg.Pool.Config().ConnConfig.Copy(), cfg.PollInterval, cfg.Logger),
 	}
 	for range cfg.Workers {
 		r.wake = append(r.wake, make(chan struct{}, 1))
@@ -139,6 +144,20 @@ func (r *Relay) Run(ctx context.Context) error {
 // Owned reports how many partitions this relay owns now.
 func (r *Relay) Owned() int { return r.owner.count() }
 
+// Ready reports whether the relay takes part in the relay group: nil once its latest
+// rebalance worked, whether it owns partitions or stands by (more relays than partitions),
+// and an error before the first rebalance or while its partition-lock session fails.
+func (r *Relay) Ready() error {
+	last := r.rebalanced.Load()
+	switch {
+	case last == nil:
+		return errors.New("relay has not joined the relay group yet")
+	case *last != nil:
+		return fmt.Errorf("relay cannot hold partitions: %w", *last)
+	}
+	return nil
+}
+
 func (r *Relay) rebalanceLoop(ctx context.Context) {
 	t := time.NewTicker(r.cfg.PollInterval)
 	defer t.Stop()
@@ -147,6 +166,7 @@ func (r *Relay) rebalanceLoop(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("rebalancing partitions", zap.Error(err))
 		}
+		r.rebalanced.Store(&err)
 		r.metrics.owned.Set(float64(r.owner.count()))
 		if changed {
 			r.wakeAll()
@@ -275,6 +295,7 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
 	if len(parts) == 0 {
 		return 0, nil
 	}
+	readAt := time.Now()
 	rows, err := r.cfg.Pool.Query(ctx, `
 		SELECT o.position, o.traceparent, e.event_id::text, e.stream_id, e.version, e.type, e.schema_id, e.data, e.created_at
 		FROM pgjet.outbox o JOIN pgjet.events e ON e.position = o.position
@@ -294,7 +315,7 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
 		return 0, nil
 	}
 	r.metrics.batch.Observe(float64(len(batch)))
-	done, pubErr := r.publish(ctx, batch)
+	done, pubErr := r.publish(ctx, batch, readAt)
 	if len(done) > 0 {
 		if err := r.delete(context.WithoutCancel(ctx), done); err != nil {
 			return len(batch), fmt.Errorf("deleting %d published outbox rows: %w", len(done), err)
@@ -305,11 +326,15 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
 
 // delete removes published rows. It commits without waiting for the WAL flush: a delete
 // lost in a crash only means the rows are published again, and JetStream drops the
-// duplicates, so the relay never waits on an fsync.
+// duplicates, so the relay never waits on an fsync. A relay cut off from Postgres between
+// DELETE and COMMIT would hold the rows' locks and block the relay that takes its
+// partitions over; Postgres ends such a transaction after the owner's idle timeout.
 func (r *Relay) delete(ctx context.Context, positions []int64) error {
 	return pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(`SELECT set_config('idle_in_transaction_session_timeout', $1, true)`,
+			strconv.FormatInt(r.owner.idleTimeout().Milliseconds(), 10))
 		b.Queue(`DELETE FROM pgjet.outbox WHERE position = ANY($1)`, positions)
 		return tx.SendBatch(ctx, b).Close()
 	})

@@ -36,6 +36,10 @@ func TestMain(m *testing.M) {
 		runChild()
 		return
 	}
+	if os.Getenv(natsChildEnv) != "" {
+		runNATSChild()
+		return
+	}
 	pgtest.Main(m)
 }
 
