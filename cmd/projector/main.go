@@ -56,17 +56,21 @@ func main() {
 		if err != nil {
 			return err
 		}
+		tp, err := service.Tracing(ctx, "projector", log)
+		if err != nil {
+			return err
+		}
+		defer service.ShutdownTracing(ctx, tp, log)
 		ops := service.NewOps(log)
 		p, err := projection.New(projection.Config{
 			Pool: pg.Pool, Conn: nc.Conn, Registry: reg, Stream: stream,
 			Projection: demo.OrdersProjection(), BatchSize: batch,
-			Logger: log, Registerer: ops.Registry,
+			Logger: log, Registerer: ops.Registry, TracerProvider: tp,
 		})
 		if err != nil {
 			return err
 		}
-		ops.AddCheck("postgres", service.PostgresCheck(pg))
-		ops.AddCheck("nats", service.NATSCheck(nc))
+		ops.Track(pg, nc)
 		ops.AddCheck("progress", func(ctx context.Context) error {
 			if age := p.Stalled(stall); age > 0 {
 				return fmt.Errorf("events have waited %s without progress", age.Round(time.Second))

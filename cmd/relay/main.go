@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet/internal/relay"
@@ -27,7 +28,7 @@ func main() {
 		replicas, batch     int
 		window, workers     int
 		dupWindow, maxAge   time.Duration
-		poll                time.Duration
+		poll, outboxMaxAge  time.Duration
 	)
 	f := service.NewFlags("relay")
 	c.Register(f)
@@ -43,6 +44,7 @@ func main() {
 	f.Int(&window, "window", "RELAY_WINDOW", 512, "publishes in flight per worker")
 	f.Int(&workers, "workers", "RELAY_WORKERS", 4, "partition-draining workers")
 	f.Duration(&poll, "poll-interval", "RELAY_POLL_INTERVAL", time.Second, "polling fallback and rebalance interval")
+	f.Duration(&outboxMaxAge, "outbox-max-age", "RELAY_OUTBOX_MAX_AGE", time.Minute, "not ready while the oldest unpublished outbox row is older than this")
 
 	args := os.Args[1:]
 	migrateOnly := len(args) > 0 && args[0] == "migrate"
@@ -77,8 +79,14 @@ func main() {
 		if err != nil {
 			return err
 		}
-		ops.AddCheck("postgres", service.PostgresCheck(pg))
-		ops.AddCheck("nats", service.NATSCheck(nc))
+		ops.Track(pg, nc)
+		js, err := jetstream.New(nc.Conn)
+		if err != nil {
+			return err
+		}
+		ops.Registry.MustRegister(relay.NewOutboxCollector(pg.Pool, 0), relay.NewStreamCollector(js, stream))
+		ops.AddCheck("partitions", func(context.Context) error { return r.Ready() })
+		ops.AddCheck("outbox", service.OutboxAgeCheck(pg, outboxMaxAge))
 		return service.RunAll(ctx, func(ctx context.Context) error { return r.Run(ctx) },
 			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
 	})

@@ -47,6 +47,11 @@ func main() {
 		if migrateOnly {
 			return nil
 		}
+		tp, err := service.Tracing(ctx, "writer", log)
+		if err != nil {
+			return err
+		}
+		defer service.ShutdownTracing(ctx, tp, log)
 		ops := service.NewOps(log)
 		store, err := pgjet.New(pgjet.Config{Pool: pg.Pool, Logger: log, Registerer: ops.Registry})
 		if err != nil {
@@ -64,18 +69,21 @@ func main() {
 			return err
 		}
 		defer nc.Close()
-		api, err := writer.NewHandler(writer.HandlerConfig{Store: store, Logger: log, MaxBodyBytes: int64(maxBody)})
+		api, err := writer.NewHandler(writer.HandlerConfig{Store: store, Logger: log, MaxBodyBytes: int64(maxBody), TracerProvider: tp})
 		if err != nil {
 			return err
 		}
-		natsAPI, err := writer.NewNATSService(writer.NATSConfig{Store: store, Conn: nc.Conn, Subject: natsSubj, Logger: log, MaxRequestBytes: int64(maxBody)})
+		natsAPI, err := writer.NewNATSService(writer.NATSConfig{Store: store, Conn: nc.Conn, Subject: natsSubj, Logger: log, MaxRequestBytes: int64(maxBody), TracerProvider: tp})
 		if err != nil {
 			return err
 		}
-		ops.AddCheck("postgres", service.PostgresCheck(pg))
-		ops.AddCheck("nats", service.NATSCheck(nc))
-		ops.Mux.Handle("/streams/", api)
-		ops.Mux.Handle("/", registry.NewHandler(store.Registry(), log))
+		ops.Track(pg, nc)
+		httpMetrics, err := service.NewHTTPMetrics(ops.Registry)
+		if err != nil {
+			return err
+		}
+		ops.Mux.Handle("/streams/", httpMetrics.Wrap("append", api))
+		ops.Mux.Handle("/", httpMetrics.Wrap("registry", registry.NewHandler(store.Registry(), log)))
 		return service.RunAll(ctx, natsAPI.Run,
 			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
 	})

@@ -1,13 +1,24 @@
 package projection
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
-	batches  *prometheus.CounterVec
-	applied  prometheus.Counter
-	skipped  prometheus.Counter
-	duration prometheus.Histogram
-	lag      prometheus.Gauge
+	batches      *prometheus.CounterVec
+	applied      prometheus.Counter
+	skipped      prometheus.Counter
+	redeliveries prometheus.Counter
+	duration     prometheus.Histogram
+	lag          prometheus.Gauge
+	active       prometheus.Gauge
+	checkpoint   prometheus.Gauge
+	pending      *pendingCollector
 }
 
 func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
@@ -22,20 +33,97 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgjet_projection_events_skipped_total", Help: "Redelivered events skipped because the checkpoint had passed them.", ConstLabels: labels,
 		}),
+		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgjet_projection_redeliveries_total", Help: "Messages JetStream delivered more than once (after a failed batch, a crash or an ack timeout).", ConstLabels: labels,
+		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "pgjet_projection_batch_duration_seconds", Help: "Time to apply one batch and commit it.", ConstLabels: labels,
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
 		}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pgjet_projection_lag_seconds", Help: "Age of the last applied event when it was applied.", ConstLabels: labels,
+			Name: "pgjet_projection_lag_seconds", Help: "Age of the last applied event when it was applied; 0 once a pull finds nothing waiting.", ConstLabels: labels,
 		}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgjet_projection_active", Help: "1 while this projector is the projection's active instance, 0 while it stands by.", ConstLabels: labels,
+		}),
+		checkpoint: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgjet_projection_checkpoint_sequence", Help: "JetStream stream sequence of the last applied event.", ConstLabels: labels,
+		}),
+		pending: newPendingCollector(labels),
+	}
+	for _, result := range []string{"ok", "error"} {
+		m.batches.WithLabelValues(result)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.batches, m.applied, m.skipped, m.duration, m.lag} {
+		for _, c := range []prometheus.Collector{m.batches, m.applied, m.skipped, m.redeliveries, m.duration, m.lag, m.active, m.checkpoint, m.pending} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return m, nil
+}
+
+// pendingTTL is how long a consumer-info answer serves scrapes.
+const pendingTTL = 2 * time.Second
+
+// pendingCollector exports pgjet_projection_lag_events: the events the consumer has not yet
+// delivered plus those delivered but not acknowledged, from JetStream consumer info, asked
+// at scrape time at most once per pendingTTL. Without a consumer (standing by) it exports
+// nothing.
+type pendingCollector struct {
+	desc *prometheus.Desc
+
+	mu    sync.Mutex
+	cons  jetstream.Consumer
+	at    time.Time
+	value float64
+	ok    bool
+}
+
+func newPendingCollector(labels prometheus.Labels) *pendingCollector {
+	return &pendingCollector{desc: prometheus.NewDesc("pgjet_projection_lag_events",
+		"Events in the stream the projection has not applied yet (consumer pending plus unacknowledged), refreshed at most every 2s.", nil, labels)}
+}
+
+// setConsumer sets the consumer to ask, or nil while standing by.
+func (c *pendingCollector) setConsumer(cons jetstream.Consumer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cons, c.ok = cons, false
+}
+
+// Describe implements prometheus.Collector.
+func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cons == nil {
+		return
+	}
+	if !c.ok || time.Since(c.at) > pendingTTL {
+		// Collect has no context of its own: the scrape is bounded by this timeout alone.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		info, err := c.cons.Info(ctx)
+		cancel()
+		if err != nil {
+			if !c.ok {
+				return
+			}
+		} else {
+			c.value, c.at, c.ok = float64(info.NumPending)+float64(info.NumAckPending), time.Now(), true
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, c.value)
+}
+
+// countRedeliveries counts the messages of a batch that JetStream delivered before.
+func (p *Projector) countRedeliveries(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+			p.metrics.redeliveries.Inc()
+		}
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet/internal/avro"
@@ -57,6 +59,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Registerer receives the projector's metrics. Default: none.
 	Registerer prometheus.Registerer
+	// TracerProvider starts a span per applied event, a child of the span whose trace
+	// context the message's traceparent header carries. Default: no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -66,6 +71,9 @@ func (c *Config) setDefaults() {
 	c.BatchSize = cmp.Or(c.BatchSize, 256)
 	c.IdleWait = cmp.Or(c.IdleWait, 5*time.Second)
 	c.Logger = cmp.Or(c.Logger, zap.NewNop())
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
 }
 
 func (c *Config) validate() error {
@@ -92,6 +100,7 @@ type Projector struct {
 	js      jetstream.JetStream
 	log     *zap.Logger
 	metrics *metrics
+	tracer  trace.Tracer
 
 	progress atomic.Int64 // unix nanos of the last applied batch or idle pull
 }
@@ -110,7 +119,8 @@ func New(cfg Config) (*Projector, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Projector{cfg: cfg, js: js, log: cfg.Logger.With(zap.String("projection", cfg.Projection.Name)), metrics: m}
+	p := &Projector{cfg: cfg, js: js, log: cfg.Logger.With(zap.String("projection", cfg.Projection.Name)), metrics: m,
+		tracer: cfg.TracerProvider.Tracer("github.com/pgjet/pgjet/internal/projection")}
 	p.progress.Store(time.Now().UnixNano())
 	return p, nil
 }
@@ -188,10 +198,14 @@ func (p *Projector) lead(ctx context.Context) error {
 		}
 	}
 	p.log.Info("active")
+	p.metrics.active.Set(1)
+	defer p.metrics.active.Set(0)
 	cons, err := p.consumer(ctx)
 	if err != nil {
 		return err
 	}
+	p.metrics.pending.setConsumer(cons)
+	defer p.metrics.pending.setConsumer(nil)
 	backoff := time.Duration(0)
 	lastPing := time.Now()
 	for ctx.Err() == nil {
@@ -210,10 +224,12 @@ func (p *Projector) lead(ctx context.Context) error {
 			break
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-		p.log.Warn("applying batch failed; retrying", zap.Int("events", n), zap.Duration("retry_in", backoff), zap.Error(err))
+		p.log.Warn("applying batch failed; retrying", append(eventFields(err),
+			zap.Int("events", n), zap.Duration("retry_in", backoff), zap.Error(err))...)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 			if c, cerr := p.consumer(ctx); cerr == nil {
 				cons = c
+				p.metrics.pending.setConsumer(cons)
 			}
 		}
 		select {
@@ -276,6 +292,7 @@ func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, err
 	}
 	if len(msgs) == 0 {
 		p.progress.Store(time.Now().UnixNano())
+		p.metrics.lag.Set(0) // caught up: nothing waited for the whole pull
 		return 0, nil
 	}
 	if p.cfg.BatchSize > 1 {
@@ -286,6 +303,7 @@ func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, err
 			}
 		}
 	}
+	p.countRedeliveries(msgs)
 	if err := p.apply(ctx, msgs); err != nil {
 		for _, m := range msgs {
 			_ = m.Nak()
@@ -325,8 +343,11 @@ func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
 				skipped++
 				continue
 			}
-			if err := p.cfg.Projection.Apply(txCtx, tx, ev); err != nil {
-				return fmt.Errorf("applying %s (%s v%d, seq %d): %w", ev.Type, ev.StreamID, ev.Version, ev.Sequence, err)
+			spanCtx, span := p.startSpan(txCtx, m, ev)
+			err = p.cfg.Projection.Apply(spanCtx, tx, ev)
+			endSpan(span, err)
+			if err != nil {
+				return &applyError{ev: ev, err: err}
 			}
 			next = ev.Sequence
 			applied = append(applied, ev)
@@ -347,6 +368,7 @@ func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
 	p.metrics.skipped.Add(float64(skipped))
 	p.metrics.duration.Observe(time.Since(start).Seconds())
 	if len(applied) > 0 {
+		p.metrics.checkpoint.Set(float64(applied[len(applied)-1].Sequence))
 		p.metrics.lag.Set(time.Since(applied[len(applied)-1].Time).Seconds())
 		if p.cfg.AfterCommit != nil {
 			p.cfg.AfterCommit(applied)

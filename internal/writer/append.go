@@ -4,6 +4,10 @@ import (
 	"context"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pgjet/pgjet"
 )
@@ -18,10 +22,31 @@ type appendResponse struct {
 	Duplicate    bool        `json:"duplicate"`
 }
 
-// appendTo appends the request's events to stream.
-func appendTo(ctx context.Context, store *pgjet.Store, stream string, req appendRequest) (appendResponse, error) {
+// tracerName names the writer's tracer.
+const tracerName = "github.com/pgjet/pgjet/internal/writer"
+
+// tracerOf returns tp's tracer, or a no-op one for a nil tp.
+func tracerOf(tp trace.TracerProvider) trace.Tracer {
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	return tp.Tracer(tracerName)
+}
+
+// appendTo appends the request's events to stream inside an "append" span, a child of the
+// trace context in ctx (the request's traceparent). The store writes the span's context to
+// the outbox rows, so it travels on with the events.
+func appendTo(ctx context.Context, tracer trace.Tracer, via string, store *pgjet.Store, stream string, req appendRequest) (appendResponse, error) {
+	ctx, span := tracer.Start(ctx, "append", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		attribute.String("pgjet.api", via),
+		attribute.String("pgjet.stream", stream),
+		attribute.Int("pgjet.events", len(req.Events)),
+	))
+	defer span.End()
 	res, err := store.Append(ctx, stream, req.Expected, req.eventData()...)
 	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
 		return appendResponse{}, err
 	}
 	return appendResponse{

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
@@ -34,6 +35,9 @@ type HandlerConfig struct {
 	// MaxBodyBytes caps the size of a request body; a larger one is answered with 413.
 	// Default 4 MiB.
 	MaxBodyBytes int64
+	// TracerProvider starts a span per append, a child of the request's traceparent.
+	// Default: no tracing (an incoming traceparent is still passed on).
+	TracerProvider trace.TracerProvider
 }
 
 func (c *HandlerConfig) setDefaults() {
@@ -64,7 +68,7 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	h := &handler{store: cfg.Store, log: cfg.Logger, maxBody: cfg.MaxBodyBytes}
+	h := &handler{store: cfg.Store, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, tracer: tracerOf(cfg.TracerProvider)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /streams/{stream}", h.append)
 	mux.HandleFunc("GET /streams/{stream}", h.read)
@@ -77,6 +81,7 @@ type handler struct {
 	store   *pgjet.Store
 	log     *zap.Logger
 	maxBody int64
+	tracer  trace.Tracer
 }
 
 func (h *handler) append(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +101,7 @@ func (h *handler) append(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	res, err := appendTo(ctx, h.store, stream, req)
+	res, err := appendTo(ctx, h.tracer, "http", h.store, stream, req)
 	if err != nil {
 		h.fail(w, r, stream, err)
 		return

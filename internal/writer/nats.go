@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
@@ -46,6 +47,9 @@ type NATSConfig struct {
 	// Timeout bounds the handling of one request, including requests still running when
 	// Run's context ends. Default 30s.
 	Timeout time.Duration
+	// TracerProvider starts a span per append, a child of the request's traceparent
+	// header. Default: no tracing (an incoming traceparent is still passed on).
+	TracerProvider trace.TracerProvider
 }
 
 func (c *NATSConfig) setDefaults() {
@@ -81,8 +85,9 @@ func (c *NATSConfig) validate() error {
 // plus a "stream" member; the reply is the HTTP reply's body (errors carry "status" inside
 // "error" too) with the StatusHeader header. The same request gets the same answer over both.
 type NATSService struct {
-	cfg NATSConfig
-	log *zap.Logger
+	cfg    NATSConfig
+	log    *zap.Logger
+	tracer trace.Tracer
 }
 
 // NewNATSService returns a service; Run serves it.
@@ -91,7 +96,7 @@ func NewNATSService(cfg NATSConfig) (*NATSService, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &NATSService{cfg: cfg, log: cfg.Logger.With(zap.String("subject", cfg.Subject))}, nil
+	return &NATSService{cfg: cfg, log: cfg.Logger.With(zap.String("subject", cfg.Subject)), tracer: tracerOf(cfg.TracerProvider)}, nil
 }
 
 // Run subscribes to the subject in the queue group and answers requests until ctx ends.
@@ -191,7 +196,7 @@ func (s *NATSService) handle(ctx context.Context, data []byte) (string, appendRe
 	if err != nil {
 		return "", appendResponse{}, err
 	}
-	res, err := appendTo(ctx, s.cfg.Store, req.Stream, req)
+	res, err := appendTo(ctx, s.tracer, "nats", s.cfg.Store, req.Stream, req)
 	return req.Stream, res, err
 }
 
