@@ -33,3 +33,8 @@ fuzz:
 
 clean:
 	rm -rf bin .pgjet
+
+## soak: Jepsen-style run (SOAK_DURATION, default 60s; SOAK_APPENDS, default 20000) with faults; checks the history
+.PHONY: soak
+soak:
+	$(GO) run ./cmd/soak

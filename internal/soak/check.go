@@ -1,0 +1,174 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/pgjet/pgjet/internal/verify"
+)
+
+// Result is the outcome of a run: counts, and every violation found.
+type Result struct {
+	Attempts, Committed, RolledBack, Conflicts, Unknown int
+	// UnknownCommitted counts appends with an unknown outcome that Postgres shows committed.
+	UnknownCommitted            int
+	Events, Published, Consumed int
+	Faults                      map[string]int
+	Violations                  []string
+}
+
+func (r *Result) violate(format string, args ...any) {
+	r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
+}
+
+// OK reports whether the run found no violation.
+func (r *Result) OK() bool { return len(r.Violations) == 0 }
+
+// String prints the counts, the faults and up to 50 violations.
+func (r *Result) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "appends: %d attempted, %d committed, %d rolled back, %d conflicts, %d unknown (%d of them committed)\n",
+		r.Attempts, r.Committed, r.RolledBack, r.Conflicts, r.Unknown, r.UnknownCommitted)
+	fmt.Fprintf(&b, "events: %d committed, %d published, %d consumed per consumer\n", r.Events, r.Published, r.Consumed)
+	for _, k := range slices.Sorted(maps.Keys(r.Faults)) {
+		fmt.Fprintf(&b, "fault %q: %d\n", k, r.Faults[k])
+	}
+	fmt.Fprintf(&b, "violations: %d\n", len(r.Violations))
+	for i, v := range r.Violations {
+		if i == 50 {
+			fmt.Fprintf(&b, "  ... %d more\n", len(r.Violations)-50)
+			break
+		}
+		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	return b.String()
+}
+
+// check compares the writers' history, Postgres, JetStream and the consumers' deliveries.
+func check(ctx context.Context, s *system, h *history, cs []*consumer, res *Result) error {
+	// Postgres is the truth of what committed.
+	type pgEvent struct {
+		stream  string
+		version int64
+	}
+	inPG := map[string]pgEvent{}
+	rows, err := s.pool.Query(ctx, `SELECT event_id::text, stream_id, version FROM pgjet.events`)
+	if err != nil {
+		return fmt.Errorf("soak: reading events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var e pgEvent
+		if err := rows.Scan(&id, &e.stream, &e.version); err != nil {
+			return fmt.Errorf("soak: reading events: %w", err)
+		}
+		inPG[id] = e
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("soak: reading events: %w", err)
+	}
+	res.Events = len(inPG)
+
+	// The writers' view against Postgres.
+	h.mu.Lock()
+	attempts := slices.Clone(h.attempts)
+	h.mu.Unlock()
+	attempted := map[string]bool{}
+	for _, a := range attempts {
+		res.Attempts++
+		committed := 0
+		for _, id := range a.ids {
+			attempted[id] = true
+			if _, ok := inPG[id]; ok {
+				committed++
+			}
+		}
+		if committed != 0 && committed != len(a.ids) {
+			res.violate("append to %s (expected %s) partly committed: %d of %d events %v", a.stream, a.expected, committed, len(a.ids), a.ids)
+		}
+		switch a.outcome {
+		case outcomeCommitted:
+			res.Committed++
+			if committed == 0 {
+				res.violate("acknowledged append to %s (expected %s) lost: events %v not in Postgres", a.stream, a.expected, a.ids)
+			}
+		case outcomeRolledBack, outcomeConflict:
+			if a.outcome == outcomeRolledBack {
+				res.RolledBack++
+			} else {
+				res.Conflicts++
+			}
+			if committed > 0 {
+				res.violate("%s append to %s (expected %s) is in Postgres: events %v", a.outcome, a.stream, a.expected, a.ids)
+			}
+		case outcomeUnknown:
+			res.Unknown++
+			if committed > 0 {
+				res.UnknownCommitted++
+			}
+		}
+	}
+	for id, e := range inPG {
+		if !attempted[id] {
+			res.violate("event %s (%s v%d) in Postgres was never appended", id, e.stream, e.version)
+		}
+	}
+
+	// JetStream against Postgres: missing, duplicates, order, rolled-back events visible.
+	rep, err := verify.Check(ctx, verify.Config{Pool: s.pool, JetStream: s.js})
+	if err != nil {
+		return err
+	}
+	res.Published = rep.JetStream
+	for _, e := range rep.Missing {
+		res.violate("committed event not in JetStream: %s", e)
+	}
+	for _, e := range rep.Duplicates {
+		res.violate("duplicate in JetStream: %s", e)
+	}
+	for _, e := range rep.OutOfOrder {
+		res.violate("out of stream order in JetStream: %s", e)
+	}
+	for _, e := range rep.Unexpected {
+		res.violate("in JetStream without a committed event (rolled back?): %s", e)
+	}
+	if rep.Pending > 0 {
+		res.violate("%d events still in the outbox", rep.Pending)
+	}
+
+	// Each consumer: exactly the committed events, once, per-stream in version order.
+	for i, c := range cs {
+		seen := map[string]bool{}
+		last := map[string]int64{}
+		ds := c.deliveries()
+		if i == 0 {
+			res.Consumed = len(ds)
+		}
+		for _, d := range ds {
+			e, ok := inPG[d.id]
+			switch {
+			case seen[d.id]:
+				res.violate("%s: event %s (%s v%d, seq %d) delivered twice", c.name, d.id, d.stream, d.version, d.seq)
+				continue
+			case !ok:
+				res.violate("%s: event %s (%s v%d, seq %d) delivered but never committed", c.name, d.id, d.stream, d.version, d.seq)
+			case e.stream != d.stream || e.version != d.version:
+				res.violate("%s: event %s delivered as %s v%d, committed as %s v%d", c.name, d.id, d.stream, d.version, e.stream, e.version)
+			case d.version != last[d.stream]+1:
+				res.violate("%s: %s v%d (seq %d) delivered after v%d", c.name, d.stream, d.version, d.seq, last[d.stream])
+			}
+			seen[d.id] = true
+			last[d.stream] = max(last[d.stream], d.version)
+		}
+		for id, e := range inPG {
+			if !seen[id] {
+				res.violate("%s: committed event %s (%s v%d) never delivered", c.name, id, e.stream, e.version)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,315 @@
+package soak
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/embednats"
+	"github.com/pgjet/pgjet/internal/relay"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
+)
+
+// Config configures a run.
+type Config struct {
+	// DatabaseURL is an empty (or pgjet-migrated, event-free) database the run owns.
+	// Required.
+	DatabaseURL string
+	// NATSDir is the embedded nats-server's store directory, owned by the run. Required.
+	NATSDir string
+	// Duration bounds the writing phase. Default 60s.
+	Duration time.Duration
+	// MaxAppends stops the writers after this many append attempts. Default 20000.
+	MaxAppends int
+	// Writers is the number of concurrent writers. Default 4.
+	Writers int
+	// Streams is the number of streams written to. Default 20.
+	Streams int
+	// Relays is the number of relays. Default 2.
+	Relays int
+	// Consumers is the number of JetStream consumers recording what they receive. Default 2.
+	Consumers int
+	// FaultInterval is the mean pause between faults; negative disables them. Default 1s.
+	FaultInterval time.Duration
+	// Settle bounds the wait, after writing, for the outbox to drain and the consumers to
+	// catch up. Default 60s.
+	Settle time.Duration
+	// Seed seeds the random choices. Default 1.
+	Seed uint64
+	// Logf receives progress lines. Default: discard.
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) setDefaults() {
+	c.Duration = cmp.Or(c.Duration, 60*time.Second)
+	c.MaxAppends = cmp.Or(c.MaxAppends, 20000)
+	c.Writers = cmp.Or(c.Writers, 4)
+	c.Streams = cmp.Or(c.Streams, 20)
+	c.Relays = cmp.Or(c.Relays, 2)
+	c.Consumers = cmp.Or(c.Consumers, 2)
+	c.FaultInterval = cmp.Or(c.FaultInterval, time.Second)
+	c.Settle = cmp.Or(c.Settle, 60*time.Second)
+	c.Seed = cmp.Or(c.Seed, 1)
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.DatabaseURL == "":
+		return errors.New("soak: Config.DatabaseURL is required")
+	case c.NATSDir == "":
+		return errors.New("soak: Config.NATSDir is required")
+	}
+	return nil
+}
+
+// appName prefixes the application_name of every Postgres session of a run, so faults can
+// find them.
+const appName = "pgjet-soak"
+
+// system is what a run drives: Postgres, nats-server, relays, writers' store.
+type system struct {
+	cfg   Config
+	pool  *pgxpool.Pool // the writers' and the checker's
+	store *pgjet.Store
+	nats  *embednats.Server
+	nc    *nats.Conn // the checker's
+	js    jetstream.JetStream
+
+	mu     sync.Mutex
+	relays []*runningRelay
+}
+
+// Run runs the writers, relays, consumers and faults, then checks the history.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	sys, err := start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer sys.close()
+	h := newHistory()
+	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
+
+	consumers := make([]*consumer, cfg.Consumers)
+	for i := range consumers {
+		if consumers[i], err = startConsumer(ctx, sys.js, i); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		for _, c := range consumers {
+			c.stop()
+		}
+	}()
+
+	writeCtx, stopWriting := context.WithTimeout(ctx, cfg.Duration)
+	defer stopWriting()
+	var wg sync.WaitGroup
+	budget := newBudget(cfg.MaxAppends)
+	for w := range cfg.Writers {
+		seed := rng.Uint64()
+		wg.Go(func() { sys.write(writeCtx, w, seed, budget, h) })
+	}
+	faults := map[string]int{}
+	if cfg.FaultInterval > 0 {
+		seed := rng.Uint64()
+		wg.Go(func() { faults = sys.injectFaults(writeCtx, seed) })
+	}
+	wg.Wait()
+	cfg.Logf("writing done: %d appends attempted; settling", budget.used())
+
+	// Heal: every relay running, then wait for the outbox and the consumers.
+	if err := sys.healRelays(ctx); err != nil {
+		return nil, err
+	}
+	settleCtx, cancel := context.WithTimeout(ctx, cfg.Settle)
+	defer cancel()
+	drained := sys.waitDrained(settleCtx)
+	last, caughtUp := sys.waitConsumers(settleCtx, consumers)
+
+	res := &Result{Faults: faults}
+	if !drained {
+		res.violate("outbox not drained within %s", cfg.Settle)
+	}
+	if !caughtUp {
+		res.violate("consumers did not reach stream sequence %d within %s", last, cfg.Settle)
+	}
+	for _, c := range consumers {
+		c.stop()
+	}
+	if err := check(ctx, sys, h, consumers, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func start(ctx context.Context, cfg Config) (*system, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("soak: database URL: %w", err)
+	}
+	pcfg.ConnConfig.RuntimeParams["application_name"] = appName + "-writer"
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("soak: %w", err)
+	}
+	sys := &system{cfg: cfg, pool: pool}
+	if err := pgjet.Migrate(ctx, pool); err != nil {
+		sys.close()
+		return nil, err
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.events`).Scan(&n); err != nil || n > 0 {
+		sys.close()
+		return nil, fmt.Errorf("soak: the database must hold no events (it holds %d; error %v)", n, err)
+	}
+	if sys.store, err = pgjet.New(pgjet.Config{Pool: pool}); err != nil {
+		sys.close()
+		return nil, err
+	}
+	if _, err := sys.store.Registry().RegisterFS(ctx, demoschemas.Files); err != nil {
+		sys.close()
+		return nil, err
+	}
+	if sys.nats, err = embednats.Start(embednats.Options{Dir: cfg.NATSDir, LazySync: true}); err != nil {
+		sys.close()
+		return nil, err
+	}
+	if sys.nc, err = connect(sys.nats.ClientURL(), "checker"); err != nil {
+		sys.close()
+		return nil, err
+	}
+	if sys.js, err = jetstream.New(sys.nc); err != nil {
+		sys.close()
+		return nil, err
+	}
+	if _, err := relay.EnsureStream(ctx, sys.js, relay.StreamConfig{}); err != nil {
+		sys.close()
+		return nil, err
+	}
+	for i := range cfg.Relays {
+		r, err := sys.startRelay(ctx, i)
+		if err != nil {
+			sys.close()
+			return nil, err
+		}
+		sys.relays = append(sys.relays, r)
+	}
+	return sys, nil
+}
+
+func connect(url, name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, nats.Name(appName+"-"+name), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		// Faults make asynchronous errors expected; without a handler nats.go prints them.
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		return nil, fmt.Errorf("soak: connecting to NATS: %w", err)
+	}
+	return nc, nil
+}
+
+func (s *system) close() {
+	s.mu.Lock()
+	relays := s.relays
+	s.relays = nil
+	s.mu.Unlock()
+	for _, r := range relays {
+		if r != nil {
+			r.stop()
+		}
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
+}
+
+// waitDrained polls until the outbox is empty or ctx ends.
+func (s *system) waitDrained(ctx context.Context) bool {
+	return poll(ctx, func() bool {
+		var n int
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox`).Scan(&n)
+		return err == nil && n == 0
+	})
+}
+
+// waitConsumers polls until every consumer has seen the stream's last sequence.
+func (s *system) waitConsumers(ctx context.Context, cs []*consumer) (uint64, bool) {
+	var last uint64
+	ok := poll(ctx, func() bool {
+		st, err := s.js.Stream(ctx, "PGJET_EVENTS")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return false
+		}
+		last = info.State.LastSeq
+		for _, c := range cs {
+			if c.lastSeq() < last {
+				return false
+			}
+		}
+		return true
+	})
+	return last, ok
+}
+
+// poll checks cond every 50ms until it holds (true) or ctx ends (false).
+func poll(ctx context.Context, cond func() bool) bool {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return cond()
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// budget hands out at most n append attempts across writers.
+type budget struct {
+	mu   sync.Mutex
+	n, k int
+}
+
+func newBudget(n int) *budget { return &budget{n: n} }
+
+func (b *budget) take() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.k >= b.n {
+		return false
+	}
+	b.k++
+	return true
+}
+
+func (b *budget) used() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.k
+}

@@ -1,0 +1,74 @@
+package soak
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// A short run with every kind of fault finds no violation.
+func TestShortRunWithFaultsHasNoViolations(t *testing.T) {
+	t.Parallel()
+	res, err := Run(context.Background(), Config{
+		DatabaseURL: pgtest.DB(t), NATSDir: t.TempDir(),
+		Duration: 5 * time.Second, MaxAppends: 3000, FaultInterval: 250 * time.Millisecond,
+		Settle: 20 * time.Second, Seed: 3, Logf: t.Logf,
+	})
+	require.NoError(t, err)
+	t.Log("\n" + res.String())
+	require.True(t, res.OK(), res.String())
+	require.Positive(t, res.Committed)
+	require.Positive(t, res.Conflicts)
+	require.Positive(t, res.RolledBack)
+	require.NotEmpty(t, res.Faults)
+}
+
+// The checker is not blind: a message lost from JetStream, and an append recorded as
+// rolled back whose events are in Postgres, are both reported.
+func TestCheckerReportsViolations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := Config{DatabaseURL: pgtest.DB(t), NATSDir: t.TempDir(), Relays: 1, Consumers: 1, Streams: 4}
+	cfg.setDefaults()
+	sys, err := start(ctx, cfg)
+	require.NoError(t, err)
+	defer sys.close()
+	c, err := startConsumer(ctx, sys.js, 0)
+	require.NoError(t, err)
+	defer c.stop()
+	h := newHistory()
+	sys.write(ctx, 0, 1, newBudget(40), h)
+	require.True(t, sys.waitDrained(ctx))
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, ok := sys.waitConsumers(wctx, []*consumer{c})
+	require.True(t, ok)
+
+	clean := &Result{}
+	require.NoError(t, check(ctx, sys, h, []*consumer{c}, clean))
+	require.True(t, clean.OK(), clean.String())
+
+	st, err := sys.js.Stream(ctx, "PGJET_EVENTS")
+	require.NoError(t, err)
+	require.NoError(t, st.DeleteMsg(ctx, 1))
+	h.mu.Lock()
+	for i, a := range h.attempts {
+		if a.outcome == outcomeCommitted {
+			h.attempts[i].outcome = outcomeRolledBack
+			break
+		}
+	}
+	h.mu.Unlock()
+	bad := &Result{}
+	require.NoError(t, check(ctx, sys, h, []*consumer{c}, bad))
+	t.Log("\n" + bad.String())
+	require.False(t, bad.OK())
+	require.Contains(t, bad.String(), "committed event not in JetStream")
+	require.Contains(t, bad.String(), "rolled back append to")
+}

@@ -1,0 +1,18 @@
+// Package verify checks the JetStream events stream against Postgres, the source of truth,
+// and repairs what JetStream lost by re-publishing it from Postgres.
+//
+// Check reads every event of pgjet.events and every message of the stream and reports
+// events missing from JetStream, messages duplicated (by event id or by (stream, version)),
+// messages out of stream order, and messages with no committed event behind them. Events
+// still in the outbox are pending, not missing: the relay has yet to publish them.
+//
+// Repair re-publishes missing events with the relay's message builder
+// ([relay.Message]), so a repaired event carries the same subject, payload and headers as
+// the original (except traceparent, which only the outbox row kept). JetStream appends
+// repaired messages at the end of the stream: they restore completeness, not position, and a
+// later Check reports them as out of order. Consumers that order by (stream, version), as the
+// docs ask beyond the duplicate window, are not affected.
+//
+// With a stream retention limit (MaxAge, MaxBytes), events JetStream dropped on purpose are
+// reported missing too; use Config.FromPosition to check only newer events.
+package verify
