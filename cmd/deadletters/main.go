@@ -1,0 +1,162 @@
+// Command deadletters lists and re-drives the events pgjet subscriptions gave up on.
+//
+//	deadletters list    [-group G] [-json]              list dead letters, oldest first
+//	deadletters redrive [-group G] (-seq N | -id ID | -all)  publish them again
+//
+// A subscription dead-letters an event after Config.MaxDeliver failed deliveries: it
+// publishes it, with its original headers and the reason, to "pgjet.deadletter.<group>" in
+// the PGJET_DEADLETTERS stream. Re-driving publishes the event again to its original
+// subject, marked for its group (header pgjet-redrive-group): pgjet subscribers of other
+// groups skip it, other consumers dedupe it by (ce-subject, ce-streamversion). The events
+// stream would drop a re-publish under the original Nats-Msg-Id inside its duplicate
+// window, so the copy's message id is "<event id>/redrive/<dead-letter seq>". The dead
+// letter is deleted once the copy is stored.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet/internal/service"
+	"github.com/pgjet/pgjet/subscription"
+)
+
+const usage = `usage:
+  deadletters list    [-group G] [-json] [flags]
+  deadletters redrive [-group G] (-seq N | -id EVENT_ID | -all) [flags]
+run "deadletters list -h" for the flags`
+
+func main() {
+	if len(os.Args) < 2 || (os.Args[1] != "list" && os.Args[1] != "redrive") {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd := os.Args[1]
+	var (
+		c        service.Common
+		o        options
+		dlStream string
+		dlPrefix string
+	)
+	f := service.NewFlags("deadletters " + cmd)
+	f.String(&c.NATSURL, "nats-url", "NATS_URL", "", "NATS URL(s), comma-separated; empty starts an embedded server on -data-dir")
+	f.String(&c.DataDir, "data-dir", "PGJET_DATA_DIR", ".pgjet", "directory of the embedded NATS server's data")
+	f.String(&c.LogFormat, "log-format", "LOG_FORMAT", "console", "log format: json or console")
+	f.String(&c.LogLevel, "log-level", "LOG_LEVEL", "warn", "log level: debug, info, warn, error")
+	f.String(&dlStream, "stream", "PGJET_DEADLETTER_STREAM", subscription.DefaultDeadLetterStream, "JetStream stream of dead letters")
+	f.String(&dlPrefix, "subject-prefix", "PGJET_DEADLETTER_PREFIX", subscription.DefaultDeadLetterPrefix, "subject prefix of dead letters")
+	f.String(&o.group, "group", "", "", "only this group's dead letters (default: every group)")
+	if cmd == "list" {
+		f.Bool(&o.json, "json", "", false, "print one JSON object per line")
+	} else {
+		f.Int(&o.seq, "seq", "", 0, "re-drive the dead letter with this sequence (see list)")
+		f.String(&o.id, "id", "", "", "re-drive the dead letters of this event id")
+		f.Bool(&o.all, "all", "", false, "re-drive every dead letter (of -group)")
+	}
+	service.Main("deadletters", &c, f, os.Args[2:], func(ctx context.Context, log *zap.Logger) error {
+		nc, err := service.ConnectNATS(ctx, c.NATSURL, c.DataDir, "pgjet-deadletters", log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc.Conn)
+		if err != nil {
+			return err
+		}
+		o.dl = subscription.DeadLetterConfig{Stream: dlStream, Prefix: dlPrefix}
+		if cmd == "list" {
+			return list(ctx, js, o, os.Stdout)
+		}
+		return redrive(ctx, js, o, os.Stdout)
+	})
+}
+
+type options struct {
+	dl    subscription.DeadLetterConfig
+	group string
+	json  bool
+	seq   int
+	id    string
+	all   bool
+}
+
+// listed is a dead letter as list -json prints it.
+type listed struct {
+	Seq        uint64    `json:"seq"`
+	Group      string    `json:"group"`
+	EventID    string    `json:"event_id"`
+	Stream     string    `json:"stream"`
+	Version    int64     `json:"version"`
+	Type       string    `json:"type"`
+	Subject    string    `json:"subject"`
+	Sequence   uint64    `json:"sequence"`
+	Deliveries int       `json:"deliveries"`
+	DeadAt     time.Time `json:"dead_at"`
+	Reason     string    `json:"reason"`
+}
+
+func list(ctx context.Context, js jetstream.JetStream, o options, out io.Writer) error {
+	dls, err := subscription.ListDeadLetters(ctx, js, o.dl, o.group)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(out)
+		for _, d := range dls {
+			if err := enc.Encode(listed{d.Sequence, d.Group, d.EventID, d.StreamID, d.Version, d.Type, d.Subject,
+				d.StreamSequence, d.Deliveries, d.Time, d.Reason}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SEQ\tGROUP\tEVENT ID\tSTREAM\tVERSION\tTYPE\tDELIVERIES\tDEAD AT\tREASON")
+	for _, d := range dls {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", d.Sequence, d.Group, d.EventID, d.StreamID, d.Version,
+			d.Type, d.Deliveries, d.Time.Format(time.RFC3339), d.Reason)
+	}
+	return w.Flush()
+}
+
+func redrive(ctx context.Context, js jetstream.JetStream, o options, out io.Writer) error {
+	chosen := 0
+	for _, set := range []bool{o.seq > 0, o.id != "", o.all} {
+		if set {
+			chosen++
+		}
+	}
+	if chosen != 1 {
+		return errors.New("give exactly one of -seq, -id and -all")
+	}
+	dls, err := subscription.ListDeadLetters(ctx, js, o.dl, o.group)
+	if err != nil {
+		return err
+	}
+	var seqs []uint64
+	for _, d := range dls {
+		if o.all || d.EventID == o.id || d.Sequence == uint64(o.seq) {
+			seqs = append(seqs, d.Sequence)
+		}
+	}
+	if len(seqs) == 0 {
+		return errors.New("no matching dead letters")
+	}
+	for _, seq := range seqs {
+		d, err := subscription.Redrive(ctx, js, o.dl, seq)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "re-drove %d: %s %s v%d for group %s\n", seq, d.EventID, d.StreamID, d.Version, d.Group)
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+package subscription
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers a dead letter carries beside all headers of the original event.
+const (
+	HeaderDeadSubject    = "pgjet-dl-subject"    // the event's original subject
+	HeaderDeadStream     = "pgjet-dl-stream"     // the JetStream stream it came from
+	HeaderDeadSequence   = "pgjet-dl-sequence"   // its sequence in that stream
+	HeaderDeadGroup      = "pgjet-dl-group"      // the group (consumer) that gave up on it
+	HeaderDeadReason     = "pgjet-dl-reason"     // the last handler or decoding error
+	HeaderDeadDeliveries = "pgjet-dl-deliveries" // deliveries before it was given up
+	HeaderDeadTime       = "pgjet-dl-time"       // when it was dead-lettered, RFC 3339
+
+	// HeaderRedriveGroup marks a re-driven event: pgjet subscribers of other groups
+	// acknowledge and skip it (counted as skipped); other consumers see a duplicate of an
+	// event they already handled and dedupe it by (ce-subject, ce-streamversion).
+	HeaderRedriveGroup = "pgjet-redrive-group"
+)
+
+// DeadLetterConfig names where dead letters live. The zero value is the default.
+type DeadLetterConfig struct {
+	// Stream is the JetStream stream of dead letters. Default "PGJET_DEADLETTERS".
+	Stream string
+	// Prefix is the subject prefix; a group's dead letters go to "<Prefix>.<group>".
+	// Default "pgjet.deadletter".
+	Prefix string
+}
+
+func (c DeadLetterConfig) withDefaults() DeadLetterConfig {
+	c.Stream = cmp.Or(c.Stream, DefaultDeadLetterStream)
+	c.Prefix = cmp.Or(c.Prefix, DefaultDeadLetterPrefix)
+	return c
+}
+
+// DeadLetter is an event a group gave up on.
+type DeadLetter struct {
+	// Sequence is the dead letter's sequence in the dead-letter stream; Redrive takes it.
+	Sequence uint64
+	// Group is the group (or ephemeral consumer name) that gave up.
+	Group string
+	// Subject, Stream and StreamSequence locate the original event.
+	Subject        string
+	Stream         string
+	StreamSequence uint64
+	// Reason is the last error, Deliveries how often the event was delivered.
+	Reason     string
+	Deliveries int
+	// Time is when the event was dead-lettered.
+	Time time.Time
+	// EventID, StreamID, Version and Type are the event's contract headers.
+	EventID  string
+	StreamID string
+	Version  int64
+	Type     string
+	// Header and Data are the original headers (plus the dead-letter ones) and payload.
+	Header nats.Header
+	Data   []byte
+}
+
+// EnsureDeadLetterStream creates the dead-letter stream if it does not exist (file
+// storage, no limits: dead letters stay until re-driven or purged). An existing stream is
+// left as it is, so operators may set limits.
+func EnsureDeadLetterStream(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig) error {
+	cfg = cfg.withDefaults()
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "pgjet dead letters: events subscriptions gave up on",
+		Subjects:    []string{cfg.Prefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("creating dead-letter stream %q: %w", cfg.Stream, err)
+	}
+	return nil
+}
+
+// deadLetter publishes msg to the group's dead-letter subject with the reason. Its message
+// id (stream, group, sequence) makes a repeat after a crash a no-op within the window.
+func deadLetter(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, group string, msg jetstream.Msg, reason error) error {
+	md, err := msg.Metadata()
+	if err != nil {
+		return err
+	}
+	h := nats.Header{}
+	for k, v := range msg.Headers() {
+		h[k] = append([]string(nil), v...)
+	}
+	h.Del(HeaderRedriveGroup)
+	h.Set(HeaderDeadSubject, msg.Subject())
+	h.Set(HeaderDeadStream, md.Stream)
+	h.Set(HeaderDeadSequence, strconv.FormatUint(md.Sequence.Stream, 10))
+	h.Set(HeaderDeadGroup, group)
+	h.Set(HeaderDeadReason, reason.Error())
+	h.Set(HeaderDeadDeliveries, strconv.FormatUint(md.NumDelivered, 10))
+	h.Set(HeaderDeadTime, time.Now().UTC().Format(time.RFC3339Nano))
+	h.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/%s/%d", md.Stream, group, md.Sequence.Stream))
+	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: cfg.Prefix + "." + group, Header: h, Data: msg.Data()},
+		jetstream.WithExpectStream(cfg.Stream))
+	if err != nil {
+		return fmt.Errorf("publishing dead letter of sequence %d: %w", md.Sequence.Stream, err)
+	}
+	return nil
+}
+
+// ListDeadLetters returns the dead letters of group, or of every group when group is "",
+// oldest first.
+func ListDeadLetters(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, group string) ([]DeadLetter, error) {
+	cfg = cfg.withDefaults()
+	filter := cfg.Prefix + ".>"
+	if group != "" {
+		filter = cfg.Prefix + "." + group
+	}
+	cons, err := js.OrderedConsumer(ctx, cfg.Stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return nil, fmt.Errorf("reading dead-letter stream %q: %w", cfg.Stream, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading dead-letter stream %q: %w", cfg.Stream, err)
+	}
+	var out []DeadLetter
+	for pending := info.NumPending; pending > 0; {
+		// Asking for no more than is pending lets the fetch end as soon as it has them.
+		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return out, fmt.Errorf("reading dead letters: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			dl, err := deadLetterFrom(m.Subject(), m.Headers(), m.Data())
+			if err != nil {
+				return out, err
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return out, err
+			}
+			dl.Sequence = md.Sequence.Stream
+			pending = md.NumPending
+			out = append(out, dl)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return out, fmt.Errorf("reading dead letters: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+func deadLetterFrom(subj string, h nats.Header, data []byte) (DeadLetter, error) {
+	dl := DeadLetter{
+		Group: h.Get(HeaderDeadGroup), Subject: h.Get(HeaderDeadSubject), Stream: h.Get(HeaderDeadStream),
+		Reason: h.Get(HeaderDeadReason), EventID: h.Get(HeaderID), StreamID: h.Get(HeaderStream),
+		Type: h.Get(HeaderType), Header: h, Data: data,
+	}
+	if dl.Subject == "" || dl.Stream == "" {
+		return dl, fmt.Errorf("message on %s is not a pgjet dead letter", subj)
+	}
+	dl.StreamSequence, _ = strconv.ParseUint(h.Get(HeaderDeadSequence), 10, 64)
+	dl.Deliveries, _ = strconv.Atoi(h.Get(HeaderDeadDeliveries))
+	dl.Version, _ = strconv.ParseInt(h.Get(HeaderStreamVersion), 10, 64)
+	dl.Time, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderDeadTime))
+	return dl, nil
+}
+
+// Redrive publishes the dead letter at sequence seq of the dead-letter stream again to its
+// original subject, then deletes the dead letter.
+//
+// The re-driven event keeps its contract headers but not its Nats-Msg-Id: the events
+// stream would drop a re-publish of the event id inside its duplicate window. Its message
+// id becomes "<event id>/redrive/<seq>", so re-driving the same dead letter twice in the
+// window publishes once. It carries HeaderRedriveGroup: pgjet subscribers of other groups
+// skip it; other consumers dedupe it by (ce-subject, ce-streamversion). It lands at the end
+// of the events stream, after later events of its stream.
+func Redrive(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, seq uint64) (DeadLetter, error) {
+	cfg = cfg.withDefaults()
+	s, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("opening dead-letter stream %q: %w", cfg.Stream, err)
+	}
+	raw, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("reading dead letter %d: %w", seq, err)
+	}
+	dl, err := deadLetterFrom(raw.Subject, raw.Header, raw.Data)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	dl.Sequence = seq
+	h := nats.Header{}
+	for k, v := range raw.Header {
+		h[k] = append([]string(nil), v...)
+	}
+	for _, k := range []string{HeaderDeadSubject, HeaderDeadStream, HeaderDeadSequence, HeaderDeadGroup,
+		HeaderDeadReason, HeaderDeadDeliveries, HeaderDeadTime} {
+		h.Del(k)
+	}
+	h.Set(HeaderRedriveGroup, dl.Group)
+	h.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/redrive/%d", dl.EventID, seq))
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: dl.Subject, Header: h, Data: raw.Data},
+		jetstream.WithExpectStream(dl.Stream)); err != nil {
+		return dl, fmt.Errorf("re-driving dead letter %d to %s: %w", seq, dl.Subject, err)
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return dl, fmt.Errorf("deleting re-driven dead letter %d: %w", seq, err)
+	}
+	return dl, nil
+}

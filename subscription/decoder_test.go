@@ -1,0 +1,80 @@
+package subscription_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/pgtest"
+	"github.com/pgjet/pgjet/internal/relay"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
+	"github.com/pgjet/pgjet/subscription"
+)
+
+const cancelledV2 = `{
+  "type": "record", "name": "OrderCancelled", "namespace": "pgjet.demo.order",
+  "fields": [
+    {"name": "order_id", "type": {"type": "string", "logicalType": "uuid"}},
+    {"name": "reason", "type": "string"},
+    {"name": "cancelled_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "note", "type": "string", "default": "none"}
+  ]
+}`
+
+// Events appended to Postgres, relayed to JetStream and decoded through the registry reach
+// the handler in the newest shape of their type, whichever version wrote them.
+func TestRegistryDecoderEndToEnd(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	store, err := pgjet.New(pgjet.Config{Pool: pool})
+	require.NoError(t, err)
+	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	srv := natstest.Server(t)
+	nc, js := natstest.Connect(t, srv)
+
+	event := func(i int, extra string) pgjet.EventData {
+		return pgjet.EventData{ID: uuid.New(), Type: cancelled, Data: json.RawMessage(fmt.Sprintf(
+			`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":"#%d","cancelled_at":"2026-11-26T10:00:00Z"%s}`, i, extra))}
+	}
+	_, err = store.Append(ctx, "order-1", pgjet.NoStream, event(1, ""), event(2, ""))
+	require.NoError(t, err)
+	_, err = store.Registry().Register(ctx, cancelled, cancelledV2)
+	require.NoError(t, err)
+	_, err = store.Append(ctx, "order-1", pgjet.Any, event(3, `,"note":"late"`))
+	require.NoError(t, err)
+
+	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	rctx, stopRelay := context.WithCancel(context.Background())
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- r.Run(rctx) }()
+	t.Cleanup(func() { stopRelay(); <-relayDone })
+
+	var rec recorder
+	run(t, newSub(t, js, subscription.Config{
+		Group:   "decoded",
+		Filters: []subscription.Filter{{Category: "order", Type: cancelled}},
+		Decoder: subscription.NewRegistryDecoder(store.Registry()),
+		Handler: rec.handle,
+	}))
+	eventually(t, "3 decoded events", func() bool { return rec.len() == 3 })
+	evs := rec.all()
+	for i, ev := range evs {
+		require.Equal(t, fmt.Sprintf("#%d", i+1), ev.Data["reason"])
+		require.Equal(t, int64(i+1), ev.Version)
+		require.Positive(t, ev.Position)
+	}
+	require.Equal(t, "none", evs[0].Data["note"], "old events decode into the newest shape")
+	require.Equal(t, "late", evs[2].Data["note"])
+	require.NotEqual(t, evs[0].SchemaID, evs[2].SchemaID)
+}

@@ -1,0 +1,587 @@
+package subscription
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"go.uber.org/zap"
+)
+
+// ErrRunning is returned by Run on a Subscriber that is already running.
+var ErrRunning = errors.New("subscription: already running")
+
+// maxRemembered caps how many handled sequences above the group's acknowledgement floor a
+// subscriber remembers to skip after it had to recreate its consumer.
+const maxRemembered = 100_000
+
+// Subscriber delivers the events of one subscription to its handler. Create it with New,
+// run it with Run. A Subscriber runs once at a time; run several (in one process or many)
+// with the same Group to share the work.
+type Subscriber struct {
+	cfg     Config
+	js      jetstream.JetStream
+	filters []string
+	name    string
+	log     *zap.Logger
+	metrics *metrics
+	running atomic.Bool
+
+	mu      sync.Mutex
+	floor   uint64              // the consumer's acknowledgement floor, last we looked
+	handled map[uint64]struct{} // sequences above floor this subscriber acknowledged
+
+	// After a replay from Postgres: the highest version replayed per stream, and the
+	// JetStream sequence live delivery starts at.
+	replayed  map[string]int64
+	liveStart uint64
+}
+
+// New checks cfg, fills in its defaults and returns a Subscriber on js. It does not touch
+// the server: Run creates or binds the consumer.
+func New(js jetstream.JetStream, cfg Config) (*Subscriber, error) {
+	cfg.setDefaults()
+	filters, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	if js == nil {
+		return nil, errors.New("subscription: JetStream is nil")
+	}
+	name := cfg.Group
+	if name == "" {
+		name = "pgjet-sub-" + nuid.Next()
+	}
+	m, err := newMetrics(cfg.Registerer, cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("subscription: registering metrics: %w", err)
+	}
+	return &Subscriber{
+		cfg: cfg, js: js, filters: dedupeFilters(filters), name: name, metrics: m,
+		log:     cfg.Logger.With(zap.String("consumer", name), zap.String("stream", cfg.Stream)),
+		handled: map[uint64]struct{}{},
+	}, nil
+}
+
+// Subscribe is New followed by Run: it delivers events to handler until ctx is cancelled.
+func Subscribe(ctx context.Context, js jetstream.JetStream, cfg Config, handler Handler) error {
+	cfg.Handler = handler
+	s, err := New(js, cfg)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// ConsumerName is the JetStream consumer the subscriber reads: the Group, or a generated
+// name for an ephemeral subscription. Dead letters go to "<DeadLetterPrefix>.<name>".
+func (s *Subscriber) ConsumerName() string { return s.name }
+
+// Filters are the JetStream subject filters the consumer uses (empty: all events).
+func (s *Subscriber) Filters() []string { return append([]string(nil), s.filters...) }
+
+// Run creates or binds the consumer and delivers events until ctx is cancelled, then
+// drains: the in-flight handler finishes (its context ends DrainTimeout after ctx), its
+// events are acknowledged, and events fetched but not handled are returned to the server
+// for other members. Lost consumers, missed heartbeats and server restarts are recovered
+// from inside Run. It returns nil after a cancellation, and an error if the consumer
+// cannot be set up at the start (a conflicting consumer; a missing stream is waited for)
+// or the NATS connection is closed for good.
+func (s *Subscriber) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer s.running.Store(false)
+
+	// Handlers outlive ctx by up to DrainTimeout.
+	hctx, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(s.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			stopHandlers()
+		}
+	})
+	defer func() {
+		close(done)
+		wg.Wait()
+		stopHandlers()
+	}()
+
+	if s.cfg.Start.kind == startPosition {
+		_, err := s.js.Consumer(ctx, s.cfg.Stream, s.name)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			s.replayed = map[string]int64{}
+			if s.liveStart, err = s.replay(ctx, hctx); err != nil {
+				return s.quiet(ctx, fmt.Errorf("subscription: %w", err))
+			}
+		case err != nil:
+			return s.quiet(ctx, fmt.Errorf("subscription: %w", err))
+		}
+	}
+
+	// A missing stream or an unreachable server at the start is waited out (the relay
+	// creates the stream); anything else is a mistake to report.
+	var cons jetstream.Consumer
+	for retry := 50 * time.Millisecond; ; retry = min(2*retry, s.cfg.RetryMax) {
+		var err error
+		if s.cfg.MaxDeliver > 0 {
+			err = EnsureDeadLetterStream(ctx, s.js, s.deadLetters())
+		}
+		if err == nil {
+			if cons, err = s.consumer(ctx, false); err == nil {
+				break
+			}
+		}
+		if !transient(err) {
+			return s.quiet(ctx, fmt.Errorf("subscription: %w", err))
+		}
+		s.log.Info("waiting for the events stream", zap.Error(err), zap.Duration("retry_in", retry))
+		if !sleep(ctx, retry) {
+			return nil
+		}
+	}
+	s.log.Info("subscribed", zap.Strings("filters", s.filters))
+
+	retry := time.Duration(0)
+	for {
+		err := s.consume(ctx, hctx, cons)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.js.Conn().IsClosed() {
+			return fmt.Errorf("subscription: %w", nats.ErrConnectionClosed) // it never comes back
+		}
+		s.metrics.recoveries.Inc()
+		retry = min(max(2*retry, 50*time.Millisecond), s.cfg.RetryMax)
+		s.log.Warn("consumer lost; re-establishing it", zap.Error(err), zap.Duration("retry_in", retry))
+		for {
+			if !sleep(ctx, retry) {
+				return nil
+			}
+			if s.js.Conn().IsClosed() {
+				return fmt.Errorf("subscription: %w", nats.ErrConnectionClosed)
+			}
+			if cons, err = s.consumer(ctx, true); err == nil {
+				break
+			}
+			retry = min(2*retry, s.cfg.RetryMax)
+			s.log.Warn("re-establishing consumer failed", zap.Error(err), zap.Duration("retry_in", retry))
+		}
+		s.log.Info("consumer re-established")
+	}
+}
+
+// transient reports whether err may go away by itself.
+func transient(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrConnectionReconnecting)
+}
+
+// quiet returns nil instead of err when ctx was cancelled.
+func (s *Subscriber) quiet(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (s *Subscriber) deadLetters() DeadLetterConfig {
+	return DeadLetterConfig{Stream: s.cfg.DeadLetterStream, Prefix: s.cfg.DeadLetterPrefix}
+}
+
+// consumer binds the existing consumer (updating what may be updated) or creates it. A
+// consumer created while recovering starts after the acknowledgement floor of the one
+// that was lost, not at Config.Start.
+func (s *Subscriber) consumer(ctx context.Context, recovering bool) (jetstream.Consumer, error) {
+	cc := jetstream.ConsumerConfig{
+		Name:          s.name,
+		Durable:       s.cfg.Group,
+		Description:   "pgjet subscription",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxAckPending: s.cfg.MaxAckPending,
+		MaxDeliver:    -1, // the subscriber dead-letters; the server must not drop silently
+	}
+	if s.cfg.Group == "" {
+		cc.InactiveThreshold = s.cfg.InactiveThreshold
+	}
+	switch len(s.filters) {
+	case 0:
+	case 1:
+		cc.FilterSubject = s.filters[0]
+	default:
+		cc.FilterSubjects = s.filters
+	}
+	s.mu.Lock()
+	floor := s.floor
+	s.mu.Unlock()
+	switch {
+	case recovering && floor > 0:
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
+	case s.cfg.Start.kind == startPosition && s.liveStart > 0:
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, s.liveStart
+	case s.cfg.Start.kind == startSequence:
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, s.cfg.Start.seq
+	case s.cfg.Start.kind == startTime:
+		t := s.cfg.Start.time
+		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	case s.cfg.Start.kind == startNew:
+		cc.DeliverPolicy = jetstream.DeliverNewPolicy
+	default:
+		cc.DeliverPolicy = jetstream.DeliverAllPolicy
+	}
+
+	cons, err := s.js.Consumer(ctx, s.cfg.Stream, s.name)
+	switch {
+	case err == nil:
+		// Keep where it starts (that cannot change); update the rest.
+		old := cons.CachedInfo().Config
+		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
+		if cons, err = s.js.UpdateConsumer(ctx, s.cfg.Stream, cc); err != nil {
+			return nil, fmt.Errorf("updating consumer %q on %q: %w", s.name, s.cfg.Stream, err)
+		}
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		cons, err = s.js.CreateConsumer(ctx, s.cfg.Stream, cc)
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			cons, err = s.js.Consumer(ctx, s.cfg.Stream, s.name) // another member was first
+		}
+		if err != nil {
+			return nil, fmt.Errorf("creating consumer %q on %q: %w", s.name, s.cfg.Stream, err)
+		}
+	default:
+		return nil, fmt.Errorf("looking up consumer %q on %q: %w", s.name, s.cfg.Stream, err)
+	}
+	s.setFloor(cons.CachedInfo().AckFloor.Stream)
+	return cons, nil
+}
+
+// setFloor records the consumer's acknowledgement floor and forgets handled sequences at
+// or below it.
+func (s *Subscriber) setFloor(floor uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if floor < s.floor {
+		return
+	}
+	s.floor = floor
+	for seq := range s.handled {
+		if seq <= floor {
+			delete(s.handled, seq)
+		}
+	}
+}
+
+// consume delivers events from cons until ctx ends (nil) or the consumer is lost (error).
+func (s *Subscriber) consume(ctx, hctx context.Context, cons jetstream.Consumer) error {
+	iter, err := cons.Messages(
+		jetstream.PullMaxMessages(max(2*s.cfg.BatchSize, 32)),
+		jetstream.PullHeartbeat(s.cfg.Heartbeat),
+		jetstream.PullExpiry(max(30*time.Second, 4*s.cfg.Heartbeat)),
+	)
+	if err != nil {
+		return fmt.Errorf("pulling: %w", err)
+	}
+	defer iter.Stop()
+	lastInfo := time.Now()
+	for {
+		if time.Since(lastInfo) > s.cfg.Heartbeat {
+			lastInfo = time.Now()
+			if info, err := cons.Info(ctx); err == nil {
+				s.setFloor(info.AckFloor.Stream)
+			}
+		}
+		msg, err := iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				s.release(iter)
+				return nil
+			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				s.metrics.missedBeats.Inc()
+				s.log.Warn("missed idle heartbeats; checking the consumer")
+				info, ierr := cons.Info(ctx)
+				if ierr != nil {
+					return fmt.Errorf("after missed heartbeats: %w", ierr)
+				}
+				s.setFloor(info.AckFloor.Stream)
+				continue
+			}
+			return err
+		}
+		batch := []jetstream.Msg{msg}
+		if s.cfg.BatchSize > 1 {
+			deadline := time.Now().Add(s.cfg.BatchWait)
+			for len(batch) < s.cfg.BatchSize && ctx.Err() == nil {
+				wait := time.Until(deadline)
+				if wait <= 0 {
+					break
+				}
+				m, err := iter.Next(jetstream.NextMaxWait(wait))
+				if err != nil {
+					break // a timeout ends the batch; anything else shows again on the next Next
+				}
+				batch = append(batch, m)
+			}
+		}
+		s.handle(hctx, batch)
+		if ctx.Err() != nil {
+			s.release(iter)
+			return nil
+		}
+	}
+}
+
+// release stops pulling and naks what was fetched but not handled, so other members get
+// it now rather than after AckWait. The naks follow the end of the pull's subscription:
+// a nak while the pull request still stood could be redelivered into it and lost.
+func (s *Subscriber) release(iter jetstream.MessagesContext) {
+	iter.Drain()
+	var left []jetstream.Msg
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		m, err := iter.Next(jetstream.NextMaxWait(wait))
+		if err != nil {
+			break
+		}
+		left = append(left, m)
+	}
+	for _, m := range left {
+		_ = m.Nak()
+	}
+	_ = s.js.Conn().FlushTimeout(2 * time.Second) // the naks reach the server before Run returns
+}
+
+// handle decodes, filters and hands msgs to the handler, then acks or naks each.
+func (s *Subscriber) handle(ctx context.Context, msgs []jetstream.Msg) {
+	events := make([]Event, 0, len(msgs))
+	taken := make([]jetstream.Msg, 0, len(msgs))
+	for _, m := range msgs {
+		ev, err := eventFrom(m)
+		if ev.Delivered > 1 {
+			s.metrics.redeliveries.Inc()
+		}
+		if err != nil {
+			// Not an event of the contract: it will never succeed.
+			s.fail(ctx, m, ev, fmt.Errorf("malformed event: %w", err), true)
+			continue
+		}
+		if s.seen(ev.Sequence) || ev.Version <= s.replayed[ev.StreamID] {
+			s.skip(m)
+			continue
+		}
+		if g := ev.Header.Get(HeaderRedriveGroup); g != "" && g != s.name {
+			s.skip(m) // re-driven for another group
+			continue
+		}
+		if s.cfg.Decoder != nil {
+			data, err := s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type)
+			if err != nil {
+				s.fail(ctx, m, ev, fmt.Errorf("decoding %s %s: %w", ev.Type, ev.ID, err), false)
+				continue
+			}
+			ev.Data = data
+		}
+		if s.cfg.Predicate != nil && !s.cfg.Predicate(ev) {
+			s.skip(m)
+			continue
+		}
+		events = append(events, ev)
+		taken = append(taken, m)
+	}
+	if len(events) == 0 {
+		return
+	}
+	start := time.Now()
+	err := s.call(ctx, events)
+	s.metrics.handleSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		for i, m := range taken {
+			s.fail(ctx, m, events[i], err, false)
+		}
+		return
+	}
+	// Acks are processed in order on one connection: confirming the last confirms all.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for i, m := range taken {
+		var err error
+		if i == len(taken)-1 {
+			err = m.DoubleAck(actx)
+		} else {
+			err = m.Ack()
+		}
+		if err != nil {
+			s.log.Warn("ack failed; the event may be delivered again", zap.String("event_id", events[i].ID), zap.Error(err))
+		}
+		s.remember(events[i].Sequence)
+	}
+	s.metrics.events.WithLabelValues("handled").Add(float64(len(events)))
+	last := events[len(events)-1]
+	s.metrics.lagSeconds.Set(time.Since(last.Time).Seconds())
+	if md, err := taken[len(taken)-1].Metadata(); err == nil {
+		s.metrics.pending.Set(float64(md.NumPending))
+	}
+}
+
+// call runs the handler, turning a panic into an error.
+func (s *Subscriber) call(ctx context.Context, events []Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	if s.cfg.BatchHandler != nil {
+		return s.cfg.BatchHandler(ctx, events)
+	}
+	return s.cfg.Handler(ctx, events[0])
+}
+
+func (s *Subscriber) seen(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq <= s.floor {
+		return false // acked by the group before; the server redelivers only what it must
+	}
+	_, ok := s.handled[seq]
+	return ok
+}
+
+func (s *Subscriber) remember(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq > s.floor && len(s.handled) < maxRemembered {
+		s.handled[seq] = struct{}{}
+	}
+}
+
+func (s *Subscriber) skip(m jetstream.Msg) {
+	if err := m.Ack(); err != nil {
+		s.log.Debug("ack of a skipped event failed", zap.Error(err))
+	}
+	s.metrics.events.WithLabelValues("skipped").Inc()
+}
+
+// fail naks m with backoff, or dead-letters it when it had its deliveries (or at once when
+// permanent) and then terminates it.
+func (s *Subscriber) fail(ctx context.Context, m jetstream.Msg, ev Event, reason error, permanent bool) {
+	n := ev.Delivered
+	if permanent || (s.cfg.MaxDeliver > 0 && n >= uint64(s.cfg.MaxDeliver)) {
+		if s.cfg.MaxDeliver > 0 {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := deadLetter(dctx, s.js, s.deadLetters(), s.name, m, reason)
+			cancel()
+			if err == nil {
+				if err := m.Term(); err != nil {
+					s.log.Warn("terminating a dead-lettered event failed", zap.Error(err))
+				}
+				s.metrics.deadLetters.Inc()
+				s.metrics.events.WithLabelValues("deadlettered").Inc()
+				s.log.Warn("event dead-lettered", zap.String("event_id", ev.ID), zap.Uint64("sequence", ev.Sequence),
+					zap.Uint64("deliveries", n), zap.Error(reason))
+				return
+			}
+			s.log.Error("dead-lettering failed; the event will be redelivered", zap.String("event_id", ev.ID), zap.Error(err))
+		}
+	}
+	delay := backoff(s.cfg.BackoffMin, s.cfg.BackoffMax, n)
+	if err := m.NakWithDelay(delay); err != nil {
+		s.log.Debug("nak failed; the event is redelivered after AckWait", zap.Error(err))
+	}
+	s.metrics.events.WithLabelValues("failed").Inc()
+	s.log.Info("handler failed; event will be redelivered", zap.String("event_id", ev.ID), zap.Uint64("sequence", ev.Sequence),
+		zap.Uint64("deliveries", n), zap.Duration("retry_in", delay), zap.Error(reason))
+}
+
+// backoff is lo doubled per earlier delivery, at most hi.
+func backoff(lo, hi time.Duration, delivered uint64) time.Duration {
+	d := lo
+	for i := uint64(1); i < delivered && d < hi; i++ {
+		d *= 2
+	}
+	return min(d, hi)
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// dedupeFilters drops filters that another filter already covers: JetStream rejects
+// overlapping filter subjects.
+func dedupeFilters(filters []string) []string {
+	var out []string
+	for i, f := range filters {
+		covered := false
+		for j, g := range filters {
+			if i != j && covers(g, f) && (!covers(f, g) || j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// covers reports whether filter g matches every subject filter f matches.
+func covers(g, f string) bool {
+	gt, ft := splitTokens(g), splitTokens(f)
+	for i, t := range gt {
+		if t == ">" {
+			return i < len(ft)
+		}
+		if i >= len(ft) {
+			return false
+		}
+		if t != "*" && t != ft[i] {
+			return false
+		}
+		if t == "*" && ft[i] == ">" {
+			return false
+		}
+	}
+	return len(gt) == len(ft)
+}
+
+func splitTokens(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
