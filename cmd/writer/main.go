@@ -1,6 +1,6 @@
 // Command writer serves pgjet's append API over HTTP (/streams/...) and NATS request-reply,
 // and the Confluent-compatible schema registry API (/schemas, /subjects, /config,
-// /compatibility) on the same HTTP address.
+// /compatibility) on the same HTTP address and over NATS (pgjet.registry.*).
 //
 //	writer [flags]          run the writer
 //	writer migrate [flags]  apply database migrations and exit
@@ -16,6 +16,7 @@ import (
 	"github.com/pgjet/pgjet/internal/registry"
 	"github.com/pgjet/pgjet/internal/service"
 	"github.com/pgjet/pgjet/internal/writer"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
 func main() {
@@ -53,7 +54,9 @@ func main() {
 		}
 		defer service.ShutdownTracing(ctx, tp, log)
 		ops := service.NewOps(log)
-		store, err := pgjet.New(pgjet.Config{Pool: pg.Pool, Logger: log, Registerer: ops.Registry})
+		// The demo domain's upcasters: reads return its newest shapes. A service with its
+		// own types registers its own upcasters the same way.
+		store, err := pgjet.New(pgjet.Config{Pool: pg.Pool, Logger: log, Registerer: ops.Registry, Upcasters: demoschemas.Upcasters()})
 		if err != nil {
 			return err
 		}
@@ -77,6 +80,10 @@ func main() {
 		if err != nil {
 			return err
 		}
+		regNATS, err := registry.NewNATSService(registry.NATSConfig{Registry: store.Registry(), Conn: nc.Conn, Logger: log})
+		if err != nil {
+			return err
+		}
 		ops.Track(pg, nc)
 		httpMetrics, err := service.NewHTTPMetrics(ops.Registry)
 		if err != nil {
@@ -84,7 +91,7 @@ func main() {
 		}
 		ops.Mux.Handle("/streams/", httpMetrics.Wrap("append", api))
 		ops.Mux.Handle("/", httpMetrics.Wrap("registry", registry.NewHandler(store.Registry(), log)))
-		return service.RunAll(ctx, natsAPI.Run,
+		return service.RunAll(ctx, natsAPI.Run, regNATS.Run,
 			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
 	})
 }
