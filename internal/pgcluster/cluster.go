@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -346,7 +347,12 @@ func (c *Cluster) prepareDir() error {
 			return fmt.Errorf("pgcluster: data dir %q: %w", c.dir, err)
 		}
 		c.dir = abs
-		if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		// Parents we create must let the server's OS user through when we run as root:
+		// only the data directory itself is private.
+		if err := os.MkdirAll(filepath.Dir(c.dir), 0o755); err != nil {
+			return fmt.Errorf("pgcluster: data dir: %w", err)
+		}
+		if err := os.Mkdir(c.dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("pgcluster: data dir: %w", err)
 		}
 	}

@@ -76,12 +76,13 @@ func TestReuseDir(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := t.TempDir() + "/data"
+	base := t.TempDir()
+	dir := base + "/nested/data" // parents Start creates must let the server's user through
 	if os.Geteuid() == 0 {
 		// As root the server runs as OS user postgres, which must reach dir.
 		_, err := pgcluster.Start(ctx, pgcluster.Options{Dir: dir})
 		require.ErrorContains(t, err, "cannot reach")
-		for p := filepath.Dir(dir); p != os.TempDir(); p = filepath.Dir(p) {
+		for p := base; p != os.TempDir(); p = filepath.Dir(p) {
 			require.NoError(t, os.Chmod(p, 0o711))
 		}
 	}
