@@ -14,9 +14,13 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-## bench: throughput and latency beside this machine's raw ceilings
+## bench: throughput and latency beside this machine's raw ceilings, then per-event costs
+## of validate+encode and decode+upcast, and the relay with 1, 2 and 4 instances
 bench:
 	$(GO) run ./cmd/bench
+	$(GO) test -run '^$$' -bench 'ValidateEncode' -benchtime 20000x ./internal/avro
+	$(GO) test -run '^$$' -bench 'DecodeUpcast' -benchtime 20000x .
+	$(GO) test -run '^$$' -bench 'Relays' -benchtime 2x ./internal/relay
 
 ## build: the binaries, into bin/
 build:
