@@ -17,7 +17,10 @@ import (
 //
 //   - dup counts stored events with the append's ids (0 when ids were generated);
 //   - claim locks the stream's row, checks the expectation and moves the version forward by
-//     the number of events, all only when dup is 0. It returns no row on a conflict.
+//     the number of events, all only when dup is 0. It returns no row on a conflict. It
+//     also moves the stream's stamp to greatest(this transaction's id, the last stamp), so
+//     the stamps (tx_id) of a stream's events never decrease with their versions (see
+//     migration 0002) and the all-events read returns them in version order.
 //   - ev inserts the events, reading claim, so positions are taken after the lock: a
 //     stream's positions increase with its versions (the outbox relies on it);
 //   - ob inserts one outbox row per event.
@@ -26,8 +29,8 @@ WITH dup AS (
 	SELECT count(*) AS n FROM pgjet.events WHERE $10 AND event_id = ANY($3::uuid[])),
 claim AS (%s),
 ev AS (
-	INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data, metadata)
-	SELECT t.id, $1, claim.version - $2 + t.ord, t.type, t.schema_id, t.data, t.metadata
+	INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data, metadata, tx_id)
+	SELECT t.id, $1, claim.version - $2 + t.ord, t.type, t.schema_id, t.data, t.metadata, claim.last_tx_id
 	FROM claim, unnest($3::uuid[], $4::text[], $5::int[], $6::bytea[], $7::jsonb[])
 		WITH ORDINALITY AS t (id, type, schema_id, data, metadata, ord)
 	ORDER BY t.ord
@@ -41,18 +44,23 @@ SELECT (SELECT n FROM dup), (SELECT version FROM claim),
 // The claim for each kind of expectation; $11 is the exact expected version.
 var (
 	claimAny = fmt.Sprintf(appendCTE, `
-	INSERT INTO pgjet.streams AS s (stream_id, version) SELECT $1, $2 WHERE (SELECT n FROM dup) = 0
-	ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.version, updated_at = now()
-	RETURNING version`)
+	INSERT INTO pgjet.streams AS s (stream_id, version, last_tx_id)
+	SELECT $1, $2, pg_current_xact_id() WHERE (SELECT n FROM dup) = 0
+	ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.version,
+		last_tx_id = greatest(EXCLUDED.last_tx_id, s.last_tx_id), updated_at = now()
+	RETURNING version, last_tx_id`)
 	claimNoStream = fmt.Sprintf(appendCTE, `
-	INSERT INTO pgjet.streams (stream_id, version) SELECT $1, $2 WHERE (SELECT n FROM dup) = 0
-	ON CONFLICT (stream_id) DO NOTHING RETURNING version`)
+	INSERT INTO pgjet.streams (stream_id, version, last_tx_id)
+	SELECT $1, $2, pg_current_xact_id() WHERE (SELECT n FROM dup) = 0
+	ON CONFLICT (stream_id) DO NOTHING RETURNING version, last_tx_id`)
 	claimExists = fmt.Sprintf(appendCTE, `
-	UPDATE pgjet.streams SET version = version + $2, updated_at = now()
-	WHERE stream_id = $1 AND (SELECT n FROM dup) = 0 RETURNING version`)
+	UPDATE pgjet.streams SET version = version + $2,
+		last_tx_id = greatest(pg_current_xact_id(), last_tx_id), updated_at = now()
+	WHERE stream_id = $1 AND (SELECT n FROM dup) = 0 RETURNING version, last_tx_id`)
 	claimExact = fmt.Sprintf(appendCTE, `
-	UPDATE pgjet.streams SET version = version + $2, updated_at = now()
-	WHERE stream_id = $1 AND version = $11 AND (SELECT n FROM dup) = 0 RETURNING version`)
+	UPDATE pgjet.streams SET version = version + $2,
+		last_tx_id = greatest(pg_current_xact_id(), last_tx_id), updated_at = now()
+	WHERE stream_id = $1 AND version = $11 AND (SELECT n FROM dup) = 0 RETURNING version, last_tx_id`)
 )
 
 // statement returns the append's SQL and arguments.

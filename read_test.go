@@ -46,6 +46,41 @@ func TestReadAllWaitsForLateCommit(t *testing.T) {
 	require.Equal(t, "order-fast", got[1].StreamID)
 }
 
+// A transaction gets its id at its first write. One that wrote to another stream first,
+// then appended version 2 of a stream after a younger transaction had committed version 1,
+// holds the older id; ReadAll must still return the stream in version order.
+func TestReadAllKeepsStreamOrderAcrossTransactionIDs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+
+	older, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer older.Rollback(ctx)
+	_, err = s.AppendTx(ctx, older, "order-elsewhere", pgjet.Any, cancelEvent("takes the older id"))
+	require.NoError(t, err)
+
+	_, err = s.Append(ctx, "order-inverted", pgjet.NoStream, cancelEvent("version 1, younger id"))
+	require.NoError(t, err)
+	_, err = s.AppendTx(ctx, older, "order-inverted", pgjet.ExpectedVersion(1), cancelEvent("version 2, older id"))
+	require.NoError(t, err)
+	require.NoError(t, older.Commit(ctx))
+
+	var got []pgjet.RecordedEvent
+	require.Eventually(t, func() bool {
+		got, err = s.ReadAll(ctx, pgjet.AllPosition{}, 100)
+		require.NoError(t, err)
+		return len(got) == 3
+	}, 30*time.Second, 10*time.Millisecond)
+	var versions []int64
+	for _, e := range got {
+		if e.StreamID == "order-inverted" {
+			versions = append(versions, e.Version)
+		}
+	}
+	require.Equal(t, []int64{1, 2}, versions, "a stream's events in version order")
+}
+
 // Many writers, some holding their transactions open for a while, one reader following
 // ReadAll's cursor all along: the reader sees every committed event exactly once, each
 // stream in version order, and nothing of rolled-back transactions.
