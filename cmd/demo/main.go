@@ -52,14 +52,16 @@ func main() {
 		if err := pgjet.Migrate(ctx, pg.Pool); err != nil {
 			return err
 		}
-		nc, err := service.ConnectNATS(ctx, c.NATSURL, dir, "pgjet-demo", log)
+		demoNATS := c
+		demoNATS.DataDir = dir
+		nc, err := demoNATS.ConnectNATS(ctx, "pgjet-demo", log)
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
 
 		fmt.Printf("pgjet demo: %d orders at %d events/s through the HTTP writer -> Postgres outbox -> relay -> JetStream -> projector\n", orders, rate)
-		fmt.Printf("  Postgres %s   NATS %s\n", redactURL(url), nc.URL)
+		fmt.Printf("  Postgres %s   NATS %s\n", service.RedactDSN(url), service.RedactNATSURL(nc.URL))
 		s, err := demo.Run(ctx, demo.Config{Pool: pg.Pool, Conn: nc.Conn, Orders: orders, Rate: rate, Clients: clients, Progress: os.Stdout, Logger: log})
 		if err != nil {
 			return err
@@ -74,15 +76,6 @@ func main() {
 		}
 		return nil
 	})
-}
-
-func redactURL(url string) string {
-	if i := strings.Index(url, "@"); i >= 0 {
-		if j := strings.Index(url, "://"); j >= 0 && j < i {
-			return url[:j+3] + "…" + url[i:]
-		}
-	}
-	return url
 }
 
 func statuses(m map[string]int) string {

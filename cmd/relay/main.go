@@ -60,7 +60,7 @@ func main() {
 		if migrateOnly {
 			return nil
 		}
-		nc, err := service.ConnectNATS(ctx, c.NATSURL, c.DataDir, "pgjet-relay", log)
+		nc, err := c.ConnectNATS(ctx, "pgjet-relay", log)
 		if err != nil {
 			return err
 		}

@@ -43,7 +43,7 @@ func main() {
 			return err
 		}
 		defer pg.Close(context.WithoutCancel(ctx))
-		nc, err := service.ConnectNATS(ctx, c.NATSURL, c.DataDir, "pgjet-verify", log)
+		nc, err := c.ConnectNATS(ctx, "pgjet-verify", log)
 		if err != nil {
 			return err
 		}

@@ -26,6 +26,7 @@ func main() {
 		natsSubj   string
 		schemasDir string
 		maxBody    int
+		auth       service.BearerAuth
 	)
 	f := service.NewFlags("writer")
 	c.Register(f)
@@ -33,6 +34,8 @@ func main() {
 	f.String(&natsSubj, "nats-subject", "WRITER_NATS_SUBJECT", "pgjet.api.append", "NATS subject of the append endpoint")
 	f.String(&schemasDir, "schemas-dir", "PGJET_SCHEMAS_DIR", "", "register every .avsc file of this directory at start (idempotent)")
 	f.Int(&maxBody, "max-body-bytes", "WRITER_MAX_BODY_BYTES", 4<<20, "largest accepted request body")
+	f.Secret(&auth.Token, "api-token", "WRITER_API_TOKEN", "bearer token that HTTP writes (POST, PUT, DELETE) must present; empty: no authentication")
+	f.Bool(&auth.Reads, "api-token-reads", "WRITER_API_TOKEN_READS", false, "require -api-token for HTTP reads too")
 
 	args := os.Args[1:]
 	migrateOnly := len(args) > 0 && args[0] == "migrate"
@@ -67,7 +70,7 @@ func main() {
 			}
 			log.Info("schemas registered", zap.String("dir", schemasDir), zap.Int("schemas", len(vs)))
 		}
-		nc, err := service.ConnectNATS(ctx, c.NATSURL, c.DataDir, "pgjet-writer", log)
+		nc, err := c.ConnectNATS(ctx, "pgjet-writer", log)
 		if err != nil {
 			return err
 		}
@@ -89,8 +92,13 @@ func main() {
 		if err != nil {
 			return err
 		}
-		ops.Mux.Handle("/streams/", httpMetrics.Wrap("append", api))
-		ops.Mux.Handle("/", httpMetrics.Wrap("registry", registry.NewHandler(store.Registry(), log)))
+		// /metrics, /healthz and /readyz stay open; the APIs take the bearer token.
+		auth.Logger = log
+		if auth.Token != "" {
+			log.Info("HTTP writes need a bearer token", zap.Bool("reads_too", auth.Reads))
+		}
+		ops.Mux.Handle("/streams/", httpMetrics.Wrap("append", auth.Wrap(api, service.AppendAPIUnauthorized)))
+		ops.Mux.Handle("/", httpMetrics.Wrap("registry", auth.Wrap(registry.NewHandler(store.Registry(), log), service.RegistryUnauthorized)))
 		return service.RunAll(ctx, natsAPI.Run, regNATS.Run,
 			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
 	})

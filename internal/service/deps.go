@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func OpenPostgres(ctx context.Context, url, dataDir string, maxConns int, log *z
 	cfg, err := pgxpool.ParseConfig(pg.URL)
 	if err != nil {
 		pg.Close(ctx)
-		return nil, fmt.Errorf("database URL: %w", err)
+		return nil, fmt.Errorf("database URL: %w", scrub(err, dsnSecrets(pg.URL)...))
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = int32(maxConns)
@@ -55,11 +56,11 @@ func OpenPostgres(ctx context.Context, url, dataDir string, maxConns int, log *z
 	pg.Pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		pg.Close(ctx)
-		return nil, fmt.Errorf("connecting to Postgres: %w", err)
+		return nil, fmt.Errorf("connecting to Postgres: %w", scrub(err, dsnSecrets(pg.URL)...))
 	}
 	if err := pg.Pool.Ping(ctx); err != nil {
 		pg.Close(ctx)
-		return nil, fmt.Errorf("connecting to Postgres at %s: %w", redact(cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database), err)
+		return nil, fmt.Errorf("connecting to Postgres at %s: %w", redact(cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database), scrub(err, dsnSecrets(pg.URL)...))
 	}
 	return pg, nil
 }
@@ -118,15 +119,17 @@ func ConnectNATS(ctx context.Context, url, dataDir, name string, log *zap.Logger
 				log.Warn("NATS disconnected", zap.Error(err))
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", RedactNATSURL(c.ConnectedUrl()))) }),
 		nats.ClosedHandler(func(*nats.Conn) { close(n.closed) }),
 	}, opts...)
 	conn, err := nats.Connect(n.URL, opts...)
 	if err != nil {
 		n.Close()
-		return nil, fmt.Errorf("connecting to NATS: %w", err)
+		// nats.go quotes a URL it cannot parse, user info and all.
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", RedactNATSURL(n.URL), scrub(err, natsURLSecrets(n.URL)...))
 	}
 	n.Conn = conn
+	log.Debug("connected to NATS", zap.String("url", RedactNATSURL(conn.ConnectedUrl())), zap.String("server", conn.ConnectedServerName()))
 	return n, nil
 }
 
@@ -159,17 +162,20 @@ func (p *Postgres) FreshDatabase(ctx context.Context, db string) (string, error)
 	if _, err := p.Pool.Exec(ctx, `CREATE DATABASE `+ident); err != nil {
 		return "", fmt.Errorf("creating the demo database: %w", err)
 	}
-	cfg := p.Pool.Config().ConnConfig
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=%s", cfg.User, cfg.Host, cfg.Port, db, sslmode(p.URL)), nil
+	return withDatabase(p.URL, db)
 }
 
-func sslmode(url string) string {
-	if i := strings.Index(url, "sslmode="); i >= 0 {
-		v := url[i+len("sslmode="):]
-		if j := strings.IndexAny(v, "&"); j >= 0 {
-			v = v[:j]
+// withDatabase returns connection string dsn (a URL or a key=value DSN) with its database
+// replaced by db and every other setting, password and TLS parameters included, kept.
+func withDatabase(dsn, db string) (string, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", fmt.Errorf("database URL %s: cannot parse it", RedactDSN(dsn))
 		}
-		return v
+		u.Path, u.RawPath = "/"+db, ""
+		return u.String(), nil
 	}
-	return "prefer"
+	// In a key=value DSN the last setting of a key wins.
+	return strings.TrimSpace(dsn) + " dbname=" + quoteKeywordValue(db), nil
 }

@@ -10,9 +10,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/migrate"
 )
 
 // Common is the configuration every binary shares.
@@ -23,6 +25,8 @@ type Common struct {
 	LogFormat   string
 	LogLevel    string
 	MaxConns    int
+	// NATSSecurity authenticates to NATS and secures the connection (see security.md).
+	NATSSecurity NATSSecurity
 }
 
 // Register adds the shared flags to f.
@@ -33,6 +37,8 @@ func (c *Common) Register(f *Flags) {
 	f.String(&c.LogFormat, "log-format", "LOG_FORMAT", "console", "log format: json or console")
 	f.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	f.Int(&c.MaxConns, "db-max-conns", "DB_MAX_CONNS", 0, "Postgres pool size; 0 uses pgxpool's default, max(4, CPUs)")
+	c.NATSSecurity.Register(f)
+	f.redactDefault("database-url", RedactDSN)
 }
 
 // Main runs a binary: parses flags, builds a logger, cancels the context on SIGINT or
@@ -59,15 +65,23 @@ func Main(name string, c *Common, f *Flags, args []string, run func(ctx context.
 	_ = log.Sync()
 }
 
-// OpenMigrated opens Postgres per c and applies pgjet's migrations.
+// OpenMigrated opens Postgres per c and applies pgjet's migrations. A database that
+// already has every migration is left alone, so a role without DDL rights (see
+// security.md) can start a binary once the owner role has run `migrate`.
 func (c *Common) OpenMigrated(ctx context.Context, log *zap.Logger) (*Postgres, error) {
 	pg, err := OpenPostgres(ctx, c.DatabaseURL, c.DataDir, c.MaxConns, log)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
+	if v, err := migrate.Version(ctx, pg.Pool); err == nil && v >= migrate.Latest() {
+		return pg, nil
+	}
 	if err := pgjet.Migrate(ctx, pg.Pool); err != nil {
 		pg.Close(ctx)
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+			return nil, fmt.Errorf("%w: the database needs migrations, and this role may not create objects; run `migrate` as the owner role (docs/security.md)", err)
+		}
 		return nil, err
 	}
 	log.Debug("migrations applied", zap.Duration("took", time.Since(start)))
