@@ -35,6 +35,24 @@ fuzz:
 		done; \
 	done
 
+## fuzz-ci: every fuzz target of the decoders of outside input, for FUZZ_CI_TIME each (CI).
+## Each package's instrumented test binary is built once and run per target.
+FUZZ_CI_TIME ?= 2s
+FUZZ_CI_PKGS ?= . ./internal/writer ./internal/avro ./internal/subject ./internal/registry ./internal/projection ./subscription
+.PHONY: fuzz-ci
+fuzz-ci:
+	@start=$$(date +%s); tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; cache=$$($(GO) env GOCACHE)/fuzz; \
+	for pkg in $(FUZZ_CI_PKGS); do \
+		path=$$($(GO) list $$pkg) && dir=$$($(GO) list -f '{{.Dir}}' $$pkg) || exit 1; \
+		$(GO) test -c -fuzz=. -o $$tmp/fuzz.test $$pkg || exit 1; \
+		for target in $$(cd $$dir && $$tmp/fuzz.test -test.list '^Fuzz' | grep '^Fuzz'); do \
+			echo "fuzz-ci $$path $$target"; \
+			(cd $$dir && $$tmp/fuzz.test -test.run '^$$' -test.fuzz "^$$target$$" -test.fuzztime $(FUZZ_CI_TIME) \
+				-test.fuzzcachedir $$cache/$$path) >$$tmp/log 2>&1 || { cat $$tmp/log; exit 1; }; \
+		done; \
+	done; \
+	echo "fuzz-ci: done in $$(( $$(date +%s) - start ))s"
+
 clean:
 	rm -rf bin .pgjet
 

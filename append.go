@@ -150,6 +150,9 @@ func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID strin
 		if ev.Type == "" {
 			return nil, fmt.Errorf("%w: %s: type is required", ErrInvalidAppend, at)
 		}
+		if err := ValidateEventType(ev.Type); err != nil {
+			return nil, fmt.Errorf("%s.type: %w", at, err)
+		}
 		p.types[i] = ev.Type
 		md, err := s.encodeMetadata(ev.Metadata)
 		if err != nil {
@@ -162,6 +165,11 @@ func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID strin
 		}
 		if err != nil {
 			return nil, fmt.Errorf("looking up schema of %q: %w", ev.Type, err)
+		}
+		if name := v.Schema.FullName(); name != ev.Type {
+			// A subject registered by hand with another record's schema: encoding with it
+			// would publish ce-type ev.Type over data that is not of that type.
+			return nil, fmt.Errorf("%w: %s: subject %q holds a schema of record %q, not of %q", ErrUnknownEventType, at, ev.Type, name, ev.Type)
 		}
 		payload, err := encode(v.Schema, ev.Data)
 		var verr *avro.ValidationError
@@ -216,6 +224,10 @@ func (s *Store) encodeMetadata(md map[string]string) ([]byte, error) {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
 			return nil, fmt.Errorf("%w: metadata must be valid UTF-8", ErrInvalidAppend)
 		}
+		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v, 0) >= 0 {
+			// Postgres jsonb cannot hold U+0000.
+			return nil, fmt.Errorf("%w: metadata must not contain NUL (U+0000) characters", ErrInvalidAppend)
+		}
 		size += len(k) + len(v)
 	}
 	if size > s.cfg.MaxMetadataSize {
@@ -228,8 +240,11 @@ func (s *Store) encodeMetadata(md map[string]string) ([]byte, error) {
 }
 
 // ValidateStreamID reports whether id can name a stream: 1 to 256 bytes of UTF-8, no
-// control characters, not starting with '-' (the text before the first '-' is the
-// stream's category).
+// control characters, no white space at either end, not starting with '-' (the text
+// before the first '-' is the stream's category). Every other character is allowed: the
+// NATS subject encodes '.', '*', '>', spaces and non-ASCII bytes reversibly, and an id
+// without control characters or outer white space travels unchanged in the ce-subject
+// header (NATS clients trim a header value's leading blanks; many trim trailing ones).
 func ValidateStreamID(id string) error {
 	switch {
 	case id == "":
@@ -245,6 +260,11 @@ func ValidateStreamID(id string) error {
 		if unicode.IsControl(r) {
 			return fmt.Errorf("%w: %q contains a control character", ErrInvalidStreamID, truncate(id, 64))
 		}
+	}
+	first, _ := utf8.DecodeRuneInString(id)
+	last, _ := utf8.DecodeLastRuneInString(id)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return fmt.Errorf("%w: %q starts or ends with white space", ErrInvalidStreamID, truncate(id, 64))
 	}
 	return nil
 }

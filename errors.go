@@ -17,12 +17,16 @@ var (
 	// ErrInvalidStreamID: empty, too long, not UTF-8, with control characters, or starting
 	// with '-'.
 	ErrInvalidStreamID = errors.New("pgjet: invalid stream id")
+	// ErrInvalidEventType: an event type that is not an Avro full name (dot-separated
+	// names of [A-Za-z_][A-Za-z0-9_]*) or is longer than MaxEventTypeLength.
+	ErrInvalidEventType = errors.New("pgjet: invalid event type")
 	// ErrInvalidAppend: an append that is malformed as a whole (no events, a bad
 	// expectation, an event without a type, repeated ids).
 	ErrInvalidAppend = errors.New("pgjet: invalid append")
 	// ErrInvalidRead: a read with a bad limit or direction.
 	ErrInvalidRead = errors.New("pgjet: invalid read")
-	// ErrTooLarge: too many events in one append, or an event or its metadata over the limit.
+	// ErrTooLarge: too many events in one append, or an event or its metadata over the limit
+	// (Config.MaxEventsPerAppend, MaxEventSize, MaxMetadataSize; see docs/errors.md).
 	ErrTooLarge = errors.New("pgjet: too large")
 	// ErrValidation is matched by *ValidationError.
 	ErrValidation = errors.New("pgjet: invalid event data")

@@ -2,6 +2,7 @@ package avro
 
 import (
 	"fmt"
+	"slices"
 
 	havro "github.com/hamba/avro/v2"
 )
@@ -21,9 +22,12 @@ func (s *Schema) Decode(payload []byte) (any, error) {
 // ResolveDecode decodes a payload written with writer into the shape of
 // reader, using Avro schema resolution: fields the reader added take their
 // defaults, fields it dropped are skipped, int/long/float promote, and reader
-// field aliases match renamed writer fields. Incompatible schemas wrap
-// ErrIncompatibleSchema; bad payloads wrap ErrInvalidPayload. Resolutions
-// are cached on reader, so repeated calls are cheap.
+// field aliases match renamed writer fields. The two records must be versions
+// of one type: the same full name, or the writer's full name among the
+// reader's aliases. Other pairs, and incompatible schemas, wrap
+// ErrIncompatibleSchema (so a payload whose schema id belongs to another type
+// is an error, never a wrong decode); bad payloads wrap ErrInvalidPayload.
+// Resolutions are cached on reader, so repeated calls are cheap.
 func ResolveDecode(writer, reader *Schema, payload []byte) (any, error) {
 	rs, err := reader.resolvedFrom(writer)
 	if err != nil {
@@ -42,6 +46,11 @@ func (s *Schema) resolvedFrom(writer *Schema) (havro.Schema, error) {
 	s.mu.Unlock()
 	if ok {
 		return rs, nil
+	}
+	// hamba compares short names only, so shop.a.Placed would resolve to shop.b.Placed.
+	if writer.fullName != s.fullName && !slices.Contains(s.avro.(*havro.RecordSchema).Aliases(), writer.fullName) {
+		return nil, fmt.Errorf("%w: data written with %s is not of type %s (and %s has no such alias)",
+			ErrIncompatibleSchema, writer.fullName, s.fullName, s.fullName)
 	}
 	rs, err := havro.NewSchemaCompatibility().Resolve(s.avro, writer.avro)
 	if err != nil {

@@ -3,6 +3,7 @@ package avro
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	havro "github.com/hamba/avro/v2"
 )
@@ -20,7 +21,19 @@ const extraItems = 1 << 16
 // MaxItems, union and enum indexes are in range, varints are canonical in
 // size, and no bytes trail the value.
 func checkPayload(s havro.Schema, b []byte) error {
-	c := payloadChecker{b: b, items: len(b) + extraItems}
+	return checkPayloadWith(payloadChecker{b: b, items: len(b) + extraItems}, s)
+}
+
+// checkEncoded is checkPayload for Avro this package produced, which must also hold only
+// valid UTF-8 in strings and map keys, as the Avro specification requires: a Go value
+// given to Encode may carry any bytes in a string. Decoding stays lenient about UTF-8 so
+// that data stored before this check stays readable.
+func checkEncoded(s havro.Schema, b []byte) error {
+	return checkPayloadWith(payloadChecker{b: b, items: len(b) + extraItems, utf8: true}, s)
+}
+
+func checkPayloadWith(c payloadChecker, s havro.Schema) error {
+	b := c.b
 	if err := c.value(s, 0); err != nil {
 		return fmt.Errorf("%w: at byte %d: %w", ErrInvalidPayload, c.pos, err)
 	}
@@ -34,6 +47,7 @@ type payloadChecker struct {
 	b     []byte
 	pos   int
 	items int
+	utf8  bool // strings and map keys must be valid UTF-8
 }
 
 var errTruncated = errors.New("unexpected end of data")
@@ -84,7 +98,7 @@ func (c *payloadChecker) skip(n int64) error {
 	return nil
 }
 
-func (c *payloadChecker) bytes() error {
+func (c *payloadChecker) bytes(text bool) error {
 	n, err := c.long()
 	if err != nil {
 		return err
@@ -95,7 +109,14 @@ func (c *payloadChecker) bytes() error {
 	if n > MaxBytesSize {
 		return fmt.Errorf("length %d exceeds the %d-byte limit", n, MaxBytesSize)
 	}
-	return c.skip(n)
+	start := c.pos
+	if err := c.skip(n); err != nil {
+		return err
+	}
+	if text && c.utf8 && !utf8.Valid(c.b[start:c.pos]) {
+		return errors.New("string is not valid UTF-8")
+	}
+	return nil
 }
 
 func (c *payloadChecker) value(s havro.Schema, depth int) error {
@@ -122,8 +143,10 @@ func (c *payloadChecker) value(s havro.Schema, depth int) error {
 		return c.skip(4)
 	case havro.Double:
 		return c.skip(8)
-	case havro.String, havro.Bytes:
-		return c.bytes()
+	case havro.String:
+		return c.bytes(true)
+	case havro.Bytes:
+		return c.bytes(false)
 	case havro.Fixed:
 		return c.skip(int64(s.(*havro.FixedSchema).Size()))
 	case havro.Enum:
@@ -197,7 +220,7 @@ func (c *payloadChecker) blocks(items havro.Schema, isMap bool, depth int) error
 		c.items -= int(n)
 		for range n {
 			if isMap {
-				if err := c.bytes(); err != nil {
+				if err := c.bytes(true); err != nil {
 					return err
 				}
 			}

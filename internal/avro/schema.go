@@ -117,7 +117,7 @@ func (s *Schema) encode(v any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
 	}
-	if err := checkPayload(s.avro, b); err != nil {
+	if err := checkEncoded(s.avro, b); err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: the result would not decode: %w", s.fullName, err)
 	}
 	return b, nil

@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -50,18 +54,92 @@ func NewHandler(reg *Registry, log *zap.Logger) http.Handler {
 	mux.HandleFunc("GET /schemas/ids/{id}/subjects", a.subjectsByID)
 	mux.HandleFunc("GET /schemas/ids/{id}/versions", a.versionsByID)
 	mux.HandleFunc("GET /subjects", a.subjects)
-	mux.HandleFunc("POST /subjects/{subject}", a.lookup)
-	mux.HandleFunc("GET /subjects/{subject}/versions", a.versions)
-	mux.HandleFunc("POST /subjects/{subject}/versions", a.register)
-	mux.HandleFunc("GET /subjects/{subject}/versions/{version}", a.version)
-	mux.HandleFunc("GET /subjects/{subject}/versions/{version}/schema", a.rawVersion)
+	mux.HandleFunc("POST /subjects/{subject}", withSubject(a.lookup))
+	mux.HandleFunc("GET /subjects/{subject}/versions", withSubject(a.versions))
+	mux.HandleFunc("POST /subjects/{subject}/versions", withSubject(a.register))
+	mux.HandleFunc("GET /subjects/{subject}/versions/{version}", withSubject(a.version))
+	mux.HandleFunc("GET /subjects/{subject}/versions/{version}/schema", withSubject(a.rawVersion))
 	mux.HandleFunc("GET /config", a.globalConfig)
 	mux.HandleFunc("PUT /config", a.setGlobalConfig)
-	mux.HandleFunc("GET /config/{subject}", a.subjectConfig)
-	mux.HandleFunc("PUT /config/{subject}", a.setSubjectConfig)
-	mux.HandleFunc("POST /compatibility/subjects/{subject}/versions", a.compatibleWithAll)
-	mux.HandleFunc("POST /compatibility/subjects/{subject}/versions/{version}", a.compatibleWith)
+	mux.HandleFunc("GET /config/{subject}", withSubject(a.subjectConfig))
+	mux.HandleFunc("PUT /config/{subject}", withSubject(a.setSubjectConfig))
+	mux.HandleFunc("POST /compatibility/subjects/{subject}/versions", withSubject(a.compatibleWithAll))
+	mux.HandleFunc("POST /compatibility/subjects/{subject}/versions/{version}", withSubject(a.compatibleWith))
 	return &router{mux: mux, log: log}
+}
+
+// MaxSubjectLength is the longest subject the HTTP and NATS APIs accept, in bytes: room
+// for any Avro full name or Kafka topic subject, and well inside what Postgres can index.
+const MaxSubjectLength = 1024
+
+// codeInvalidSubject is Confluent's error code for a subject it refuses (HTTP 422).
+const codeInvalidSubject = 42208
+
+// checkSubject refuses a subject no schema can be registered under: longer than
+// MaxSubjectLength, not UTF-8, or holding control characters (Confluent refuses those
+// too; Postgres cannot store NUL).
+func checkSubject(subject string) *apiError {
+	why := ""
+	switch {
+	case len(subject) > MaxSubjectLength:
+		why = fmt.Sprintf("it is %d bytes long, the limit is %d", len(subject), MaxSubjectLength)
+	case !utf8.ValidString(subject):
+		why = "it is not valid UTF-8"
+	case strings.IndexFunc(subject, unicode.IsControl) >= 0:
+		why = "it holds control characters"
+	default:
+		return nil
+	}
+	shown := subject
+	if len(shown) > 64 {
+		shown = shown[:64] + "..."
+	}
+	return newAPIError(http.StatusUnprocessableEntity, codeInvalidSubject, "The specified subject %q is not valid: %s", shown, why)
+}
+
+// withSubject answers 422 with code 42208 for a request whose {subject} checkSubject
+// refuses, before h reads anything.
+func withSubject(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ae := checkSubject(r.PathValue("subject")); ae != nil {
+			writeError(w, ae)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// errBodyNotUTF8 fails the read of a request body that is not valid UTF-8.
+var errBodyNotUTF8 = errors.New("request body is not valid UTF-8")
+
+// utf8Body checks a request body as it is read: JSON text must be UTF-8, and Go's JSON
+// decoder would otherwise turn bad bytes into U+FFFD silently, storing a schema other
+// than the one sent.
+type utf8Body struct {
+	io.ReadCloser
+	tail []byte // an incomplete character at the end of the bytes read so far
+}
+
+func (b *utf8Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	chunk := append(b.tail, p[:n]...)
+	cut := len(chunk)
+	for i := len(chunk) - 1; i >= 0 && i >= len(chunk)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(chunk[i]) {
+			if !utf8.FullRune(chunk[i:]) {
+				cut = i // keep it back until the rest arrives
+			}
+			break
+		}
+	}
+	if !utf8.Valid(chunk[:cut]) {
+		return n, errBodyNotUTF8
+	}
+	b.tail = append(b.tail[:0], chunk[cut:]...)
+	if err == io.EOF && len(b.tail) > 0 {
+		return n, errBodyNotUTF8
+	}
+	return n, err
 }
 
 // router serves the mux, accepting a trailing slash as Confluent's server does, turning
@@ -92,6 +170,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2 := *r
 		r2.URL = &u
 		r = &r2
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &utf8Body{ReadCloser: r.Body}
 	}
 	if _, pattern := rt.mux.Handler(r); pattern == "" {
 		w = &fallbackWriter{ResponseWriter: w}

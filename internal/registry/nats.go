@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -165,6 +166,10 @@ func (s *NATSService) serve(ctx context.Context, msg *nats.Msg, h func(context.C
 
 // decodeRequest reads a JSON object into v, rejecting unknown members and trailing data.
 func decodeRequest(data []byte, v any) error {
+	if !utf8.Valid(data) {
+		// Go's decoder would turn the bad bytes into U+FFFD and answer for another subject.
+		return httpError(http.StatusBadRequest, "malformed request: not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -221,6 +226,9 @@ func parseVersionMember(raw json.RawMessage) (int, error) {
 func (s *NATSService) version(ctx context.Context, subject string, raw json.RawMessage) (Version, error) {
 	if subject == "" {
 		return Version{}, httpError(http.StatusBadRequest, "malformed request: subject is required")
+	}
+	if ae := checkSubject(subject); ae != nil {
+		return Version{}, ae
 	}
 	n, err := parseVersionMember(raw)
 	if err != nil {

@@ -37,6 +37,7 @@ type errorBody struct {
 const (
 	codeInvalidStreamID      = "invalid_stream_id"
 	codeInvalidAppend        = "invalid_append"
+	codeInvalidEventType     = "invalid_event_type"
 	codeStreamNotFound       = "stream_not_found"
 	codeUnknownEventType     = "unknown_event_type"
 	codeWrongExpectedVersion = "wrong_expected_version"
@@ -82,6 +83,8 @@ func errorResponse(err error) (int, errorBody) {
 		}
 	case errors.Is(err, pgjet.ErrInvalidStreamID):
 		return http.StatusBadRequest, errorBody{Code: codeInvalidStreamID, Message: msg}
+	case errors.Is(err, pgjet.ErrInvalidEventType):
+		return http.StatusBadRequest, errorBody{Code: codeInvalidEventType, Message: msg}
 	case errors.Is(err, pgjet.ErrInvalidAppend):
 		return http.StatusBadRequest, errorBody{Code: codeInvalidAppend, Message: msg}
 	case errors.Is(err, pgjet.ErrInvalidRead):

@@ -53,7 +53,7 @@ func TestHTTP(t *testing.T) {
 	}
 
 	t.Run("success", func(t *testing.T) { testSharedSuccess(t, store, pool, tr) })
-	t.Run("errors", func(t *testing.T) { testSharedErrors(t, store, tr) })
+	t.Run("errors", func(t *testing.T) { testSharedErrors(t, store, pool, tr) })
 
 	t.Run("read", func(t *testing.T) {
 		t.Parallel()
@@ -150,6 +150,9 @@ func TestHTTP(t *testing.T) {
 			{"method", "DELETE", "/streams/order-a", "", nil, 405, codeMethodNotAllowed},
 			{"no route", "GET", "/events", "", nil, 404, codeNotFound},
 			{"empty body", "POST", "/streams/order-a", "", nil, 400, codeMalformedJSON},
+			{"stream id not UTF-8", "POST", "/streams/order-%FF", ok, nil, 400, codeInvalidStreamID},
+			{"stream id with NUL", "POST", "/streams/order-%00", ok, nil, 400, codeInvalidStreamID},
+			{"read stream id not UTF-8", "GET", "/streams/order-%FF", "", nil, 400, codeInvalidStreamID},
 		} {
 			status, raw := serve(t, h, tc.method, tc.target, tc.body, tc.headers)
 			require.Equal(t, tc.status, status, "%s: %s", tc.name, raw)

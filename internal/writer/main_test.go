@@ -19,20 +19,30 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // Limits of the stores and services under test, small enough to break on purpose.
 const (
-	testMaxEvents = 10
-	testMaxBody   = 64 << 10
+	testMaxEvents   = 10
+	testMaxBody     = 64 << 10
+	testMaxEvent    = 8 << 10
+	testMaxMetadata = 1 << 10
 )
 
-const orderPlaced = "pgjet.demo.order.OrderPlaced"
+const (
+	orderPlaced = "pgjet.demo.order.OrderPlaced"
+	impostor    = "test.Impostor" // registered with a schema of record test.Other
+)
 
 // newStore returns a store on a fresh, migrated database with the demo schemas registered.
 func newStore(t *testing.T) (*pgjet.Store, *pgxpool.Pool) {
 	t.Helper()
 	pool := pgtest.Pool(t)
 	require.NoError(t, pgjet.Migrate(t.Context(), pool))
-	store, err := pgjet.New(pgjet.Config{Pool: pool, MaxEventsPerAppend: testMaxEvents})
+	store, err := pgjet.New(pgjet.Config{
+		Pool: pool, MaxEventsPerAppend: testMaxEvents, MaxEventSize: testMaxEvent, MaxMetadataSize: testMaxMetadata,
+	})
 	require.NoError(t, err)
 	_, err = store.Registry().RegisterFS(t.Context(), demoschemas.Files)
+	require.NoError(t, err)
+	// A subject registered by hand with another record's schema.
+	_, err = store.Registry().Register(t.Context(), impostor, `{"type":"record","name":"test.Other","fields":[{"name":"n","type":"int"}]}`)
 	require.NoError(t, err)
 	return store, pool
 }
@@ -234,6 +244,66 @@ func sharedErrorCases() []errorCase {
 				return body(t, nil, events...)
 			},
 		},
+		// Bad input and limits (docs/errors.md, "Limits").
+		{
+			name: "body not UTF-8", status: 400, code: codeMalformedJSON,
+			body: fixed("{\"events\": [{\"type\": \"" + orderPlaced + "\", \"data\": {\"customer_id\": \"c-\xff\"}}]}"),
+		},
+		{name: "stream id too long", stream: "order-" + strings.Repeat("9", pgjet.MaxStreamIDLength), body: one, status: 400, code: codeInvalidStreamID},
+		{name: "stream id with header injection", stream: "order-1\r\nNats-Msg-Id: x", body: one, status: 400, code: codeInvalidStreamID},
+		{name: "stream id with leading space", stream: " order-1", body: one, status: 400, code: codeInvalidStreamID},
+		{name: "stream id with trailing space", stream: "order-1 ", body: one, status: 400, code: codeInvalidStreamID},
+		{
+			name: "event type not an Avro name", status: 400, code: codeInvalidEventType,
+			body: func(t *testing.T, _ string) string {
+				return body(t, nil, event(orderPlaced, placed(1)), event("order placed", placed(1)))
+			},
+		},
+		{
+			name: "event type with a wildcard", status: 400, code: codeInvalidEventType,
+			body: func(t *testing.T, _ string) string { return body(t, nil, event("pgjet.demo.>", placed(1))) },
+		},
+		{
+			name: "event type too long", status: 400, code: codeInvalidEventType,
+			body: func(t *testing.T, _ string) string {
+				return body(t, nil, event("a."+strings.Repeat("B", pgjet.MaxEventTypeLength), placed(1)))
+			},
+		},
+		{
+			name: "event type whose subject holds another record", status: 404, code: codeUnknownEventType,
+			body: func(t *testing.T, _ string) string { return body(t, nil, event(impostor, map[string]any{"n": 1})) },
+		},
+		{
+			name: "event too large", status: 413, code: codeTooLarge,
+			body: func(t *testing.T, _ string) string {
+				data := placed(1)
+				data["note"] = strings.Repeat("x", testMaxEvent)
+				return body(t, nil, event(orderPlaced, data))
+			},
+		},
+		{
+			name: "metadata too large", status: 413, code: codeTooLarge,
+			body: func(t *testing.T, _ string) string {
+				e := event(orderPlaced, placed(1))
+				e["metadata"] = map[string]string{"k": strings.Repeat("m", testMaxMetadata)}
+				return body(t, nil, e)
+			},
+		},
+		{
+			name: "metadata with NUL", status: 400, code: codeInvalidAppend,
+			body: fixed(`{"events": [{"type": "` + orderPlaced + `", "data": {}, "metadata": {"k": "a\u0000b"}}]}`),
+		},
+		{
+			name: "data with a lone surrogate", status: 422, code: codeValidationFailed,
+			body: func(t *testing.T, _ string) string {
+				b := body(t, nil, event(orderPlaced, placed(1)))
+				return strings.Replace(b, `"customer_id":"c-1"`, `"customer_id":"c-\ud800"`, 1)
+			},
+			check: func(t *testing.T, _ string, e errorBody) {
+				require.Len(t, e.Fields, 1)
+				require.Equal(t, "events[0].data", e.Fields[0].Path)
+			},
+		},
 		{
 			name: "schema violation", status: 422, code: codeValidationFailed,
 			body: func(t *testing.T, _ string) string {
@@ -267,8 +337,9 @@ func sharedErrorCases() []errorCase {
 	}
 }
 
-// testSharedErrors runs every shared error case over tr, and checks that nothing was written.
-func testSharedErrors(t *testing.T, store *pgjet.Store, tr transport) {
+// testSharedErrors runs every shared error case over tr, and checks that nothing was
+// written: no events and no outbox rows for the stream, its version unchanged.
+func testSharedErrors(t *testing.T, store *pgjet.Store, pool *pgxpool.Pool, tr transport) {
 	for _, tc := range sharedErrorCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -292,6 +363,12 @@ func testSharedErrors(t *testing.T, store *pgjet.Store, tr transport) {
 				after, _ := store.StreamVersion(t.Context(), stream)
 				require.Equal(t, before, after, "the failed append wrote events")
 			}
+			var events, outbox int64
+			require.NoError(t, pool.QueryRow(t.Context(), `
+				SELECT count(*), count(o.position) FROM pgjet.events e LEFT JOIN pgjet.outbox o USING (position)
+				WHERE e.stream_id = $1`, stream).Scan(&events, &outbox))
+			require.Equal(t, before, events, "events of the stream")
+			require.Equal(t, before, outbox, "outbox rows of the stream")
 		})
 	}
 }

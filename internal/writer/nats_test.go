@@ -84,7 +84,7 @@ func TestNATS(t *testing.T) {
 	}
 
 	t.Run("success", func(t *testing.T) { testSharedSuccess(t, store, pool, tr) })
-	t.Run("errors", func(t *testing.T) { testSharedErrors(t, store, tr) })
+	t.Run("errors", func(t *testing.T) { testSharedErrors(t, store, pool, tr) })
 
 	t.Run("no stream", func(t *testing.T) {
 		t.Parallel()
