@@ -24,9 +24,19 @@ const End int64 = -1
 
 const eventColumns = `position, tx_id::text, event_id, stream_id, version, type, schema_id, data, metadata, created_at`
 
+// The stream reads: $1 stream, $2 first version, $3 limit. docs/architecture.md lists
+// their plans ("Access paths"); explain_test.go checks them.
+const (
+	readForwardSQL  = `SELECT ` + eventColumns + ` FROM pgjet.events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
+	readBackwardSQL = `SELECT ` + eventColumns + ` FROM pgjet.events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
+)
+
 // ReadStream reads up to limit events of a stream starting at version from (inclusive), in
 // direction. A backward read from End starts at the last event. It returns ErrStreamNotFound
 // when the stream has no events.
+//
+// With Config.ReadCacheBytes, recently read events of a stream are answered from memory;
+// a read still sees every event committed before it started (see Config.ReadCacheBytes).
 func (s *Store) ReadStream(ctx context.Context, streamID string, dir Direction, from int64, limit int) ([]RecordedEvent, error) {
 	if err := ValidateStreamID(streamID); err != nil {
 		return nil, err
@@ -34,19 +44,16 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, dir Direction, 
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: limit must be positive", ErrInvalidRead)
 	}
-	var q string
 	switch dir {
 	case Forward:
-		q = `SELECT ` + eventColumns + ` FROM pgjet.events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
 	case Backward:
 		if from == End {
 			from = 1<<63 - 1
 		}
-		q = `SELECT ` + eventColumns + ` FROM pgjet.events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
 	default:
 		return nil, fmt.Errorf("%w: unknown direction %d", ErrInvalidRead, dir)
 	}
-	events, err := queryEvents(ctx, s.pool, q, streamID, from, limit)
+	events, err := s.reads.read(ctx, s.pool, streamID, dir, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading stream %q: %w", streamID, err)
 	}
@@ -62,6 +69,15 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, dir Direction, 
 	return events, nil
 }
 
+// readStreamDB reads a stream from Postgres; from is a version (End already replaced).
+func readStreamDB(ctx context.Context, db querier, streamID string, dir Direction, from int64, limit int) ([]RecordedEvent, error) {
+	q := readForwardSQL
+	if dir == Backward {
+		q = readBackwardSQL
+	}
+	return queryEvents(ctx, db, q, streamID, from, limit)
+}
+
 // StreamVersion returns the stream's version (its number of events), or ErrStreamNotFound.
 func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
 	v, err := streamVersion(ctx, s.pool, streamID)
@@ -74,6 +90,15 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 	return v, nil
 }
 
+// readAllSQL reads events after the cursor ($1 tx id as text, $2 position), $3 at most.
+// ORDER BY names the table's columns: a bare "tx_id" would mean the output column
+// "tx_id::text" and order transaction ids as text ("10" before "9"), which skips events at
+// every power of ten and cannot use the (tx_id, position) index.
+const readAllSQL = `SELECT ` + eventColumns + ` FROM pgjet.events
+	WHERE (tx_id, position) > ($1::text::xid8, $2)
+	  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+	ORDER BY events.tx_id, events.position LIMIT $3`
+
 // ReadAll reads up to limit events after the cursor, across all streams, and never skips an
 // event whose transaction commits after the read: it returns only events written by
 // transactions older than the oldest transaction still running (the snapshot's xmin), in
@@ -84,12 +109,7 @@ func (s *Store) ReadAll(ctx context.Context, after AllPosition, limit int) ([]Re
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: limit must be positive", ErrInvalidRead)
 	}
-	events, err := queryEvents(ctx, s.pool, `
-		SELECT `+eventColumns+` FROM pgjet.events
-		WHERE (tx_id, position) > ($1::text::xid8, $2)
-		  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY tx_id, position LIMIT $3`,
-		strconv.FormatUint(after.TxID, 10), after.Position, limit)
+	events, err := queryEvents(ctx, s.pool, readAllSQL, strconv.FormatUint(after.TxID, 10), after.Position, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading all events: %w", err)
 	}

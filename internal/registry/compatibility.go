@@ -129,7 +129,9 @@ func (r *Registry) checkAgainst(ctx context.Context, subject string, s *avro.Sch
 		return err
 	}
 	if breaks := level.check(s, registered); len(breaks) > 0 {
-		return &IncompatibleError{Subject: subject, Level: level, Breaks: breaks}
+		err := &IncompatibleError{Subject: subject, Level: level, Breaks: breaks}
+		r.metrics.checked(err)
+		return err
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgjet/pgjet/internal/avro"
 )
@@ -26,6 +27,7 @@ type Registry struct {
 	pool      *pgxpool.Pool
 	latestTTL time.Duration
 	now       func() time.Time
+	metrics   *metrics
 
 	mu     sync.RWMutex
 	byID   map[int]storedSchema
@@ -51,6 +53,9 @@ type Config struct {
 	LatestTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Registerer receives the registry's metrics (pgjet_registry_*: registrations,
+	// compatibility rejections, cache hits and misses). Default: none.
+	Registerer prometheus.Registerer
 }
 
 // New returns a registry on cfg.Pool.
@@ -64,8 +69,12 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("registry: registering metrics: %w", err)
+	}
 	return &Registry{
-		pool: cfg.Pool, latestTTL: cfg.LatestTTL, now: cfg.Now,
+		pool: cfg.Pool, latestTTL: cfg.LatestTTL, now: cfg.Now, metrics: m,
 		byID: map[int]storedSchema{}, latest: map[string]cachedLatest{},
 	}, nil
 }
@@ -81,12 +90,19 @@ func New(cfg Config) (*Registry, error) {
 // text stored, and served by SchemaText, is the one first registered for that identity,
 // as written, so defaults, aliases and docs survive.
 func (r *Registry) Register(ctx context.Context, subject, schemaText string) (Version, error) {
+	v, created, err := r.register(ctx, subject, schemaText)
+	r.metrics.registered(created, err)
+	return v, err
+}
+
+// register is Register; created says it wrote a new version.
+func (r *Registry) register(ctx context.Context, subject, schemaText string) (Version, bool, error) {
 	if subject == "" {
-		return Version{}, fmt.Errorf("%w: empty subject", ErrSubjectNotFound)
+		return Version{}, false, fmt.Errorf("%w: empty subject", ErrSubjectNotFound)
 	}
 	s, fp, err := parseSchema(schemaText)
 	if err != nil {
-		return Version{}, err
+		return Version{}, false, err
 	}
 	var (
 		out     Version
@@ -141,13 +157,13 @@ func (r *Registry) Register(ctx context.Context, subject, schemaText string) (Ve
 		return nil
 	})
 	if _, incompatible := errors.AsType[*IncompatibleError](err); err != nil && !incompatible {
-		return Version{}, fmt.Errorf("registering schema under %q: %w", subject, err)
+		return Version{}, false, fmt.Errorf("registering schema under %q: %w", subject, err)
 	}
 	if err != nil {
-		return Version{}, err
+		return Version{}, false, err
 	}
 	out.Schema = r.remember(out, stored, s, created)
-	return out, nil
+	return out, created, nil
 }
 
 // Lookup finds the version of subject whose schema is the same as schemaText (Confluent's
@@ -220,6 +236,7 @@ func (r *Registry) stored(ctx context.Context, db querier, id int) (storedSchema
 	r.mu.RLock()
 	st, ok := r.byID[id]
 	r.mu.RUnlock()
+	r.metrics.lookup(cacheID, ok)
 	if ok {
 		return st, nil
 	}
@@ -293,7 +310,9 @@ func (r *Registry) LatestCachedTx(ctx context.Context, db Querier, subject strin
 	r.mu.RLock()
 	c, ok := r.latest[subject]
 	r.mu.RUnlock()
-	if ok && r.now().Sub(c.at) < r.latestTTL {
+	fresh := ok && r.now().Sub(c.at) < r.latestTTL
+	r.metrics.lookup(cacheLatest, fresh)
+	if fresh {
 		return c.v, nil
 	}
 	return r.latestFrom(ctx, db, subject)

@@ -296,10 +296,17 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
 		return 0, nil
 	}
 	readAt := time.Now()
+	// Each owned partition is read through (partition, position) and the heads merged: a
+	// single scan in position order filtered by partition would walk past every row of
+	// the partitions other relays own.
 	rows, err := r.cfg.Pool.Query(ctx, `
 		SELECT o.position, o.traceparent, e.event_id::text, e.stream_id, e.version, e.type, e.schema_id, e.data, e.created_at
-		FROM pgjet.outbox o JOIN pgjet.events e ON e.position = o.position
-		WHERE o.partition = ANY($1) ORDER BY o.position LIMIT $2`, parts, r.cfg.BatchSize)
+		FROM unnest($1::smallint[]) AS p (partition)
+		CROSS JOIN LATERAL (
+			SELECT position, traceparent FROM pgjet.outbox
+			WHERE partition = p.partition ORDER BY position LIMIT $2) o
+		JOIN pgjet.events e ON e.position = o.position
+		ORDER BY o.position LIMIT $2`, parts, r.cfg.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("reading outbox: %w", err)
 	}

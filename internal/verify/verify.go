@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -261,26 +262,28 @@ func notCommitted(ctx context.Context, pool *pgxpool.Pool, msgs []Event) ([]Even
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	ids := make([]string, 0, len(msgs))
+	// Ids that are not UUIDs were never pgjet's: they stay "not committed".
+	ids := make([]uuid.UUID, 0, len(msgs))
 	for _, m := range msgs {
-		ids = append(ids, m.ID)
+		if id, err := uuid.Parse(m.ID); err == nil {
+			ids = append(ids, id)
+		}
 	}
-	rows, err := pool.Query(ctx, `SELECT event_id::text FROM pgjet.events
-		WHERE event_id::text = ANY($1)`, ids)
+	rows, err := pool.Query(ctx, `SELECT event_id FROM pgjet.events WHERE event_id = ANY($1::uuid[])`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading Postgres: %w", err)
 	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	found, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading Postgres: %w", err)
 	}
-	committed := make(map[string]bool, len(found))
+	committed := make(map[uuid.UUID]bool, len(found))
 	for _, id := range found {
 		committed[id] = true
 	}
 	var out []Event
 	for _, m := range msgs {
-		if !committed[m.ID] {
+		if id, err := uuid.Parse(m.ID); err != nil || !committed[id] {
 			out = append(out, m)
 		}
 	}
