@@ -23,11 +23,17 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Logger receives structured logs. Default: no logs.
 	Logger *zap.Logger
-	// Registerer receives the append path's metrics (pgjet_append_*). Default: none.
+	// Registerer receives the store's metrics: the append path's (pgjet_append_*), the
+	// schema registry's (pgjet_registry_*), the read cache's (pgjet_read_cache_*). Default: none.
 	Registerer prometheus.Registerer
 	// SchemaTTL bounds how long the newest schema of a type is cached before Postgres is asked
 	// again, so a version registered by another process is used within it. Default 1s.
 	SchemaTTL time.Duration
+	// ReadCacheBytes is the memory, in bytes, ReadStream may use to keep recently read
+	// events, per stream, and answer reads from them. A read never returns less than
+	// Postgres holds: what a read could miss (events after the newest one cached) is always
+	// read from Postgres, in the same single query. 0 turns the cache off. Default 0.
+	ReadCacheBytes int64
 	// GroupCommit combines concurrent Append calls into shared transactions (one commit, one
 	// round trip for many appends), each append keeping its own concurrency check and
 	// outcome. It raises throughput with many concurrent writers; with one writer it changes
@@ -68,6 +74,8 @@ func (c *Config) validate() error {
 		return errors.New("pgjet: Config.Pool is required")
 	case c.SchemaTTL < 0:
 		return errors.New("pgjet: Config.SchemaTTL must not be negative")
+	case c.ReadCacheBytes < 0:
+		return errors.New("pgjet: Config.ReadCacheBytes must not be negative")
 	case c.GroupCommitMaxBatch < 0 || c.GroupCommitConns < 0:
 		return errors.New("pgjet: Config.GroupCommitMaxBatch and GroupCommitConns must not be negative")
 	case c.MaxEventsPerAppend < 0:
@@ -90,6 +98,8 @@ type Store struct {
 	decoder  *evolve.Decoder // newest-shape decoding, see decode.go
 	hooks    *hookSet
 	group    *groupCommit // nil without Config.GroupCommit
+	reads    *readCache   // see readcache.go
+	aggs     *aggMetrics  // Update and aggregate loads, see retry.go
 }
 
 // New returns a Store. The database must be migrated (see Migrate).
@@ -98,7 +108,7 @@ func New(cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	reg, err := registry.New(registry.Config{Pool: cfg.Pool, LatestTTL: cfg.SchemaTTL})
+	reg, err := registry.New(registry.Config{Pool: cfg.Pool, LatestTTL: cfg.SchemaTTL, Registerer: cfg.Registerer})
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +116,15 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m}
+	reads, err := newReadCache(cfg.ReadCacheBytes, cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	aggs, err := newAggMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m, reads: reads, aggs: aggs}
 	if cfg.GroupCommit {
 		s.group = &groupCommit{store: s, max: cfg.GroupCommitMaxBatch, conns: cfg.GroupCommitConns}
 	}

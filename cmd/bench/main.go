@@ -90,6 +90,11 @@ func main() {
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
+		snap, err := bench.SnapshotLoad(ctx, pg.Pool, 10_000)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		fmt.Println(snap)
 		return nil
 	})
 }

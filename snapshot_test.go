@@ -1,0 +1,278 @@
+package pgjet_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+)
+
+// tally is the state of the counter aggregate: the counter's value and how many events set
+// it. Apply checks each event continues the count, so a wrong snapshot cannot go unnoticed.
+type tally struct {
+	N      int64 `json:"n"`
+	Events int   `json:"events"`
+}
+
+func counterAggregate(every int) *pgjet.Aggregate[tally] {
+	return &pgjet.Aggregate[tally]{
+		Type: "counter", SchemaVersion: 1, Every: every,
+		Apply: func(c tally, e pgjet.RecordedEvent, data map[string]any) (tally, error) {
+			n := data["amount_cents"].(int64)
+			if n != c.N+1 {
+				return c, fmt.Errorf("event %d sets %d after %d", e.Version, n, c.N)
+			}
+			return tally{N: n, Events: c.Events + 1}, nil
+		},
+	}
+}
+
+// appendCounter appends events setting the counter from+1 ... to.
+func appendCounter(t *testing.T, s *pgjet.Store, stream string, from, to int64) {
+	t.Helper()
+	var evs []pgjet.EventData
+	for n := from + 1; n <= to; n++ {
+		evs = append(evs, setTo(n))
+	}
+	_, err := s.Append(context.Background(), stream, pgjet.Exact(from), evs...)
+	require.NoError(t, err)
+}
+
+// storeWithRegistry is a store on pool whose metrics go to the returned registry.
+func storeWithRegistry(t *testing.T, pool *pgxpool.Pool) (*pgjet.Store, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	s, err := pgjet.New(pgjet.Config{Pool: pool, Registerer: reg})
+	require.NoError(t, err)
+	return s, reg
+}
+
+// gatheredValue sums the counter samples (or histogram sample sums) of name whose labels include
+// the label=value pairs given.
+func gatheredValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue next
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetHistogram().GetSampleSum()
+		}
+	}
+	return total
+}
+
+type snapshotRow struct {
+	Schema  int
+	Version int64
+}
+
+func readSnapshot(t *testing.T, pool *pgxpool.Pool, stream string) snapshotRow {
+	t.Helper()
+	var r snapshotRow
+	err := pool.QueryRow(context.Background(), `SELECT schema_version, version FROM pgjet.snapshots
+		WHERE stream_id = $1 AND aggregate_type = 'counter'`, stream).Scan(&r.Schema, &r.Version)
+	if err != nil {
+		return snapshotRow{}
+	}
+	return r
+}
+
+func TestAggregateLoadsTheSameWithAndWithoutSnapshot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := newStore(t)
+	s, reg := storeWithRegistry(t, pool)
+	with, without := counterAggregate(5), counterAggregate(0)
+
+	state, v, err := with.Load(ctx, s, "counter-1")
+	require.NoError(t, err)
+	require.Equal(t, tally{}, state, "a stream without events loads as the initial state")
+	require.Zero(t, v)
+
+	appendCounter(t, s, "counter-1", 0, 23)
+	state, v, err = with.Load(ctx, s, "counter-1")
+	require.NoError(t, err)
+	require.Equal(t, tally{N: 23, Events: 23}, state)
+	require.Equal(t, int64(23), v)
+	require.Equal(t, snapshotRow{Schema: 1, Version: 23}, readSnapshot(t, pool, "counter-1"), "23 events replayed: a snapshot")
+	require.Equal(t, 23.0, gatheredValue(t, reg, "pgjet_aggregate_load_events"))
+
+	appendCounter(t, s, "counter-1", 23, 26)
+	state, v, err = with.Load(ctx, s, "counter-1")
+	require.NoError(t, err)
+	require.Equal(t, 23.0+3, gatheredValue(t, reg, "pgjet_aggregate_load_events"), "only the 3 events after the snapshot were read")
+	plain, pv, err := without.Load(ctx, s, "counter-1")
+	require.NoError(t, err)
+	require.Equal(t, plain, state)
+	require.Equal(t, pv, v)
+	require.Equal(t, tally{N: 26, Events: 26}, state)
+	require.Equal(t, snapshotRow{Schema: 1, Version: 23}, readSnapshot(t, pool, "counter-1"), "3 events replayed: no new snapshot")
+	require.Equal(t, 1.0, gatheredValue(t, reg, "pgjet_snapshot_writes_total", "result", "ok"))
+	require.Zero(t, gatheredValue(t, reg, "pgjet_snapshot_ignored_total"))
+
+	// Another aggregate type over the same stream keeps its own snapshot.
+	other := counterAggregate(1)
+	other.Type = "counter-audit"
+	_, _, err = other.Load(ctx, s, "counter-1")
+	require.NoError(t, err)
+	require.Equal(t, snapshotRow{Schema: 1, Version: 23}, readSnapshot(t, pool, "counter-1"))
+}
+
+func TestAggregateWritesASnapshotEveryN(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	agg := counterAggregate(5)
+	bump := func(_ context.Context, c tally, version int64) ([]pgjet.EventData, error) {
+		require.Equal(t, int64(c.Events), version)
+		return []pgjet.EventData{setTo(c.N + 1)}, nil
+	}
+	var seen []int64
+	for range 12 {
+		_, err := agg.Update(ctx, s, "counter-2", pgjet.UpdateOptions{}, bump)
+		require.NoError(t, err)
+		seen = append(seen, readSnapshot(t, pool, "counter-2").Version)
+	}
+	// Update k loads version k-1: the loads of versions 5 and 10 replayed 5 events.
+	require.Equal(t, []int64{0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 10, 10}, seen)
+}
+
+func TestAggregateIgnoresUnusableSnapshots(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		reason string
+		tamper string // SQL run on the stream's snapshot ($1)
+	}{
+		{"schema", `UPDATE pgjet.snapshots SET schema_version = 99, data = '{"n": 999, "events": 999}' WHERE stream_id = $1`},
+		{"corrupt", `UPDATE pgjet.snapshots SET data = 'not json' WHERE stream_id = $1`},
+		{"stale", `UPDATE pgjet.snapshots SET version = 1000, data = '{"n": 999, "events": 999}' WHERE stream_id = $1`},
+		// The stream was deleted and written again: its event at the snapshot's version
+		// is another one.
+		{"stale", `UPDATE pgjet.snapshots SET event_id = gen_random_uuid(), data = '{"n": 999, "events": 999}' WHERE stream_id = $1`},
+	} {
+		t.Run(c.tamper[:40], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			_, pool := newStore(t)
+			s, reg := storeWithRegistry(t, pool)
+			agg := counterAggregate(5)
+			appendCounter(t, s, "counter-3", 0, 12)
+			_, _, err := agg.Load(ctx, s, "counter-3")
+			require.NoError(t, err)
+			require.Equal(t, snapshotRow{Schema: 1, Version: 12}, readSnapshot(t, pool, "counter-3"))
+
+			_, err = pool.Exec(ctx, c.tamper, "counter-3")
+			require.NoError(t, err)
+			state, v, err := agg.Load(ctx, s, "counter-3")
+			require.NoError(t, err)
+			require.Equal(t, tally{N: 12, Events: 12}, state, "the snapshot was not trusted")
+			require.Equal(t, int64(12), v)
+			require.Equal(t, 1.0, gatheredValue(t, reg, "pgjet_snapshot_ignored_total", "reason", c.reason))
+			require.Equal(t, 1.0, gatheredValue(t, reg, "pgjet_snapshot_ignored_total"))
+			require.Equal(t, 12.0+12, gatheredValue(t, reg, "pgjet_aggregate_load_events"), "the stream was replayed from its start")
+
+			// The unusable snapshot was replaced by a good one.
+			require.Equal(t, snapshotRow{Schema: 1, Version: 12}, readSnapshot(t, pool, "counter-3"))
+			appendCounter(t, s, "counter-3", 12, 13)
+			state, _, err = agg.Load(ctx, s, "counter-3")
+			require.NoError(t, err)
+			require.Equal(t, tally{N: 13, Events: 13}, state)
+			require.Equal(t, 12.0+12+1, gatheredValue(t, reg, "pgjet_aggregate_load_events"))
+			require.Equal(t, 1.0, gatheredValue(t, reg, "pgjet_snapshot_ignored_total"))
+		})
+	}
+}
+
+func TestAggregateUpdateConcurrentWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	agg := counterAggregate(3)
+	const writers, each = 8, 5
+	opts := pgjet.UpdateOptions{MaxAttempts: 1000, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for range each {
+				_, err := agg.Update(ctx, s, "counter-4", opts, func(_ context.Context, c tally, _ int64) ([]pgjet.EventData, error) {
+					return []pgjet.EventData{setTo(c.N + 1)}, nil
+				})
+				if err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	state, v, err := agg.Load(ctx, s, "counter-4")
+	require.NoError(t, err)
+	require.Equal(t, tally{N: writers * each, Events: writers * each}, state)
+	require.Equal(t, int64(writers*each), v)
+	plain, _, err := counterAggregate(0).Load(ctx, s, "counter-4")
+	require.NoError(t, err)
+	require.Equal(t, state, plain)
+}
+
+func TestAggregateErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	appendCounter(t, s, "counter-5", 0, 3)
+
+	boom := errors.New("boom")
+	agg := counterAggregate(1)
+	agg.Apply = func(c tally, e pgjet.RecordedEvent, _ map[string]any) (tally, error) {
+		if e.Version == 2 {
+			return c, boom
+		}
+		return c, nil
+	}
+	_, _, err := agg.Load(ctx, s, "counter-5")
+	require.ErrorIs(t, err, boom)
+	_, err = agg.Update(ctx, s, "counter-5", pgjet.UpdateOptions{}, func(context.Context, tally, int64) ([]pgjet.EventData, error) {
+		t.Fatal("decide must not run after a failed load")
+		return nil, nil
+	})
+	require.ErrorIs(t, err, boom)
+
+	_, _, err = (&pgjet.Aggregate[tally]{Type: "counter"}).Load(ctx, s, "counter-5")
+	require.ErrorContains(t, err, "Apply is required")
+	_, _, err = (&pgjet.Aggregate[tally]{Apply: agg.Apply}).Load(ctx, s, "counter-5")
+	require.ErrorContains(t, err, "Type is required")
+	_, _, err = counterAggregate(1).Load(ctx, s, "")
+	require.ErrorIs(t, err, pgjet.ErrInvalidStreamID)
+
+	// A snapshot that cannot be encoded is not written, and the load still succeeds.
+	failing := counterAggregate(1)
+	failing.Marshal = func(tally) ([]byte, error) { return nil, boom }
+	state, _, err := failing.Load(ctx, s, "counter-5")
+	require.NoError(t, err)
+	require.Equal(t, tally{N: 3, Events: 3}, state)
+}
