@@ -70,7 +70,10 @@ func BenchmarkConsume(b *testing.B) {
 			}
 			var handled atomic.Int64
 			done := make(chan struct{})
-			dec := subscription.NewRegistryDecoder(store.Registry())
+			dec, err := subscription.NewRegistryDecoder(store.Registry())
+			if err != nil {
+				b.Fatal(err)
+			}
 			b.ResetTimer()
 			start := time.Now()
 			rctx, cancel := context.WithCancel(ctx)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
@@ -113,10 +115,29 @@ type Config struct {
 	// RetryMax caps the delay between attempts to recreate a lost consumer. Default 5s.
 	RetryMax time.Duration
 
+	// Ordered makes Group an ordered group: every event of one stream goes to the same
+	// member, one at a time and in version order, while different streams spread over the
+	// members; members joining or leaving move whole partitions without losing or
+	// reordering a stream's events. A dead-lettered event parks its stream (see
+	// docs/subscriptions.md). Requires Group and Handler; not FromPosition. Default false.
+	Ordered bool
+	// Partitions is how many partitions an ordered group spreads streams over (by a hash of
+	// the stream id), and so the most members that get work. Every member of a group must
+	// use the same number. 1 to 1024; ignored unless Ordered. Default 16.
+	Partitions int
+	// PartitionLease is how long an ordered group member's claim on a partition lasts
+	// unrenewed: the partitions of a member that died without leaving move after it.
+	// Members renew claims every quarter of it. At least 400ms. Default 10s.
+	PartitionLease time.Duration
+
 	// Logger receives structured logs. Default: none.
 	Logger *zap.Logger
 	// Registerer receives the subscriber's metrics (see metrics.go). Default: none.
 	Registerer prometheus.Registerer
+	// TracerProvider starts a consumer span per handled event (per batch, linked to each
+	// event's trace, for a BatchHandler), a child of the trace context in the event's
+	// traceparent header. The handler's context carries it. Default: no spans.
+	TracerProvider trace.TracerProvider
 }
 
 // Filter selects events by any combination of category, type and stream. Empty fields
@@ -220,7 +241,12 @@ func (c *Config) setDefaults() {
 	c.Heartbeat = cmp.Or(c.Heartbeat, 5*time.Second)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, 30*time.Second)
 	c.RetryMax = cmp.Or(c.RetryMax, 5*time.Second)
+	c.Partitions = cmp.Or(c.Partitions, 16)
+	c.PartitionLease = cmp.Or(c.PartitionLease, 10*time.Second)
 	c.Logger = cmp.Or(c.Logger, zap.NewNop())
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
 }
 
 // validate checks c (with defaults filled in) and returns the subject filters. It reports
@@ -260,6 +286,23 @@ func (c *Config) validate() ([]string, error) {
 	}
 	if c.Start.kind == startPosition && (c.History == nil || c.Postgres == nil) {
 		bad("History", "FromPosition needs History and Postgres")
+	}
+	if c.Ordered {
+		if c.Group == "" {
+			bad("Ordered", "an ordered group needs a Group")
+		}
+		if c.BatchHandler != nil {
+			bad("BatchHandler", "an ordered group hands events one at a time: use Handler")
+		}
+		if c.Start.kind == startPosition {
+			bad("Start", "FromPosition is not supported by ordered groups")
+		}
+		if c.Partitions < 1 || c.Partitions > 1024 {
+			bad("Partitions", "%d is outside 1-1024", c.Partitions)
+		}
+		if c.PartitionLease < 400*time.Millisecond {
+			bad("PartitionLease", "%s is less than 400ms", c.PartitionLease)
+		}
 	}
 	var filters []string
 	if err == nil {

@@ -63,6 +63,12 @@ type DeadLetter struct {
 	StreamID string
 	Version  int64
 	Type     string
+	// Parked is set on the dead letters of ordered groups: the event parked its stream, or
+	// (Held) was set aside behind the one that did. Partition is the stream's partition.
+	// Redrive of such a dead letter replays the stream's parked events in order.
+	Parked    bool
+	Held      bool
+	Partition int
 	// Header and Data are the original headers (plus the dead-letter ones) and payload.
 	Header nats.Header
 	Data   []byte
@@ -87,9 +93,19 @@ func EnsureDeadLetterStream(ctx context.Context, js jetstream.JetStream, cfg Dea
 	return nil
 }
 
-// deadLetter publishes msg to the group's dead-letter subject with the reason. Its message
-// id (stream, group, sequence) makes a repeat after a crash a no-op within the window.
-func deadLetter(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, group string, msg jetstream.Msg, reason error) error {
+// letter says where a dead letter comes from and where it goes.
+type letter struct {
+	dl      DeadLetterConfig
+	group   string      // the group giving up
+	to      string      // the dead-letter subject
+	subject string      // the event's subject in the events stream
+	stream  string      // the events stream
+	header  nats.Header // headers to add
+}
+
+// deadLetter publishes msg to l.to with the reason. Its message id (stream, group,
+// sequence) makes a repeat after a crash a no-op within the window.
+func deadLetter(ctx context.Context, js jetstream.JetStream, l letter, msg jetstream.Msg, reason error) error {
 	md, err := msg.Metadata()
 	if err != nil {
 		return err
@@ -98,17 +114,20 @@ func deadLetter(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfi
 	for k, v := range msg.Headers() {
 		h[k] = append([]string(nil), v...)
 	}
+	for k, v := range l.header {
+		h[k] = append([]string(nil), v...)
+	}
 	h.Del(HeaderRedriveGroup)
-	h.Set(HeaderDeadSubject, msg.Subject())
-	h.Set(HeaderDeadStream, md.Stream)
+	h.Set(HeaderDeadSubject, l.subject)
+	h.Set(HeaderDeadStream, l.stream)
 	h.Set(HeaderDeadSequence, strconv.FormatUint(md.Sequence.Stream, 10))
-	h.Set(HeaderDeadGroup, group)
+	h.Set(HeaderDeadGroup, l.group)
 	h.Set(HeaderDeadReason, reason.Error())
 	h.Set(HeaderDeadDeliveries, strconv.FormatUint(md.NumDelivered, 10))
 	h.Set(HeaderDeadTime, time.Now().UTC().Format(time.RFC3339Nano))
-	h.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/%s/%d", md.Stream, group, md.Sequence.Stream))
-	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: cfg.Prefix + "." + group, Header: h, Data: msg.Data()},
-		jetstream.WithExpectStream(cfg.Stream))
+	h.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/%s/%d", l.stream, l.group, md.Sequence.Stream))
+	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: l.to, Header: h, Data: msg.Data()},
+		jetstream.WithExpectStream(l.dl.withDefaults().Stream))
 	if err != nil {
 		return fmt.Errorf("publishing dead letter of sequence %d: %w", md.Sequence.Stream, err)
 	}
@@ -119,11 +138,17 @@ func deadLetter(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfi
 // oldest first.
 func ListDeadLetters(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, group string) ([]DeadLetter, error) {
 	cfg = cfg.withDefaults()
-	filter := cfg.Prefix + ".>"
-	if group != "" {
-		filter = cfg.Prefix + "." + group
+	if group == "" {
+		return listDeadLetters(ctx, js, cfg, cfg.Prefix+".>")
 	}
-	cons, err := js.OrderedConsumer(ctx, cfg.Stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	// An ordered group's dead letters are under "<prefix>.<group>.<stream token>".
+	return listDeadLetters(ctx, js, cfg, cfg.Prefix+"."+group, cfg.Prefix+"."+group+".>")
+}
+
+// listDeadLetters returns the dead letters on the subjects filters, oldest first.
+func listDeadLetters(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, filters ...string) ([]DeadLetter, error) {
+	cfg = cfg.withDefaults()
+	cons, err := js.OrderedConsumer(ctx, cfg.Stream, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
 	if err != nil {
 		return nil, fmt.Errorf("reading dead-letter stream %q: %w", cfg.Stream, err)
 	}
@@ -176,6 +201,10 @@ func deadLetterFrom(subj string, h nats.Header, data []byte) (DeadLetter, error)
 	dl.Deliveries, _ = strconv.Atoi(h.Get(HeaderDeadDeliveries))
 	dl.Version, _ = strconv.ParseInt(h.Get(HeaderStreamVersion), 10, 64)
 	dl.Time, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderDeadTime))
+	if kind := h.Get(HeaderDeadParked); kind != "" {
+		dl.Parked, dl.Held = true, kind == "held"
+		dl.Partition, _ = strconv.Atoi(h.Get(HeaderDeadPartition))
+	}
 	return dl, nil
 }
 
@@ -188,6 +217,13 @@ func deadLetterFrom(subj string, h nats.Header, data []byte) (DeadLetter, error)
 // window publishes once. It carries HeaderRedriveGroup: pgjet subscribers of other groups
 // skip it; other consumers dedupe it by (ce-subject, ce-streamversion). It lands at the end
 // of the events stream, after later events of its stream.
+//
+// The dead letter of an ordered group (DeadLetter.Parked) is not re-published: Redrive
+// asks the group to replay its parked stream. The partition's owner hands the stream's
+// dead letters (the one that parked it, then those held behind it) to the handler in
+// order, deletes each once handled, and then unparks the stream, so the group sees the
+// stream in version order. Re-driving any dead letter of a parked stream replays all of
+// them.
 func Redrive(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, seq uint64) (DeadLetter, error) {
 	cfg = cfg.withDefaults()
 	s, err := js.Stream(ctx, cfg.Stream)
@@ -203,6 +239,12 @@ func Redrive(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, 
 		return DeadLetter{}, err
 	}
 	dl.Sequence = seq
+	if dl.Parked {
+		if err := requestReplay(ctx, js, dl); err != nil {
+			return dl, fmt.Errorf("asking for a replay of parked stream %q of group %s: %w", dl.StreamID, dl.Group, err)
+		}
+		return dl, nil
+	}
 	h := nats.Header{}
 	for k, v := range raw.Header {
 		h[k] = append([]string(nil), v...)

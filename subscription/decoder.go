@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/avro"
+	"github.com/pgjet/pgjet/internal/evolve"
 	"github.com/pgjet/pgjet/internal/registry"
 )
 
@@ -15,21 +17,36 @@ type Decoder interface {
 	Decode(ctx context.Context, wire []byte, eventType string) (map[string]any, error)
 }
 
-// RegistryDecoder decodes payloads with pgjet's schema registry: the writer schema by the
-// id in the payload, read into the newest registered version of the event type by Avro
-// schema resolution, so every version of a type decodes into one shape.
+// RegistryDecoder decodes payloads with pgjet's schema registry into the newest registered
+// version of their type, exactly as pgjet.Store.Decode does: the writer schema by the id
+// in the payload, Avro schema resolution towards the newest version, and the upcasters on
+// the way for the steps resolution cannot express. Every version of a type decodes into
+// one shape. It is safe for concurrent use.
 type RegistryDecoder struct {
 	reg *registry.Registry
+	dec *evolve.Decoder
 }
 
-// NewRegistryDecoder returns a decoder on reg (for instance pgjet.Store.Registry()).
-func NewRegistryDecoder(reg *registry.Registry) *RegistryDecoder {
-	return &RegistryDecoder{reg: reg}
+// NewRegistryDecoder returns a decoder on reg (for instance pgjet.Store.Registry()) with
+// the given upcasters (the ones given to pgjet.Config.Upcasters). It fails when two
+// upcasters claim the same step or one is incomplete.
+func NewRegistryDecoder(reg *registry.Registry, upcasters ...pgjet.Upcaster) (*RegistryDecoder, error) {
+	dec, err := evolve.New(reg, upcasters...)
+	if err != nil {
+		return nil, fmt.Errorf("subscription: %w", err)
+	}
+	return &RegistryDecoder{reg: reg, dec: dec}, nil
 }
 
-// Decode implements [Decoder]. Writer schemas are cached for good; the newest version of
-// a type is re-read at most once a second (the registry's LatestTTL).
+// Decode implements [Decoder]. Schemas are cached; the newest version of a type is
+// re-read at most once a second (the registry's LatestTTL). Data of a step that needs an
+// upcaster none was given for fails with pgjet.ErrMissingUpcaster. A type registered under
+// another subject than its name decodes with its own schema.
 func (d *RegistryDecoder) Decode(ctx context.Context, wire []byte, eventType string) (map[string]any, error) {
+	data, err := d.dec.Decode(ctx, eventType, wire)
+	if !errors.Is(err, registry.ErrSubjectNotFound) {
+		return data, err
+	}
 	id, payload, err := avro.SplitWire(wire)
 	if err != nil {
 		return nil, err
@@ -38,23 +55,13 @@ func (d *RegistryDecoder) Decode(ctx context.Context, wire []byte, eventType str
 	if err != nil {
 		return nil, err
 	}
-	reader := writer
-	latest, err := d.reg.LatestCached(ctx, eventType)
-	switch {
-	case err == nil:
-		reader = latest.Schema
-	case errors.Is(err, registry.ErrSubjectNotFound):
-		// A type registered under another subject: its own schema is the newest we know.
-	default:
-		return nil, err
-	}
-	v, err := avro.ResolveDecode(writer, reader, payload)
+	v, err := avro.ResolveDecode(writer, writer, payload)
 	if err != nil {
 		return nil, err
 	}
-	data, ok := v.(map[string]any)
+	rec, ok := v.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("payload of %s is %T, not a record", eventType, v)
 	}
-	return data, nil
+	return rec, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/avro"
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/relay"
@@ -60,11 +62,13 @@ func TestRegistryDecoderEndToEnd(t *testing.T) {
 	go func() { relayDone <- r.Run(rctx) }()
 	t.Cleanup(func() { stopRelay(); <-relayDone })
 
+	dec, err := subscription.NewRegistryDecoder(store.Registry())
+	require.NoError(t, err)
 	var rec recorder
 	run(t, newSub(t, js, subscription.Config{
 		Group:   "decoded",
 		Filters: []subscription.Filter{{Category: "order", Type: cancelled}},
-		Decoder: subscription.NewRegistryDecoder(store.Registry()),
+		Decoder: dec,
 		Handler: rec.handle,
 	}))
 	eventually(t, "3 decoded events", func() bool { return rec.len() == 3 })
@@ -77,4 +81,64 @@ func TestRegistryDecoderEndToEnd(t *testing.T) {
 	require.Equal(t, "none", evs[0].Data["note"], "old events decode into the newest shape")
 	require.Equal(t, "late", evs[2].Data["note"])
 	require.NotEqual(t, evs[0].SchemaID, evs[2].SchemaID)
+}
+
+// OrderShipped data of every version (the demo fixtures) reaches subscribers in the newest
+// shape, through the upcaster from version 2 to 3, exactly as pgjet.Store.Decode gives it;
+// without the upcaster, decoding fails with pgjet.ErrMissingUpcaster.
+func TestRegistryDecoderAppliesUpcasters(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	store, err := pgjet.New(pgjet.Config{Pool: pool, Upcasters: demoschemas.Upcasters()})
+	require.NoError(t, err)
+	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	versions, err := store.Registry().All(ctx, shipped)
+	require.NoError(t, err)
+	require.Len(t, versions, 3)
+
+	e := newEnv(t)
+	wires := map[int64][]byte{}
+	for v := 1; v <= 3; v++ {
+		raw, err := os.ReadFile(fmt.Sprintf("../schemas/avro/testdata/order_shipped.v%d.json", v))
+		require.NoError(t, err)
+		var fx struct {
+			Avro   []byte          `json:"avro"`
+			Newest json.RawMessage `json:"newest"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &fx))
+		msg := contractMsg(t, "order-1", shipped, int64(v), int64(v))
+		msg.Data = avro.AppendWire(nil, uint32(versions[v-1].ID), fx.Avro)
+		wires[int64(v)] = msg.Data
+		_, err = e.js.PublishMsg(ctx, msg)
+		require.NoError(t, err)
+	}
+
+	dec, err := subscription.NewRegistryDecoder(store.Registry(), demoschemas.Upcasters()...)
+	require.NoError(t, err)
+	var rec recorder
+	run(t, newSub(t, e.js, subscription.Config{Group: "upcast", Decoder: dec, Handler: rec.handle}))
+	eventually(t, "3 events", func() bool { return rec.len() == 3 })
+	for _, ev := range rec.all() {
+		want, err := store.Decode(ctx, pgjet.RecordedEvent{Type: ev.Type, Data: ev.Raw})
+		require.NoError(t, err)
+		require.Equal(t, want, ev.Data, "version %d", ev.Version)
+		require.NotContains(t, ev.Data, "carrier")
+		require.Contains(t, ev.Data, "carrier_code")
+	}
+	require.Equal(t, "POSTNL", rec.all()[0].Data["carrier_code"])
+	require.Equal(t, "DHLEXPRESS", rec.all()[1].Data["carrier_code"])
+	require.Equal(t, "STANDARD", rec.all()[0].Data["service_level"], "version 1 reaches version 2 by resolution")
+
+	bare, err := subscription.NewRegistryDecoder(store.Registry())
+	require.NoError(t, err)
+	_, err = bare.Decode(ctx, wires[2], shipped)
+	require.ErrorIs(t, err, pgjet.ErrMissingUpcaster)
+	_, err = bare.Decode(ctx, wires[3], shipped)
+	require.NoError(t, err, "the newest version needs no upcaster")
+
+	_, err = subscription.NewRegistryDecoder(store.Registry(), append(demoschemas.Upcasters(), demoschemas.Upcasters()...)...)
+	require.ErrorContains(t, err, "two upcasters")
 }

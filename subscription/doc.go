@@ -16,6 +16,18 @@
 //     (PGJET_DEADLETTERS, subject pgjet.deadletter.<group>) with the reason and then
 //     terminated. [ListDeadLetters] and [Redrive] (and cmd/deadletters) inspect and
 //     re-drive them.
+//   - Ordered groups (Config.Ordered) give every event of one stream to the same member, one
+//     at a time and in version order, while streams spread over the members: they read a
+//     partitioned mirror of the events stream ([PartitionedStream]) through one
+//     MaxAckPending-1 consumer per partition, and members share the partitions through
+//     leases in the [PartitionBucket] key-value bucket, handing them over on join and leave
+//     without losing or reordering events. A dead-lettered event parks its stream
+//     ([ParkedBucket]): later events of the stream are held behind it in the dead-letter
+//     stream while other streams flow, and [Redrive] replays them in order.
+//   - [RegistryDecoder] decodes payloads into the newest shape of their type through the
+//     registry and the upcasters, as pgjet.Store.Decode does.
+//   - With Config.TracerProvider, each handled event (or batch) gets a consumer span, a
+//     child of the event's traceparent (linked, for batches).
 //   - Pulls carry idle heartbeats. Missed heartbeats, a deleted consumer and a server
 //     restart are detected; the subscriber recreates its consumer and resumes where the
 //     group's acknowledgements left off.

@@ -156,7 +156,7 @@ func (s *Subscriber) historic(ctx context.Context, scheme subject.Scheme, r pgje
 func (s *Subscriber) deliverHistoric(ctx, hctx context.Context, events []Event) error {
 	for attempt := uint64(1); ; attempt++ {
 		start := time.Now()
-		err := s.call(hctx, events)
+		err := s.traced(hctx, events)
 		s.metrics.handleSeconds.Observe(time.Since(start).Seconds())
 		if err == nil {
 			s.metrics.events.WithLabelValues("handled").Add(float64(len(events)))

@@ -39,3 +39,25 @@ func TestRunLeaksNoGoroutines(t *testing.T) {
 	e.nc.Close()
 	e.srv.Shutdown()
 }
+
+// An ordered member releases everything it started too: partition workers, leases and
+// the bucket listings of its rounds. Not parallel, as above.
+func TestOrderedRunLeaksNoGoroutines(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	e := newEnv(t)
+	done := make(chan struct{}, 64)
+	s := newSub(t, e.js, subscription.Config{Group: "leak-ordered", Ordered: true, Partitions: 3, PartitionLease: time.Second,
+		Handler: func(context.Context, subscription.Event) error {
+			done <- struct{}{}
+			return nil
+		}})
+	stop := run(t, s)
+	e.publish(t, "order-1", placed)
+	e.publish(t, "order-2", placed)
+	<-done
+	<-done
+	stop()
+	e.nc.Close()
+	e.srv.Shutdown()
+}

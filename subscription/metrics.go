@@ -17,13 +17,15 @@ type metrics struct {
 	handleSeconds prometheus.Histogram
 	lagSeconds    prometheus.Gauge
 	pending       prometheus.Gauge
+	parked        prometheus.Counter
+	partitions    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgjet_subscription_events_total",
-			Help: "Events delivered to the subscription, by result: handled, skipped (by the predicate), failed (naked) or deadlettered.",
+			Help: "Events delivered to the subscription, by result: handled, skipped (by the predicate), failed (naked), deadlettered or held (behind a parked stream).",
 		}, []string{"result"}),
 		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgjet_subscription_redeliveries_total",
@@ -54,6 +56,14 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 			Name: "pgjet_subscription_pending_events",
 			Help: "Events in the stream the consumer has not delivered yet, as of the last delivery.",
 		}),
+		parked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgjet_subscription_parked_streams_total",
+			Help: "Streams an ordered group parked because one of their events was dead-lettered.",
+		}),
+		partitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgjet_subscription_partitions",
+			Help: "Partitions of an ordered group owned by the subscribers of this process.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -68,6 +78,8 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 	m.handleSeconds = register(reg, m.handleSeconds, &err)
 	m.lagSeconds = register(reg, m.lagSeconds, &err)
 	m.pending = register(reg, m.pending, &err)
+	m.parked = register(reg, m.parked, &err)
+	m.partitions = register(reg, m.partitions, &err)
 	return m, err
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -31,11 +32,21 @@ type Subscriber struct {
 	name    string
 	log     *zap.Logger
 	metrics *metrics
+	tracer  trace.Tracer
 	running atomic.Bool
 
-	mu      sync.Mutex
-	floor   uint64              // the consumer's acknowledgement floor, last we looked
-	handled map[uint64]struct{} // sequences above floor this subscriber acknowledged
+	// main is the group's consumer; ordered groups read one feed per owned partition.
+	main *feed
+	// handleMu serialises handler calls of an ordered member's partitions.
+	handleMu sync.Mutex
+	// Ordered groups: the partitioned stream and its prefix's token count, the buckets of
+	// leases and parked streams, and the parked streams to replay.
+	partStream   string
+	prefixTokens int
+	newStart     uint64 // where a NewOnly ordered group starts
+	leases       jetstream.KeyValue
+	parkedKV     jetstream.KeyValue
+	parked       *parkedSet
 
 	// After a replay from Postgres: the highest version replayed per stream, and the
 	// JetStream sequence live delivery starts at.
@@ -62,11 +73,14 @@ func New(js jetstream.JetStream, cfg Config) (*Subscriber, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subscription: registering metrics: %w", err)
 	}
-	return &Subscriber{
+	s := &Subscriber{
 		cfg: cfg, js: js, filters: dedupeFilters(filters), name: name, metrics: m,
-		log:     cfg.Logger.With(zap.String("consumer", name), zap.String("stream", cfg.Stream)),
-		handled: map[uint64]struct{}{},
-	}, nil
+		log:    cfg.Logger.With(zap.String("consumer", name), zap.String("stream", cfg.Stream)),
+		tracer: cfg.TracerProvider.Tracer("github.com/pgjet/pgjet/subscription"),
+	}
+	s.main = &feed{stream: cfg.Stream, name: name, filters: s.filters, maxAckPending: cfg.MaxAckPending, partition: -1,
+		handled: map[uint64]struct{}{}}
+	return s, nil
 }
 
 // Subscribe is New followed by Run: it delivers events to handler until ctx is cancelled.
@@ -145,9 +159,14 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			err = EnsureDeadLetterStream(ctx, s.js, s.deadLetters())
 		}
 		if err == nil {
-			if cons, err = s.consumer(ctx, false); err == nil {
-				break
+			if s.cfg.Ordered {
+				err = s.prepareOrdered(ctx)
+			} else {
+				cons, err = s.consumer(ctx, s.main, false)
 			}
+		}
+		if err == nil {
+			break
 		}
 		if !transient(err) {
 			return s.quiet(ctx, fmt.Errorf("subscription: %w", err))
@@ -157,11 +176,19 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	s.log.Info("subscribed", zap.Strings("filters", s.filters))
+	s.log.Info("subscribed", zap.Strings("filters", s.filters), zap.Bool("ordered", s.cfg.Ordered))
+	if s.cfg.Ordered {
+		return s.runOrdered(ctx, hctx)
+	}
+	return s.follow(ctx, hctx, s.main, cons)
+}
 
+// follow consumes f from cons until ctx is cancelled (nil), re-establishing the consumer
+// whenever it is lost. It fails only when the NATS connection is closed for good.
+func (s *Subscriber) follow(ctx, hctx context.Context, f *feed, cons jetstream.Consumer) error {
 	retry := time.Duration(0)
 	for {
-		err := s.consume(ctx, hctx, cons)
+		err := s.consume(ctx, hctx, f, cons)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -170,7 +197,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		s.metrics.recoveries.Inc()
 		retry = min(max(2*retry, 50*time.Millisecond), s.cfg.RetryMax)
-		s.log.Warn("consumer lost; re-establishing it", zap.Error(err), zap.Duration("retry_in", retry))
+		s.log.Warn("consumer lost; re-establishing it", zap.String("feed", f.name), zap.Error(err), zap.Duration("retry_in", retry))
 		for {
 			if !sleep(ctx, retry) {
 				return nil
@@ -178,13 +205,13 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			if s.js.Conn().IsClosed() {
 				return fmt.Errorf("subscription: %w", nats.ErrConnectionClosed)
 			}
-			if cons, err = s.consumer(ctx, true); err == nil {
+			if cons, err = s.consumer(ctx, f, true); err == nil {
 				break
 			}
 			retry = min(2*retry, s.cfg.RetryMax)
-			s.log.Warn("re-establishing consumer failed", zap.Error(err), zap.Duration("retry_in", retry))
+			s.log.Warn("re-establishing consumer failed", zap.String("feed", f.name), zap.Error(err), zap.Duration("retry_in", retry))
 		}
-		s.log.Info("consumer re-established")
+		s.log.Info("consumer re-established", zap.String("feed", f.name))
 	}
 }
 
@@ -207,32 +234,43 @@ func (s *Subscriber) deadLetters() DeadLetterConfig {
 	return DeadLetterConfig{Stream: s.cfg.DeadLetterStream, Prefix: s.cfg.DeadLetterPrefix}
 }
 
-// consumer binds the existing consumer (updating what may be updated) or creates it. A
-// consumer created while recovering starts after the acknowledgement floor of the one
+// letter says where the dead letter of m, delivered on f, comes from and goes.
+func (s *Subscriber) letter(f *feed, m jetstream.Msg) letter {
+	return letter{dl: s.deadLetters(), group: s.name, to: s.cfg.DeadLetterPrefix + "." + s.name,
+		subject: f.original(m.Subject()), stream: s.cfg.Stream}
+}
+
+// consumer binds the existing consumer of f (updating what may be updated) or creates it.
+// A consumer created while recovering starts after the acknowledgement floor of the one
 // that was lost, not at Config.Start.
-func (s *Subscriber) consumer(ctx context.Context, recovering bool) (jetstream.Consumer, error) {
+func (s *Subscriber) consumer(ctx context.Context, f *feed, recovering bool) (jetstream.Consumer, error) {
 	cc := jetstream.ConsumerConfig{
-		Name:          s.name,
+		Name:          f.name,
 		Durable:       s.cfg.Group,
 		Description:   "pgjet subscription",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.cfg.AckWait,
-		MaxAckPending: s.cfg.MaxAckPending,
+		MaxAckPending: f.maxAckPending,
 		MaxDeliver:    -1, // the subscriber dead-letters; the server must not drop silently
 	}
 	if s.cfg.Group == "" {
 		cc.InactiveThreshold = s.cfg.InactiveThreshold
+	} else {
+		cc.Durable = f.name
 	}
-	switch len(s.filters) {
+	if f.partition >= 0 {
+		cc.Description = fmt.Sprintf("pgjet ordered subscription %s, partition %d", s.cfg.Group, f.partition)
+	}
+	switch len(f.filters) {
 	case 0:
 	case 1:
-		cc.FilterSubject = s.filters[0]
+		cc.FilterSubject = f.filters[0]
 	default:
-		cc.FilterSubjects = s.filters
+		cc.FilterSubjects = f.filters
 	}
-	s.mu.Lock()
-	floor := s.floor
-	s.mu.Unlock()
+	f.mu.Lock()
+	floor := f.floor
+	f.mu.Unlock()
 	switch {
 	case recovering && floor > 0:
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
@@ -243,56 +281,47 @@ func (s *Subscriber) consumer(ctx context.Context, recovering bool) (jetstream.C
 	case s.cfg.Start.kind == startTime:
 		t := s.cfg.Start.time
 		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	case s.cfg.Start.kind == startNew && f.partition >= 0:
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, s.newStart
 	case s.cfg.Start.kind == startNew:
 		cc.DeliverPolicy = jetstream.DeliverNewPolicy
 	default:
 		cc.DeliverPolicy = jetstream.DeliverAllPolicy
 	}
 
-	cons, err := s.js.Consumer(ctx, s.cfg.Stream, s.name)
+	cons, err := s.js.Consumer(ctx, f.stream, f.name)
 	switch {
 	case err == nil:
 		// Keep where it starts (that cannot change); update the rest.
 		old := cons.CachedInfo().Config
 		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
-		if cons, err = s.js.UpdateConsumer(ctx, s.cfg.Stream, cc); err != nil {
-			return nil, fmt.Errorf("updating consumer %q on %q: %w", s.name, s.cfg.Stream, err)
+		if cons, err = s.js.UpdateConsumer(ctx, f.stream, cc); err != nil {
+			return nil, fmt.Errorf("updating consumer %q on %q: %w", f.name, f.stream, err)
 		}
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		cons, err = s.js.CreateConsumer(ctx, s.cfg.Stream, cc)
+		cons, err = s.js.CreateConsumer(ctx, f.stream, cc)
 		if errors.Is(err, jetstream.ErrConsumerExists) {
-			cons, err = s.js.Consumer(ctx, s.cfg.Stream, s.name) // another member was first
+			cons, err = s.js.Consumer(ctx, f.stream, f.name) // another member was first
 		}
 		if err != nil {
-			return nil, fmt.Errorf("creating consumer %q on %q: %w", s.name, s.cfg.Stream, err)
+			return nil, fmt.Errorf("creating consumer %q on %q: %w", f.name, f.stream, err)
 		}
 	default:
-		return nil, fmt.Errorf("looking up consumer %q on %q: %w", s.name, s.cfg.Stream, err)
+		return nil, fmt.Errorf("looking up consumer %q on %q: %w", f.name, f.stream, err)
 	}
-	s.setFloor(cons.CachedInfo().AckFloor.Stream)
+	f.setFloor(cons.CachedInfo().AckFloor.Stream)
 	return cons, nil
 }
 
-// setFloor records the consumer's acknowledgement floor and forgets handled sequences at
-// or below it.
-func (s *Subscriber) setFloor(floor uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if floor < s.floor {
-		return
+// consume delivers events of f from cons until ctx ends (nil) or the consumer is lost
+// (error).
+func (s *Subscriber) consume(ctx, hctx context.Context, f *feed, cons jetstream.Consumer) error {
+	prefetch := max(2*s.cfg.BatchSize, 32)
+	if f.partition >= 0 {
+		prefetch = 1 // MaxAckPending is 1: the server sends no more
 	}
-	s.floor = floor
-	for seq := range s.handled {
-		if seq <= floor {
-			delete(s.handled, seq)
-		}
-	}
-}
-
-// consume delivers events from cons until ctx ends (nil) or the consumer is lost (error).
-func (s *Subscriber) consume(ctx, hctx context.Context, cons jetstream.Consumer) error {
 	iter, err := cons.Messages(
-		jetstream.PullMaxMessages(max(2*s.cfg.BatchSize, 32)),
+		jetstream.PullMaxMessages(prefetch),
 		jetstream.PullHeartbeat(s.cfg.Heartbeat),
 		jetstream.PullExpiry(max(30*time.Second, 4*s.cfg.Heartbeat)),
 	)
@@ -304,15 +333,25 @@ func (s *Subscriber) consume(ctx, hctx context.Context, cons jetstream.Consumer)
 	for {
 		if time.Since(lastInfo) > s.cfg.Heartbeat {
 			lastInfo = time.Now()
-			if info, err := cons.Info(ctx); err == nil {
-				s.setFloor(info.AckFloor.Stream)
+			info, err := cons.Info(ctx)
+			switch {
+			case err == nil:
+				f.setFloor(info.AckFloor.Stream)
+			case errors.Is(err, jetstream.ErrConsumerNotFound):
+				return err
 			}
 		}
-		msg, err := iter.Next(jetstream.NextContext(ctx))
+		if f.partition >= 0 {
+			s.replayParked(ctx, hctx, f)
+		}
+		msg, err := s.next(ctx, f, iter)
 		if err != nil {
 			if ctx.Err() != nil {
 				s.release(iter)
 				return nil
+			}
+			if f.partition >= 0 && errors.Is(err, context.DeadlineExceeded) {
+				continue // a periodic wake-up to look for re-driven parked streams
 			}
 			if errors.Is(err, jetstream.ErrNoHeartbeat) {
 				s.metrics.missedBeats.Inc()
@@ -321,7 +360,7 @@ func (s *Subscriber) consume(ctx, hctx context.Context, cons jetstream.Consumer)
 				if ierr != nil {
 					return fmt.Errorf("after missed heartbeats: %w", ierr)
 				}
-				s.setFloor(info.AckFloor.Stream)
+				f.setFloor(info.AckFloor.Stream)
 				continue
 			}
 			return err
@@ -341,7 +380,11 @@ func (s *Subscriber) consume(ctx, hctx context.Context, cons jetstream.Consumer)
 				batch = append(batch, m)
 			}
 		}
-		s.handle(hctx, batch)
+		if f.partition >= 0 {
+			s.handleOrdered(hctx, f, msg)
+		} else {
+			s.handle(hctx, f, batch)
+		}
 		if ctx.Err() != nil {
 			s.release(iter)
 			return nil
@@ -373,21 +416,22 @@ func (s *Subscriber) release(iter jetstream.MessagesContext) {
 	_ = s.js.Conn().FlushTimeout(2 * time.Second) // the naks reach the server before Run returns
 }
 
-// handle decodes, filters and hands msgs to the handler, then acks or naks each.
-func (s *Subscriber) handle(ctx context.Context, msgs []jetstream.Msg) {
+// handle decodes, filters and hands msgs of f to the handler, then acks or naks each.
+func (s *Subscriber) handle(ctx context.Context, f *feed, msgs []jetstream.Msg) {
 	events := make([]Event, 0, len(msgs))
 	taken := make([]jetstream.Msg, 0, len(msgs))
 	for _, m := range msgs {
 		ev, err := eventFrom(m)
+		ev.Subject = f.original(ev.Subject)
 		if ev.Delivered > 1 {
 			s.metrics.redeliveries.Inc()
 		}
 		if err != nil {
 			// Not an event of the contract: it will never succeed.
-			s.fail(ctx, m, ev, fmt.Errorf("malformed event: %w", err), true)
+			s.fail(ctx, f, m, ev, fmt.Errorf("malformed event: %w", err), true)
 			continue
 		}
-		if s.seen(ev.Sequence) || ev.Version <= s.replayed[ev.StreamID] {
+		if f.seen(ev.Sequence) || ev.Version <= s.replayed[ev.StreamID] {
 			s.skip(m)
 			continue
 		}
@@ -395,10 +439,13 @@ func (s *Subscriber) handle(ctx context.Context, msgs []jetstream.Msg) {
 			s.skip(m) // re-driven for another group
 			continue
 		}
+		if f.partition >= 0 && s.holdIfParked(ctx, f, m, ev) {
+			continue
+		}
 		if s.cfg.Decoder != nil {
 			data, err := s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type)
 			if err != nil {
-				s.fail(ctx, m, ev, fmt.Errorf("decoding %s %s: %w", ev.Type, ev.ID, err), false)
+				s.fail(ctx, f, m, ev, fmt.Errorf("decoding %s %s: %w", ev.Type, ev.ID, err), false)
 				continue
 			}
 			ev.Data = data
@@ -414,11 +461,11 @@ func (s *Subscriber) handle(ctx context.Context, msgs []jetstream.Msg) {
 		return
 	}
 	start := time.Now()
-	err := s.call(ctx, events)
+	err := s.traced(ctx, events)
 	s.metrics.handleSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		for i, m := range taken {
-			s.fail(ctx, m, events[i], err, false)
+			s.fail(ctx, f, m, events[i], err, false)
 		}
 		return
 	}
@@ -435,7 +482,7 @@ func (s *Subscriber) handle(ctx context.Context, msgs []jetstream.Msg) {
 		if err != nil {
 			s.log.Warn("ack failed; the event may be delivered again", zap.String("event_id", events[i].ID), zap.Error(err))
 		}
-		s.remember(events[i].Sequence)
+		f.remember(events[i].Sequence)
 	}
 	s.metrics.events.WithLabelValues("handled").Add(float64(len(events)))
 	last := events[len(events)-1]
@@ -458,24 +505,6 @@ func (s *Subscriber) call(ctx context.Context, events []Event) (err error) {
 	return s.cfg.Handler(ctx, events[0])
 }
 
-func (s *Subscriber) seen(seq uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq <= s.floor {
-		return false // acked by the group before; the server redelivers only what it must
-	}
-	_, ok := s.handled[seq]
-	return ok
-}
-
-func (s *Subscriber) remember(seq uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq > s.floor && len(s.handled) < maxRemembered {
-		s.handled[seq] = struct{}{}
-	}
-}
-
 func (s *Subscriber) skip(m jetstream.Msg) {
 	if err := m.Ack(); err != nil {
 		s.log.Debug("ack of a skipped event failed", zap.Error(err))
@@ -484,13 +513,18 @@ func (s *Subscriber) skip(m jetstream.Msg) {
 }
 
 // fail naks m with backoff, or dead-letters it when it had its deliveries (or at once when
-// permanent) and then terminates it.
-func (s *Subscriber) fail(ctx context.Context, m jetstream.Msg, ev Event, reason error, permanent bool) {
+// permanent) and then terminates it. In an ordered group the dead letter parks its stream.
+func (s *Subscriber) fail(ctx context.Context, f *feed, m jetstream.Msg, ev Event, reason error, permanent bool) {
 	n := ev.Delivered
 	if permanent || (s.cfg.MaxDeliver > 0 && n >= uint64(s.cfg.MaxDeliver)) {
 		if s.cfg.MaxDeliver > 0 {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			err := deadLetter(dctx, s.js, s.deadLetters(), s.name, m, reason)
+			var err error
+			if f.partition >= 0 && ev.StreamID != "" {
+				err = s.park(dctx, f, m, ev, reason)
+			} else {
+				err = deadLetter(dctx, s.js, s.letter(f, m), m, reason)
+			}
 			cancel()
 			if err == nil {
 				if err := m.Term(); err != nil {

@@ -11,6 +11,12 @@
 // stream would drop a re-publish under the original Nats-Msg-Id inside its duplicate
 // window, so the copy's message id is "<event id>/redrive/<dead-letter seq>". The dead
 // letter is deleted once the copy is stored.
+//
+// Dead letters of ordered groups (subscription.Config.Ordered) park their stream: the
+// later events of the stream wait as "held" dead letters behind the one that failed.
+// Re-driving any of them does not re-publish: it asks the group to replay the parked
+// stream, and the member owning its partition hands the stream's dead letters to its
+// handler in order, deletes each once handled, and unparks the stream.
 package main
 
 import (
@@ -52,6 +58,7 @@ func main() {
 	f.String(&c.DataDir, "data-dir", "PGJET_DATA_DIR", ".pgjet", "directory of the embedded NATS server's data")
 	f.String(&c.LogFormat, "log-format", "LOG_FORMAT", "console", "log format: json or console")
 	f.String(&c.LogLevel, "log-level", "LOG_LEVEL", "warn", "log level: debug, info, warn, error")
+	c.NATSSecurity.Register(f)
 	f.String(&dlStream, "stream", "PGJET_DEADLETTER_STREAM", subscription.DefaultDeadLetterStream, "JetStream stream of dead letters")
 	f.String(&dlPrefix, "subject-prefix", "PGJET_DEADLETTER_PREFIX", subscription.DefaultDeadLetterPrefix, "subject prefix of dead letters")
 	f.String(&o.group, "group", "", "", "only this group's dead letters (default: every group)")
@@ -63,7 +70,7 @@ func main() {
 		f.Bool(&o.all, "all", "", false, "re-drive every dead letter (of -group)")
 	}
 	service.Main("deadletters", &c, f, os.Args[2:], func(ctx context.Context, log *zap.Logger) error {
-		nc, err := service.ConnectNATS(ctx, c.NATSURL, c.DataDir, "pgjet-deadletters", log)
+		nc, err := c.ConnectNATS(ctx, "pgjet-deadletters", log)
 		if err != nil {
 			return err
 		}
@@ -102,6 +109,8 @@ type listed struct {
 	Deliveries int       `json:"deliveries"`
 	DeadAt     time.Time `json:"dead_at"`
 	Reason     string    `json:"reason"`
+	Parked     bool      `json:"parked,omitempty"` // an ordered group's: its stream is parked
+	Held       bool      `json:"held,omitempty"`   // held behind the event that parked its stream
 }
 
 func list(ctx context.Context, js jetstream.JetStream, o options, out io.Writer) error {
@@ -113,17 +122,24 @@ func list(ctx context.Context, js jetstream.JetStream, o options, out io.Writer)
 		enc := json.NewEncoder(out)
 		for _, d := range dls {
 			if err := enc.Encode(listed{d.Sequence, d.Group, d.EventID, d.StreamID, d.Version, d.Type, d.Subject,
-				d.StreamSequence, d.Deliveries, d.Time, d.Reason}); err != nil {
+				d.StreamSequence, d.Deliveries, d.Time, d.Reason, d.Parked, d.Held}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SEQ\tGROUP\tEVENT ID\tSTREAM\tVERSION\tTYPE\tDELIVERIES\tDEAD AT\tREASON")
+	fmt.Fprintln(w, "SEQ\tGROUP\tEVENT ID\tSTREAM\tVERSION\tTYPE\tDELIVERIES\tDEAD AT\tPARKED\tREASON")
 	for _, d := range dls {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", d.Sequence, d.Group, d.EventID, d.StreamID, d.Version,
-			d.Type, d.Deliveries, d.Time.Format(time.RFC3339), d.Reason)
+		parked := "-"
+		switch {
+		case d.Held:
+			parked = "held"
+		case d.Parked:
+			parked = "parked"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", d.Sequence, d.Group, d.EventID, d.StreamID, d.Version,
+			d.Type, d.Deliveries, d.Time.Format(time.RFC3339), parked, d.Reason)
 	}
 	return w.Flush()
 }
@@ -151,12 +167,20 @@ func redrive(ctx context.Context, js jetstream.JetStream, o options, out io.Writ
 	if len(seqs) == 0 {
 		return errors.New("no matching dead letters")
 	}
+	released := map[string]bool{}
 	for _, seq := range seqs {
 		d, err := subscription.Redrive(ctx, js, o.dl, seq)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "re-drove %d: %s %s v%d for group %s\n", seq, d.EventID, d.StreamID, d.Version, d.Group)
+		if !d.Parked {
+			fmt.Fprintf(out, "re-drove %d: %s %s v%d for group %s\n", seq, d.EventID, d.StreamID, d.Version, d.Group)
+			continue
+		}
+		if k := d.Group + "\x00" + d.StreamID; !released[k] {
+			released[k] = true
+			fmt.Fprintf(out, "released parked stream %s for ordered group %s: its dead letters are replayed in order\n", d.StreamID, d.Group)
+		}
 	}
 	return nil
 }

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,4 +83,75 @@ func TestListAndRedrive(t *testing.T) {
 	o.json = false
 	require.NoError(t, list(ctx, js, o, &out))
 	require.Equal(t, 1, strings.Count(out.String(), "\n"), "only the header is left: %s", out.String())
+}
+
+// The dead letters of an ordered group show as parked and held; re-driving them releases
+// the stream, whose events the group then handles in order.
+func TestRedriveReleasesParkedStream(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Server(t)
+	_, js := natstest.Connect(t, srv)
+	_, err := relay.EnsureStream(ctx, js, relay.StreamConfig{})
+	require.NoError(t, err)
+
+	var healed atomic.Bool
+	var mu sync.Mutex
+	var handled []string
+	s, err := subscription.New(js, subscription.Config{Group: "shipping", Ordered: true, Partitions: 1, PartitionLease: time.Second,
+		MaxDeliver: 2, BackoffMin: 10 * time.Millisecond, BackoffMax: 10 * time.Millisecond,
+		Handler: func(_ context.Context, ev subscription.Event) error {
+			if ev.StreamID == "order-1" && ev.Version == 1 && !healed.Load() {
+				return errors.New("carrier offline")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			handled = append(handled, fmt.Sprintf("%s/%d", ev.StreamID, ev.Version))
+			return nil
+		}})
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(sctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	publish := func(id, stream string, version int) {
+		h := nats.Header{}
+		for k, v := range map[string]string{"Nats-Msg-Id": id, "ce-id": id, "ce-type": "pgjet.demo.order.OrderShipped",
+			"ce-subject": stream, "ce-time": time.Now().UTC().Format(time.RFC3339Nano), "ce-streamversion": strconv.Itoa(version), "ce-position": "1"} {
+			h.Set(k, v)
+		}
+		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: "pgjet.events.order.pgjet:demo:order:OrderShipped." + stream, Header: h, Data: []byte{0, 0, 0, 0, 1}})
+		require.NoError(t, err)
+	}
+	publish("a-1", "order-1", 1)
+	publish("a-2", "order-1", 2)
+	publish("b-1", "order-2", 1)
+
+	var out bytes.Buffer
+	o := options{group: "shipping"}
+	require.Eventually(t, func() bool {
+		out.Reset()
+		return list(ctx, js, o, &out) == nil && strings.Count(out.String(), "\n") == 3
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Contains(t, out.String(), "parked")
+	require.Contains(t, out.String(), "held")
+	require.Contains(t, out.String(), "carrier offline")
+
+	healed.Store(true)
+	out.Reset()
+	require.NoError(t, redrive(ctx, js, options{group: "shipping", all: true}, &out))
+	require.Equal(t, "released parked stream order-1 for ordered group shipping: its dead letters are replayed in order\n", out.String())
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == 3
+	}, 20*time.Second, 20*time.Millisecond)
+	mu.Lock()
+	require.Equal(t, []string{"order-2/1", "order-1/1", "order-1/2"}, handled)
+	mu.Unlock()
+	require.Eventually(t, func() bool {
+		out.Reset()
+		return list(ctx, js, o, &out) == nil && strings.Count(out.String(), "\n") == 1
+	}, 20*time.Second, 20*time.Millisecond)
 }

@@ -1,0 +1,331 @@
+package subscription_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/subscription"
+)
+
+// orderLog checks what an ordered group's members handle: each stream's versions exactly
+// once, in order, and never two events of one stream at the same time.
+type orderLog struct {
+	mu         sync.Mutex
+	last       map[string]int64
+	inFlight   map[string]int
+	violations []string
+	repeats    int // at-least-once: an event handled again right after itself
+	total      int
+	byMember   map[int]int
+}
+
+func newOrderLog() *orderLog {
+	return &orderLog{last: map[string]int64{}, inFlight: map[string]int{}, byMember: map[int]int{}}
+}
+
+func (l *orderLog) handler(member int, fail func(subscription.Event) error) subscription.Handler {
+	return func(_ context.Context, ev subscription.Event) error {
+		l.mu.Lock()
+		l.inFlight[ev.StreamID]++
+		if l.inFlight[ev.StreamID] > 1 {
+			l.violations = append(l.violations, fmt.Sprintf("%s/%d handled while another event of its stream was", ev.StreamID, ev.Version))
+		}
+		l.mu.Unlock()
+		var err error
+		if fail != nil {
+			err = fail(ev)
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.inFlight[ev.StreamID]--
+		if err != nil {
+			return err
+		}
+		if ev.Version == l.last[ev.StreamID] {
+			l.repeats++
+			return nil
+		}
+		if want := l.last[ev.StreamID] + 1; ev.Version != want {
+			l.violations = append(l.violations, fmt.Sprintf("%s: got version %d, want %d (member %d)", ev.StreamID, ev.Version, want, member))
+		}
+		l.last[ev.StreamID] = ev.Version
+		l.total++
+		l.byMember[member]++
+		return nil
+	}
+}
+
+func (l *orderLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
+func (l *orderLog) of(member int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.byMember[member]
+}
+
+func (l *orderLog) version(stream string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last[stream]
+}
+
+func orderedCfg(group string, h subscription.Handler) subscription.Config {
+	return subscription.Config{Group: group, Ordered: true, Partitions: 6, PartitionLease: time.Second, Handler: h, AckWait: 5 * time.Second}
+}
+
+// Members of an ordered group each get whole streams: every stream's events arrive once,
+// in version order, never two at a time, while a member leaves and another joins mid-run.
+func TestOrderedGroupKeepsStreamOrderAcrossRebalances(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := newOrderLog()
+	reg := prometheus.NewRegistry()
+	stops := map[int]func(){}
+	for i := range 3 {
+		cfg := orderedCfg("ordered", log.handler(i, nil))
+		if i == 0 {
+			cfg.Registerer = reg
+		}
+		stops[i] = run(t, newSub(t, e.js, cfg))
+	}
+	const streams = 24
+	published := 0
+	publishRound := func() {
+		for s := range streams {
+			e.publish(t, fmt.Sprintf("order-%d", s), placed)
+			published++
+		}
+	}
+	for range 8 {
+		publishRound()
+	}
+	eventually(t, "member 0 at work", func() bool { return log.of(0) >= 10 })
+	stops[0]() // leaves mid-stream
+	require.Zero(t, metric(t, reg, "pgjet_subscription_partitions", map[string]string{"group": "ordered"}), "a leaving member releases its partitions")
+	for range 4 {
+		publishRound()
+	}
+	run(t, newSub(t, e.js, orderedCfg("ordered", log.handler(3, nil))))
+	deadline := time.Now().Add(waitTimeout)
+	for log.of(3) == 0 { // until the new member has partitions
+		require.True(t, time.Now().Before(deadline), "the joining member never got work")
+		publishRound()
+		eventually(t, "the round", func() bool { return log.count() >= published })
+	}
+	for range 2 {
+		publishRound()
+	}
+	eventually(t, "every event", func() bool { return log.count() >= published })
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	require.Empty(t, log.violations)
+	require.Zero(t, log.repeats, "no event twice")
+	require.Equal(t, published, log.total)
+	for s := range streams {
+		require.Equal(t, int64(published/streams), log.last[fmt.Sprintf("order-%d", s)])
+	}
+	for _, m := range []int{0, 1, 2, 3} {
+		require.Positive(t, log.byMember[m], "member %d handled nothing", m)
+	}
+}
+
+// A member whose connection dies keeps its partitions only until its leases expire; its
+// unacknowledged event is redelivered to the new owner, and every stream stays in order.
+func TestOrderedGroupSurvivesMemberConnectionLoss(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := newOrderLog()
+	victimConn, victimJS := natstest.Connect(t, e.srv)
+	cfg := orderedCfg("crash", log.handler(0, nil))
+	cfg.AckWait = time.Second
+	victim := newSub(t, victimJS, cfg)
+	victimDone := make(chan error, 1)
+	go func() { victimDone <- victim.Run(context.Background()) }()
+	cfg.Handler = log.handler(1, nil)
+	run(t, newSub(t, e.js, cfg))
+	const streams = 12
+	published := 0
+	deadline := time.Now().Add(waitTimeout)
+	for log.of(0) < 5 || log.of(1) == 0 {
+		require.True(t, time.Now().Before(deadline), "the members never both got work")
+		for s := range streams {
+			e.publish(t, fmt.Sprintf("order-%d", s), placed)
+			published++
+		}
+		eventually(t, "the round", func() bool { return log.count() >= published })
+	}
+	victimConn.Close()
+	require.ErrorIs(t, <-victimDone, nats.ErrConnectionClosed)
+	for range 5 {
+		for s := range streams {
+			e.publish(t, fmt.Sprintf("order-%d", s), placed)
+			published++
+		}
+	}
+	eventually(t, "every event", func() bool { return log.count() >= published })
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	require.Empty(t, log.violations)
+	for s := range streams {
+		require.Equal(t, int64(published/streams), log.last[fmt.Sprintf("order-%d", s)])
+	}
+}
+
+// A dead-lettered event parks its stream: later events of the stream are held while the
+// other streams of the same partition flow; re-driving after the fix hands the parked
+// event and then the held ones to the group in order, and the stream flows again.
+func TestOrderedGroupParksPoisonedStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := newOrderLog()
+	var healed atomic.Bool
+	poison := func(ev subscription.Event) error {
+		if ev.StreamID == "order-bad" && ev.Version == 2 && !healed.Load() {
+			return errors.New("cannot ship to the moon")
+		}
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	cfg := orderedCfg("parking", log.handler(0, poison))
+	cfg.Partitions = 1 // every stream shares the poisoned one's partition
+	cfg.MaxDeliver = 3
+	cfg.Registerer = reg
+	run(t, newSub(t, e.js, cfg))
+	for range 5 {
+		e.publish(t, "order-bad", placed)
+		for s := range 4 {
+			e.publish(t, fmt.Sprintf("order-%d", s), placed)
+		}
+	}
+	eventually(t, "the other streams", func() bool {
+		for s := range 4 {
+			if log.version(fmt.Sprintf("order-%d", s)) != 5 {
+				return false
+			}
+		}
+		return true
+	})
+	var dls []subscription.DeadLetter
+	eventually(t, "the parked and held events", func() bool {
+		var err error
+		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "parking")
+		return err == nil && len(dls) == 4
+	})
+	require.Equal(t, int64(1), log.version("order-bad"))
+	for i, dl := range dls {
+		require.Equal(t, "order-bad", dl.StreamID)
+		require.Equal(t, int64(i+2), dl.Version)
+		require.True(t, dl.Parked)
+		require.Equal(t, i > 0, dl.Held, "dead letter %d", i)
+		require.Equal(t, "pgjet.events.order.pgjet:demo:order:OrderPlaced.order-bad", dl.Subject, "the original subject")
+		require.Equal(t, subscription.DefaultStream, dl.Stream)
+	}
+	require.Equal(t, "cannot ship to the moon", dls[0].Reason)
+	require.Equal(t, 3, dls[0].Deliveries)
+	require.Equal(t, 1.0, metric(t, reg, "pgjet_subscription_parked_streams_total", nil))
+	require.Equal(t, 3.0, metric(t, reg, "pgjet_subscription_events_total", map[string]string{"result": "held"}))
+
+	e.publish(t, "order-bad", placed) // version 6: held too
+	e.publish(t, "order-0", placed)   // flows
+	eventually(t, "order-0 v6", func() bool { return log.version("order-0") == 6 })
+	eventually(t, "order-bad v6 held", func() bool {
+		dls, err := subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "parking")
+		return err == nil && len(dls) == 5
+	})
+	require.Equal(t, int64(1), log.version("order-bad"))
+
+	healed.Store(true)
+	dl, err := subscription.Redrive(t.Context(), e.js, subscription.DeadLetterConfig{}, dls[2].Sequence) // any of the stream's
+	require.NoError(t, err)
+	require.True(t, dl.Parked)
+	eventually(t, "the parked stream replayed", func() bool { return log.version("order-bad") == 6 })
+	eventually(t, "the dead letters gone", func() bool {
+		dls, err := subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "parking")
+		return err == nil && len(dls) == 0
+	})
+	kv, err := e.js.KeyValue(t.Context(), subscription.ParkedBucket)
+	require.NoError(t, err)
+	eventually(t, "the stream unparked", func() bool {
+		lister, err := kv.ListKeysFiltered(t.Context(), "parking.*")
+		if err != nil {
+			return false
+		}
+		n := 0
+		for range lister.Keys() {
+			n++
+		}
+		return n == 0
+	})
+	e.publish(t, "order-bad", placed) // version 7 flows again
+	eventually(t, "order-bad v7", func() bool { return log.version("order-bad") == 7 })
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	require.Empty(t, log.violations)
+}
+
+// Ordered groups read a partitioned mirror, never touching the events stream's config,
+// and members must agree on the partition count.
+func TestOrderedGroupConfig(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := newOrderLog()
+	run(t, newSub(t, e.js, orderedCfg("cfg", log.handler(0, nil))))
+	e.publish(t, "order-1", placed)
+	eventually(t, "the event", func() bool { return log.count() == 1 })
+	s, err := e.js.Stream(t.Context(), subscription.PartitionedStream(subscription.DefaultStream, 6))
+	require.NoError(t, err)
+	require.Equal(t, subscription.DefaultStream, s.CachedInfo().Config.Mirror.Name)
+	events, err := e.js.Stream(t.Context(), subscription.DefaultStream)
+	require.NoError(t, err)
+	require.Empty(t, events.CachedInfo().Config.SubjectTransform)
+
+	// NewOnly: every partition starts where the group began, whenever it is first claimed.
+	fresh := newOrderLog()
+	cfg := orderedCfg("fresh", fresh.handler(0, nil))
+	cfg.Start = subscription.NewOnly()
+	run(t, newSub(t, e.js, cfg))
+	eventually(t, "the group's start", func() bool {
+		kv, err := e.js.KeyValue(t.Context(), subscription.PartitionBucket)
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(t.Context(), "fresh.start")
+		return err == nil
+	})
+	for s := range 6 {
+		e.publish(t, fmt.Sprintf("order-%d", s+2), placed)
+	}
+	eventually(t, "the new events", func() bool { return fresh.count() == 6 })
+	fresh.mu.Lock()
+	require.Empty(t, fresh.violations)
+	require.NotContains(t, fresh.last, "order-1", "an event from before the group began")
+	fresh.mu.Unlock()
+
+	cfg = orderedCfg("cfg", log.handler(1, nil))
+	cfg.Partitions = 4
+	err = newSub(t, e.js, cfg).Run(t.Context())
+	require.ErrorContains(t, err, "Config.Partitions")
+
+	h := func(context.Context, subscription.Event) error { return nil }
+	_, err = subscription.New(e.js, subscription.Config{Ordered: true, Handler: h})
+	require.ErrorContains(t, err, "Config.Ordered")
+	_, err = subscription.New(e.js, subscription.Config{Ordered: true, Group: "g", Partitions: 2000, PartitionLease: time.Millisecond,
+		BatchHandler: func(context.Context, []subscription.Event) error { return nil }})
+	for _, f := range []string{"Config.Partitions", "Config.PartitionLease", "Config.BatchHandler"} {
+		require.ErrorContains(t, err, f)
+	}
+}
