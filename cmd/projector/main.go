@@ -1,11 +1,15 @@
 // Command projector keeps the demo read model (demo.orders) up to date from JetStream.
 //
-//	projector [flags]          run the projector
-//	projector migrate [flags]  apply database migrations and exit
+//	projector [flags]               run the projector
+//	projector migrate [flags]       apply database migrations and exit
+//	projector rebuild [flags] NAME  rebuild projection NAME from the first event beside the
+//	                                live one, swap it in, and exit (docs/operations.md,
+//	                                "Rebuilding a projection")
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -16,15 +20,18 @@ import (
 	"github.com/pgjet/pgjet/internal/projection"
 	"github.com/pgjet/pgjet/internal/registry"
 	"github.com/pgjet/pgjet/internal/service"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
 func main() {
 	var (
-		c        service.Common
-		httpAddr string
-		stream   string
-		batch    int
-		stall    time.Duration
+		c           service.Common
+		httpAddr    string
+		stream      string
+		batch       int
+		stall       time.Duration
+		resume      bool
+		lockTimeout time.Duration
 	)
 	f := service.NewFlags("projector")
 	c.Register(f)
@@ -32,22 +39,33 @@ func main() {
 	f.String(&stream, "stream", "PGJET_STREAM", "PGJET_EVENTS", "JetStream stream name")
 	f.Int(&batch, "batch-size", "PROJECTOR_BATCH_SIZE", 256, "events applied per transaction")
 	f.Duration(&stall, "stall-after", "PROJECTOR_STALL_AFTER", time.Minute, "not ready when events wait longer than this without progress")
+	f.Bool(&resume, "resume", "PROJECTOR_REBUILD_RESUME", false, "rebuild: continue an interrupted rebuild instead of starting over")
+	f.Duration(&lockTimeout, "swap-lock-timeout", "PROJECTOR_SWAP_LOCK_TIMEOUT", 5*time.Second, "rebuild: longest wait for a lock at the swap before catching up and retrying")
 
 	args := os.Args[1:]
-	migrateOnly := len(args) > 0 && args[0] == "migrate"
-	if migrateOnly {
-		args = args[1:]
+	cmd := ""
+	if len(args) > 0 && (args[0] == "migrate" || args[0] == "rebuild") {
+		cmd, args = args[0], args[1:]
 	}
 	service.Main("projector", &c, f, args, func(ctx context.Context, log *zap.Logger) error {
+		var name string
+		if cmd == "rebuild" {
+			if f.NArg() != 1 {
+				return errors.New("usage: projector rebuild [flags] NAME")
+			}
+			if name = f.Arg(0); name != demo.ProjectionName {
+				return fmt.Errorf("unknown projection %q; this projector runs %q", name, demo.ProjectionName)
+			}
+		}
 		pg, err := c.OpenMigrated(ctx, log)
 		if err != nil {
 			return err
 		}
 		defer pg.Close(context.WithoutCancel(ctx))
-		if migrateOnly {
+		if cmd == "migrate" {
 			return nil
 		}
-		nc, err := service.ConnectNATS(ctx, c.NATSURL, c.DataDir, "pgjet-projector", log)
+		nc, err := c.ConnectNATS(ctx, "pgjet-projector", log)
 		if err != nil {
 			return err
 		}
@@ -56,17 +74,21 @@ func main() {
 		if err != nil {
 			return err
 		}
+		cfg := projection.Config{
+			Pool: pg.Pool, Conn: nc.Conn, Registry: reg, Upcasters: demoschemas.Upcasters(), Stream: stream,
+			Projection: demo.OrdersProjection(), BatchSize: batch, Logger: log,
+		}
+		if cmd == "rebuild" {
+			return rebuild(ctx, cfg, projection.RebuildOptions{Resume: resume, LockTimeout: lockTimeout})
+		}
 		tp, err := service.Tracing(ctx, "projector", log)
 		if err != nil {
 			return err
 		}
 		defer service.ShutdownTracing(ctx, tp, log)
 		ops := service.NewOps(log)
-		p, err := projection.New(projection.Config{
-			Pool: pg.Pool, Conn: nc.Conn, Registry: reg, Stream: stream,
-			Projection: demo.OrdersProjection(), BatchSize: batch,
-			Logger: log, Registerer: ops.Registry, TracerProvider: tp,
-		})
+		cfg.Registerer, cfg.TracerProvider = ops.Registry, tp
+		p, err := projection.New(cfg)
 		if err != nil {
 			return err
 		}
@@ -80,4 +102,29 @@ func main() {
 		return service.RunAll(ctx, p.Run,
 			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
 	})
+}
+
+// rebuild runs projection.Rebuild, printing its progress to stdout at most once a second.
+func rebuild(ctx context.Context, cfg projection.Config, opts projection.RebuildOptions) error {
+	name := cfg.Projection.Name
+	start := time.Now()
+	var last time.Time
+	opts.Progress = func(p projection.RebuildProgress) {
+		if p.Phase == projection.PhaseCatchingUp && time.Since(last) < time.Second {
+			return
+		}
+		last = time.Now()
+		rate := float64(p.Applied) / max(time.Since(start).Seconds(), 0.001)
+		fmt.Printf("rebuild %s: %-11s sequence %d of %d, %d events applied (%.0f/s)\n",
+			name, p.Phase, p.Checkpoint, p.Head, p.Applied, rate)
+	}
+	fmt.Printf("rebuild %s: building schema %s beside %s\n", name,
+		projection.RebuildSchema(cfg.Projection.Schema), cfg.Projection.Schema)
+	seq, err := projection.Rebuild(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rebuild %s: done in %s; %s serves the rebuilt model, the live projector goes on after sequence %d\n",
+		name, time.Since(start).Round(time.Millisecond), cfg.Projection.Schema, seq)
+	return nil
 }

@@ -21,21 +21,28 @@ const (
 // ProjectionName is the name of the orders read model.
 const ProjectionName = "orders"
 
+// Schema is the Postgres schema of the orders read model; readers query demo.orders.
+const Schema = "demo"
+
 // OrdersProjection keeps demo.orders: one row per order with its status and totals. Each
 // row records the stream version it reflects, so an event JetStream delivers again after
-// its duplicate window is recognised and ignored.
+// its duplicate window is recognised and ignored. It can be rebuilt (projector rebuild
+// orders): its tables are named unqualified, in the schema the projector hands it.
 func OrdersProjection() projection.Projection {
 	return projection.Projection{
-		Name:  ProjectionName,
-		Setup: setup,
-		Apply: apply,
+		Name:   ProjectionName,
+		Schema: Schema,
+		Setup:  setup,
+		Apply:  apply,
 	}
 }
 
+// setup creates the tables in the current schema (search_path, set by the projector).
+// carrier_code came with OrderShipped version 3: rows projected before it have none until
+// the model is rebuilt.
 func setup(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `
-		CREATE SCHEMA IF NOT EXISTS demo;
-		CREATE TABLE IF NOT EXISTS demo.orders (
+		CREATE TABLE IF NOT EXISTS orders (
 			order_id     uuid        PRIMARY KEY,
 			stream_id    text        NOT NULL,
 			version      bigint      NOT NULL,
@@ -48,7 +55,8 @@ func setup(ctx context.Context, tx pgx.Tx) error {
 			placed_at    timestamptz NOT NULL,
 			updated_at   timestamptz NOT NULL,
 			projected_at timestamptz NOT NULL DEFAULT clock_timestamp()
-		)`)
+		);
+		ALTER TABLE orders ADD COLUMN IF NOT EXISTS carrier_code text`)
 	return err
 }
 
@@ -64,14 +72,15 @@ func apply(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
 			total += asInt64(m["quantity"]) * asInt64(m["unit_price_cents"])
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO demo.orders (order_id, stream_id, version, customer_id, status, item_count, total_cents, placed_at, updated_at)
+			INSERT INTO orders (order_id, stream_id, version, customer_id, status, item_count, total_cents, placed_at, updated_at)
 			VALUES ($1, $2, $3, $4, 'placed', $5, $6, $7, $7)
 			ON CONFLICT (order_id) DO NOTHING`,
 			d["order_id"], ev.StreamID, ev.Version, d["customer_id"], len(items), total, asTime(d["placed_at"]))
 	case TypePaymentCaptured:
 		err = update(ctx, tx, ev, `paid_cents = paid_cents + $4, status = 'paid'`, asInt64(d["amount_cents"]))
 	case TypeOrderShipped:
-		err = update(ctx, tx, ev, `carrier = $4, status = 'shipped'`, d["carrier"])
+		// Data is in OrderShipped's newest shape (version 3): older events were upcast.
+		err = update(ctx, tx, ev, `carrier = $4, carrier_code = $5, status = 'shipped'`, d["carrier_name"], d["carrier_code"])
 	case TypeOrderCancelled:
 		err = update(ctx, tx, ev, `status = 'cancelled'`)
 	}
@@ -84,7 +93,7 @@ func apply(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
 // update applies a change to an order row once: only when the event is newer than the row.
 // set may use $4, $5 ... for args.
 func update(ctx context.Context, tx pgx.Tx, ev projection.Event, set string, args ...any) error {
-	_, err := tx.Exec(ctx, `UPDATE demo.orders SET `+set+`, version = $3, updated_at = $2
+	_, err := tx.Exec(ctx, `UPDATE orders SET `+set+`, version = $3, updated_at = $2
 		WHERE order_id = $1 AND version < $3`, append([]any{ev.Data["order_id"], ev.Time, ev.Version}, args...)...)
 	return err
 }

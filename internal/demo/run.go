@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg.Logger = cmp.Or(cfg.Logger, zap.NewNop())
 	log := cfg.Logger
 
-	store, err := pgjet.New(pgjet.Config{Pool: cfg.Pool, Logger: log})
+	store, err := pgjet.New(pgjet.Config{Pool: cfg.Pool, Logger: log, Upcasters: demoschemas.Upcasters()})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	lat := &latencies{}
 	pj, err := projection.New(projection.Config{
 		Pool: cfg.Pool, Conn: cfg.Conn, Registry: store.Registry(), Projection: OrdersProjection(),
-		Logger: log, IdleWait: 200 * time.Millisecond,
+		Upcasters: demoschemas.Upcasters(), Logger: log, IdleWait: 200 * time.Millisecond,
 		AfterCommit: func(evs []projection.Event) {
 			for _, ev := range evs {
 				lat.add(time.Since(ev.Time))

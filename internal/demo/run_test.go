@@ -45,4 +45,10 @@ func TestRun(t *testing.T) {
 	var orders int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM demo.orders`).Scan(&orders))
 	require.Equal(t, 150, orders)
+	// Shipped orders carry OrderShipped version 3's carrier_name and carrier_code.
+	var shipped, withCarrier int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE carrier <> '' AND carrier_code <> '')
+		FROM demo.orders WHERE status = 'shipped'`).Scan(&shipped, &withCarrier))
+	require.Positive(t, shipped)
+	require.Equal(t, shipped, withCarrier)
 }

@@ -13,4 +13,11 @@
 // One projector per projection is active at a time: it holds a Postgres advisory lock, and
 // other instances stand by until its session ends. The active one re-creates its consumer at
 // the checkpoint when it starts, so a restart after a crash resumes at once.
+//
+// Apply sees every event in the newest registered shape of its type: payloads are decoded
+// through internal/evolve with Config.Upcasters, as pgjet.Store.Decode does.
+//
+// A projection that owns a Postgres schema (Projection.Schema) can be rebuilt from the
+// first event beside the live one and swapped in atomically (Rebuild; docs/operations.md,
+// "Rebuilding a projection").
 package projection

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 )
 
@@ -30,4 +31,22 @@ func eventFields(err error) []zap.Field {
 		zap.String("stream", ae.ev.StreamID), zap.String("type", ae.ev.Type), zap.String("event_id", ae.ev.ID),
 		zap.Int64("version", ae.ev.Version), zap.Int64("position", ae.ev.Position), zap.Uint64("sequence", ae.ev.Sequence),
 	}
+}
+
+// ErrNoSchema: the projection has no Projection.Schema, so it cannot be rebuilt beside the
+// live read model.
+var ErrNoSchema = errors.New("projection: Projection.Schema is required to rebuild")
+
+// ErrHistoryTruncated: the JetStream stream no longer holds the events a rebuild must
+// replay (its retention removed the oldest), so the rebuilt model would miss them.
+var ErrHistoryTruncated = errors.New("projection: the stream no longer holds the whole history")
+
+// ErrRebuildRunning: another rebuild of the same projection holds its lock.
+var ErrRebuildRunning = errors.New("projection: another rebuild of this projection is running")
+
+// retryableLock reports whether err is Postgres giving up on a lock (lock_timeout, or a
+// deadlock), after which the transaction can simply be tried again.
+func retryableLock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "40P01")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet/internal/avro"
+	"github.com/pgjet/pgjet/internal/evolve"
 	"github.com/pgjet/pgjet/internal/registry"
 )
 
@@ -29,6 +31,13 @@ type Projection struct {
 	Name string
 	// Filters are the JetStream subject filters of the events it needs. Default: all.
 	Filters []string
+	// Schema is the Postgres schema that holds the read model's tables and nothing else:
+	// the projector creates it, and runs Setup and Apply with search_path set to it (then
+	// public), so they name their tables unqualified. A projection with a Schema can be
+	// rebuilt (see Rebuild), which builds a new schema and swaps it in under this name;
+	// readers name the tables schema-qualified. Lower-case letters, digits and '_', at
+	// most 55 characters. Default: none; search_path is left alone and Rebuild refuses.
+	Schema string
 	// Setup creates or migrates the read model's tables; it runs at every start, so it
 	// must be idempotent. Optional.
 	Setup func(ctx context.Context, tx pgx.Tx) error
@@ -44,6 +53,10 @@ type Config struct {
 	Conn *nats.Conn
 	// Registry decodes payloads. Required.
 	Registry *registry.Registry
+	// Upcasters move data written with older versions of an event type to newer shapes,
+	// so Apply always sees the newest registered version (as pgjet.Store.Decode does).
+	// Default: none; events that need an upcaster then fail to decode.
+	Upcasters []evolve.Upcaster
 	// Stream is the JetStream stream of the events. Default "PGJET_EVENTS".
 	Stream string
 	// Projection is what to keep up to date. Required.
@@ -64,7 +77,10 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 }
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var (
+	validName   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	validSchema = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,54}$`)
+)
 
 func (c *Config) setDefaults() {
 	c.Stream = cmp.Or(c.Stream, "PGJET_EVENTS")
@@ -86,6 +102,10 @@ func (c *Config) validate() error {
 		return errors.New("projection: Config.Registry is required")
 	case !validName.MatchString(c.Projection.Name):
 		return fmt.Errorf("projection: Config.Projection.Name %q must be 1-64 letters, digits, '-' or '_'", c.Projection.Name)
+	case c.Projection.Schema != "" && !validSchema.MatchString(c.Projection.Schema):
+		return fmt.Errorf("projection: Config.Projection.Schema %q must be 1-55 lower-case letters, digits or '_', not starting with a digit", c.Projection.Schema)
+	case reservedSchema(c.Projection.Schema):
+		return fmt.Errorf("projection: Config.Projection.Schema %q is shared with others; a projection needs a schema of its own", c.Projection.Schema)
 	case c.Projection.Apply == nil:
 		return errors.New("projection: Config.Projection.Apply is required")
 	case c.BatchSize < 0:
@@ -94,15 +114,31 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// reservedSchema reports whether schema holds more than a read model, so a rebuild must
+// never drop it.
+func reservedSchema(schema string) bool {
+	return schema == "public" || schema == "pgjet" || schema == "information_schema" || strings.HasPrefix(schema, "pg_")
+}
+
 // Projector applies events to one projection. Create it with New, start it with Run.
 type Projector struct {
 	cfg     Config
+	target  target
 	js      jetstream.JetStream
+	decoder *evolve.Decoder
 	log     *zap.Logger
 	metrics *metrics
 	tracer  trace.Tracer
 
 	progress atomic.Int64 // unix nanos of the last applied batch or idle pull
+}
+
+// target is where a projector instance keeps its state: the live projection's, or a
+// rebuild's.
+type target struct {
+	checkpoint string // row of pgjet.checkpoints, also the metrics label and the lock key
+	consumer   string // durable JetStream consumer
+	schema     string // search_path of Setup and Apply; "" leaves it alone
 }
 
 // New checks cfg and returns a Projector.
@@ -111,15 +147,25 @@ func New(cfg Config) (*Projector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	pr := cfg.Projection
+	return newProjector(cfg, target{checkpoint: pr.Name, consumer: ConsumerName(pr.Name), schema: pr.Schema})
+}
+
+// newProjector returns a projector of the checked cfg that keeps its state in t.
+func newProjector(cfg Config, t target) (*Projector, error) {
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("projection: %w", err)
 	}
-	m, err := newMetrics(cfg.Registerer, cfg.Projection.Name)
+	dec, err := evolve.New(cfg.Registry, cfg.Upcasters...)
+	if err != nil {
+		return nil, fmt.Errorf("projection: Config.Upcasters: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer, t.checkpoint)
 	if err != nil {
 		return nil, err
 	}
-	p := &Projector{cfg: cfg, js: js, log: cfg.Logger.With(zap.String("projection", cfg.Projection.Name)), metrics: m,
+	p := &Projector{cfg: cfg, target: t, js: js, decoder: dec, log: cfg.Logger.With(zap.String("projection", t.checkpoint)), metrics: m,
 		tracer: cfg.TracerProvider.Tracer("github.com/pgjet/pgjet/internal/projection")}
 	p.progress.Store(time.Now().UnixNano())
 	return p, nil
@@ -154,18 +200,8 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 func (p *Projector) run(ctx context.Context) error {
-	pr := p.cfg.Projection
-	err := pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
-		if pr.Setup != nil {
-			if err := pr.Setup(ctx, tx); err != nil {
-				return err
-			}
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO pgjet.checkpoints (name, sequence) VALUES ($1, 0) ON CONFLICT DO NOTHING`, pr.Name)
+	if err := p.setup(ctx); err != nil {
 		return err
-	})
-	if err != nil {
-		return fmt.Errorf("setting up projection %q: %w", pr.Name, err)
 	}
 	for ctx.Err() == nil {
 		if err := p.lead(ctx); err != nil && ctx.Err() == nil {
@@ -179,6 +215,42 @@ func (p *Projector) run(ctx context.Context) error {
 	return nil
 }
 
+// setup creates the target's schema, runs the projection's Setup in it and creates the
+// checkpoint row, in one transaction.
+func (p *Projector) setup(ctx context.Context) error {
+	pr := p.cfg.Projection
+	err := pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
+		if p.target.schema != "" {
+			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{p.target.schema}.Sanitize()); err != nil {
+				return err
+			}
+			if err := p.useSchema(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if pr.Setup != nil {
+			if err := pr.Setup(ctx, tx); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO pgjet.checkpoints (name, sequence) VALUES ($1, 0) ON CONFLICT DO NOTHING`, p.target.checkpoint)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("setting up projection %q: %w", p.target.checkpoint, err)
+	}
+	return nil
+}
+
+// useSchema points tx's search_path at the target's schema, then public.
+func (p *Projector) useSchema(ctx context.Context, tx pgx.Tx) error {
+	if p.target.schema == "" {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `SET LOCAL search_path TO `+pgx.Identifier{p.target.schema}.Sanitize()+`, public`)
+	return err
+}
+
 // lead takes the projection's lock, positions the consumer at the checkpoint and applies
 // batches while the lock's session lives.
 func (p *Projector) lead(ctx context.Context) error {
@@ -188,12 +260,12 @@ func (p *Projector) lead(ctx context.Context) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockClassProjection, p.cfg.Projection.Name).Scan(&got); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockClassProjection, p.target.checkpoint).Scan(&got); err != nil {
 		return err
 	}
 	if !got {
 		p.log.Info("another projector is active; standing by")
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockClassProjection, p.cfg.Projection.Name); err != nil {
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockClassProjection, p.target.checkpoint); err != nil {
 			return err
 		}
 	}
@@ -244,11 +316,11 @@ func (p *Projector) lead(ctx context.Context) error {
 // checkpoint. The checkpoint in Postgres is the truth; whatever the consumer had pending
 // from an earlier, killed projector is dropped instead of waiting out its AckWait.
 func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	seq, err := Checkpoint(ctx, p.cfg.Pool, p.cfg.Projection.Name)
+	seq, err := Checkpoint(ctx, p.cfg.Pool, p.target.checkpoint)
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
-	name := ConsumerName(p.cfg.Projection.Name)
+	name := p.target.consumer
 	if err := p.js.DeleteConsumer(ctx, p.cfg.Stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("resetting consumer %q: %w", name, err)
 	}
@@ -276,32 +348,16 @@ func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// step fetches one batch and applies it. The first pull waits up to IdleWait for an event;
-// the rest of the batch is whatever else is ready at once.
+// step fetches one batch and applies it.
 func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, error) {
-	first, err := cons.Fetch(1, jetstream.FetchMaxWait(p.cfg.IdleWait))
+	msgs, err := p.fetch(cons, p.cfg.BatchSize, p.cfg.IdleWait)
 	if err != nil {
-		return 0, err
-	}
-	var msgs []jetstream.Msg
-	for m := range first.Messages() {
-		msgs = append(msgs, m)
-	}
-	if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 		return 0, err
 	}
 	if len(msgs) == 0 {
 		p.progress.Store(time.Now().UnixNano())
 		p.metrics.lag.Set(0) // caught up: nothing waited for the whole pull
 		return 0, nil
-	}
-	if p.cfg.BatchSize > 1 {
-		rest, err := cons.FetchNoWait(p.cfg.BatchSize - 1)
-		if err == nil {
-			for m := range rest.Messages() {
-				msgs = append(msgs, m)
-			}
-		}
 	}
 	p.countRedeliveries(msgs)
 	if err := p.apply(ctx, msgs); err != nil {
@@ -320,49 +376,56 @@ func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, err
 	return len(msgs), nil
 }
 
+// fetch pulls up to n messages. The first pull waits up to wait for an event; the rest of
+// the batch is whatever else is ready at once. None means nothing came within wait.
+func (p *Projector) fetch(cons jetstream.Consumer, n int, wait time.Duration) ([]jetstream.Msg, error) {
+	first, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range first.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return nil, err
+	}
+	if len(msgs) == 0 || n <= 1 {
+		return msgs, nil
+	}
+	rest, err := cons.FetchNoWait(n - 1)
+	if err == nil {
+		for m := range rest.Messages() {
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs, nil
+}
+
 // apply applies msgs in one transaction with the checkpoint.
 func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
 	start := time.Now()
-	skipped := 0
-	var applied []Event
+	var (
+		applied []Event
+		skipped int
+	)
 	// The batch commits or rolls back whole even if ctx is cancelled midway.
 	txCtx := context.WithoutCancel(ctx)
 	err := pgx.BeginFunc(txCtx, p.cfg.Pool, func(tx pgx.Tx) error {
-		var checkpoint uint64
-		if err := tx.QueryRow(txCtx, `SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`,
-			p.cfg.Projection.Name).Scan(&checkpoint); err != nil {
-			return fmt.Errorf("reading checkpoint: %w", err)
-		}
-		next := checkpoint
-		for _, m := range msgs {
-			ev, err := p.decode(txCtx, m)
-			if err != nil {
-				return err
-			}
-			if ev.Sequence <= next {
-				skipped++
-				continue
-			}
-			spanCtx, span := p.startSpan(txCtx, m, ev)
-			err = p.cfg.Projection.Apply(spanCtx, tx, ev)
-			endSpan(span, err)
-			if err != nil {
-				return &applyError{ev: ev, err: err}
-			}
-			next = ev.Sequence
-			applied = append(applied, ev)
-		}
-		if next == checkpoint {
-			return nil
-		}
-		_, err := tx.Exec(txCtx, `UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1`,
-			p.cfg.Projection.Name, next)
+		var err error
+		applied, skipped, err = p.applyTx(txCtx, tx, msgs)
 		return err
 	})
 	if err != nil {
 		p.metrics.batches.WithLabelValues("error").Inc()
 		return err
 	}
+	p.committed(start, applied, skipped)
+	return nil
+}
+
+// committed records a committed batch in the metrics and tells AfterCommit.
+func (p *Projector) committed(start time.Time, applied []Event, skipped int) {
 	p.metrics.batches.WithLabelValues("ok").Inc()
 	p.metrics.applied.Add(float64(len(applied)))
 	p.metrics.skipped.Add(float64(skipped))
@@ -374,7 +437,46 @@ func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
 			p.cfg.AfterCommit(applied)
 		}
 	}
-	return nil
+}
+
+// applyTx applies msgs in tx and moves the checkpoint past them; messages at or below the
+// checkpoint are skipped. It returns the applied events and the number skipped.
+func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, msgs []jetstream.Msg) ([]Event, int, error) {
+	if err := p.useSchema(ctx, tx); err != nil {
+		return nil, 0, fmt.Errorf("setting search_path: %w", err)
+	}
+	var checkpoint uint64
+	if err := tx.QueryRow(ctx, `SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`,
+		p.target.checkpoint).Scan(&checkpoint); err != nil {
+		return nil, 0, fmt.Errorf("reading checkpoint: %w", err)
+	}
+	var applied []Event
+	skipped := 0
+	next := checkpoint
+	for _, m := range msgs {
+		ev, err := p.decode(ctx, m)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ev.Sequence <= next {
+			skipped++
+			continue
+		}
+		spanCtx, span := p.startSpan(ctx, m, ev)
+		err = p.cfg.Projection.Apply(spanCtx, tx, ev)
+		endSpan(span, err)
+		if err != nil {
+			return nil, 0, &applyError{ev: ev, err: err}
+		}
+		next = ev.Sequence
+		applied = append(applied, ev)
+	}
+	if next == checkpoint {
+		return applied, skipped, nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1`,
+		p.target.checkpoint, next)
+	return applied, skipped, err
 }
 
 func (p *Projector) decode(ctx context.Context, m jetstream.Msg) (Event, error) {
@@ -382,22 +484,14 @@ func (p *Projector) decode(ctx context.Context, m jetstream.Msg) (Event, error) 
 	if err != nil {
 		return Event{}, err
 	}
-	id, payload, err := avro.SplitWire(ev.Raw)
+	id, _, err := avro.SplitWire(ev.Raw)
 	if err != nil {
 		return Event{}, fmt.Errorf("event %s: %w", ev.ID, err)
 	}
 	ev.SchemaID = int(id)
-	schema, err := p.cfg.Registry.SchemaByID(ctx, ev.SchemaID)
+	data, err := p.decoder.Decode(ctx, ev.Type, ev.Raw)
 	if err != nil {
 		return Event{}, fmt.Errorf("event %s: %w", ev.ID, err)
-	}
-	v, err := schema.Decode(payload)
-	if err != nil {
-		return Event{}, fmt.Errorf("event %s: %w", ev.ID, err)
-	}
-	data, ok := v.(map[string]any)
-	if !ok {
-		return Event{}, fmt.Errorf("event %s: data is %T, not a record", ev.ID, v)
 	}
 	ev.Data = data
 	return ev, nil

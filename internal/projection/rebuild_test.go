@@ -1,0 +1,343 @@
+package projection_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/projection"
+	"github.com/pgjet/pgjet/internal/subject"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
+)
+
+func registerDemo(t testing.TB) func(*pgjet.Store) {
+	return func(s *pgjet.Store) {
+		_, err := s.Registry().RegisterFS(context.Background(), demoschemas.Files)
+		require.NoError(t, err)
+	}
+}
+
+func fastConfig(p projection.Projection) projection.Config {
+	return projection.Config{Projection: p, BatchSize: 20, IdleWait: 100 * time.Millisecond}
+}
+
+func (e *env) rebuild(ctx context.Context, gen string, opts projection.RebuildOptions) (uint64, error) {
+	cfg := fastConfig(ledger(gen))
+	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
+	return projection.Rebuild(ctx, cfg, opts)
+}
+
+// A rebuild runs from the first event while the live projector keeps applying new ones
+// and readers keep reading; after the swap the read model is exactly a projection of all
+// events (each applied once, in order), the rebuilt rows serve, readers never saw an
+// error, a doubled row or the model going back, and the live projector goes on. Just
+// before the swap the live model is made to run ahead of the rebuilt one, so the swap
+// must apply the difference.
+func TestRebuildWhileLiveApplies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 150)
+	e.run(t, fastConfig(ledger("live")))
+	e.waitApplied(t, "ledger")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var appendErr, readErr atomic.Value
+	wg.Go(func() { // the writers go on during the rebuild
+		for e.total() < 1000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := e.tryAppendCancelled(3); err != nil {
+				appendErr.Store(err)
+				return
+			}
+		}
+	})
+	var reads atomic.Int64
+	wg.Go(func() { // so do the readers, which must see the old model or the new, never half
+		last := 0
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var n, distinct int
+			if err := e.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT event_id) FROM rm_ledger.applied`).Scan(&n, &distinct); err != nil {
+				readErr.CompareAndSwap(nil, err)
+				return
+			}
+			if n != distinct || n < last {
+				readErr.CompareAndSwap(nil, errors.New("a reader saw a doubled event or the model going back"))
+				return
+			}
+			last = n
+			reads.Add(1)
+		}
+	})
+	var (
+		phases []projection.RebuildPhase
+		ahead  uint64
+	)
+	seq, err := e.rebuild(ctx, "rebuilt", projection.RebuildOptions{Progress: func(p projection.RebuildProgress) {
+		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+			phases = append(phases, p.Phase)
+		}
+		if p.Phase == projection.PhaseSwapping && ahead == 0 {
+			e.appendCancelled(t, 30)
+			ahead = e.waitApplied(t, "ledger")
+			require.Greater(t, ahead, p.Checkpoint, "the live model is ahead")
+		}
+	}})
+	require.NoError(t, err)
+	close(stop)
+	wg.Wait()
+	require.Nil(t, appendErr.Load())
+	require.Nil(t, readErr.Load())
+	require.Equal(t, projection.PhaseSwapped, phases[len(phases)-1])
+	require.GreaterOrEqual(t, seq, ahead)
+	t.Logf("swapped at sequence %d of %d appended; %d reads; phases %v", seq, e.total(), reads.Load(), phases)
+
+	e.appendCancelled(t, 30) // the live projector goes on, into the rebuilt model
+	last := e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, e.total())
+	var rebuilt, live, early int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE gen = 'rebuilt'), count(*) FILTER (WHERE gen = 'live'),
+		count(*) FILTER (WHERE gen = 'rebuilt' AND sequence <= 150) FROM rm_ledger.applied`).Scan(&rebuilt, &live, &early))
+	require.Equal(t, int(seq), rebuilt, "the rebuild applied every event up to the swap")
+	require.Equal(t, int(last-seq), live, "the live projector applied every event after it")
+	require.Equal(t, 150, early)
+
+	// Nothing of the rebuild is left.
+	var schemas, checkpoints int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'rm_ledger_rebuild'`).Scan(&schemas))
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.checkpoints WHERE name = $1`, projection.RebuildCheckpoint("ledger")).Scan(&checkpoints))
+	require.Zero(t, schemas+checkpoints)
+	_, err = e.js.Consumer(ctx, "PGJET_EVENTS", projection.RebuildConsumerName("ledger"))
+	require.Error(t, err)
+}
+
+// A rebuild while the live projector is down (and behind) moves the live checkpoint to the
+// rebuilt one: the live projector, started again, goes on from there without applying
+// anything twice.
+func TestRebuildWhileLiveIsDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 60)
+	stop := e.run(t, fastConfig(ledger("live")))
+	e.waitApplied(t, "ledger")
+	stop()
+	e.appendCancelled(t, 60)
+	seq, err := e.rebuild(context.Background(), "rebuilt", projection.RebuildOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, 120, seq)
+
+	e.run(t, fastConfig(ledger("live")))
+	e.appendCancelled(t, 9)
+	e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, 129)
+	var live int
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM rm_ledger.applied WHERE gen = 'live'`).Scan(&live))
+	require.Equal(t, 9, live)
+}
+
+// A rebuild interrupted midway leaves the live model untouched and serving; it can be
+// resumed from its own checkpoint, or started over, and then swaps in a correct model.
+func TestRebuildInterrupted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 300)
+	e.run(t, fastConfig(ledger("live")))
+	e.waitApplied(t, "ledger")
+
+	interrupt := func(at uint64, opts projection.RebuildOptions) (first uint64) {
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		started := false
+		opts.Progress = func(p projection.RebuildProgress) {
+			if !started {
+				first, started = p.Checkpoint, true
+			}
+			if p.Checkpoint >= at {
+				cancel()
+			}
+		}
+		_, err := e.rebuild(rctx, "rebuilt", opts)
+		require.ErrorIs(t, err, context.Canceled)
+		// The live model is untouched and the live projector goes on.
+		e.appendCancelled(t, 10)
+		e.waitApplied(t, "ledger")
+		requireLedgerExact(t, e.pool, e.total())
+		var notLive int
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM rm_ledger.applied WHERE gen <> 'live'`).Scan(&notLive))
+		require.Zero(t, notLive)
+		var shadow int
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM rm_ledger_rebuild.applied`).Scan(&shadow))
+		require.GreaterOrEqual(t, shadow, int(at))
+		return first
+	}
+	require.Zero(t, interrupt(60, projection.RebuildOptions{}))
+	require.GreaterOrEqual(t, interrupt(120, projection.RebuildOptions{Resume: true}), uint64(60), "resumed at its checkpoint")
+
+	// Started over (no Resume): from sequence 1, to a correct model.
+	var first atomic.Uint64
+	first.Store(^uint64(0))
+	seq, err := e.rebuild(ctx, "rebuilt", projection.RebuildOptions{Progress: func(p projection.RebuildProgress) {
+		first.CompareAndSwap(^uint64(0), p.Checkpoint)
+	}})
+	require.NoError(t, err)
+	require.Zero(t, first.Load())
+	last := e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, e.total())
+	var rebuilt int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM rm_ledger.applied WHERE gen = 'rebuilt'`).Scan(&rebuilt))
+	require.Equal(t, int(seq), rebuilt)
+	require.Equal(t, last, seq, "nothing was appended during the last rebuild")
+}
+
+// Rebuild refuses a projection without a schema, a second concurrent rebuild and a stream
+// that no longer holds the whole history.
+func TestRebuildRefuses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 6)
+	e.run(t, fastConfig(ledger("live")))
+	e.waitApplied(t, "ledger")
+
+	cfg := fastConfig(counting())
+	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
+	_, err := projection.Rebuild(ctx, cfg, projection.RebuildOptions{})
+	require.ErrorIs(t, err, projection.ErrNoSchema)
+	for _, schema := range []string{"public", "pgjet", "pg_catalog", "Demo", "1x"} {
+		cfg.Projection.Schema = schema
+		_, err := projection.Rebuild(ctx, cfg, projection.RebuildOptions{})
+		require.ErrorContains(t, err, "Config.Projection.Schema", schema)
+	}
+
+	// A second rebuild while one runs.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	second := make(chan error, 1)
+	_, err = e.rebuild(rctx, "rebuilt", projection.RebuildOptions{Progress: func(p projection.RebuildProgress) {
+		if p.Phase == projection.PhaseCatchingUp && len(second) == 0 {
+			_, err := e.rebuild(ctx, "other", projection.RebuildOptions{})
+			second <- err
+			cancel()
+		}
+	}})
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, <-second, projection.ErrRebuildRunning)
+
+	s, err := e.js.Stream(ctx, "PGJET_EVENTS")
+	require.NoError(t, err)
+	require.NoError(t, s.DeleteMsg(ctx, 1))
+	_, err = e.rebuild(ctx, "rebuilt", projection.RebuildOptions{})
+	require.ErrorIs(t, err, projection.ErrHistoryTruncated)
+	require.ErrorContains(t, err, "starts at sequence 2")
+}
+
+// A reader inside the old tables makes the swap give up after LockTimeout (rolling back
+// the events it applied and acknowledged in the swap); the rebuild catches up again and
+// swaps once the reader is done, still exact.
+func TestRebuildSwapWaitsOutALongReader(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 90)
+	e.run(t, fastConfig(ledger("live")))
+	e.waitApplied(t, "ledger")
+
+	reader, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer reader.Rollback(ctx)
+	var n int
+	require.NoError(t, reader.QueryRow(ctx, `SELECT count(*) FROM rm_ledger.applied`).Scan(&n))
+	require.Equal(t, 90, n)
+
+	swaps := 0
+	seq, err := e.rebuild(ctx, "rebuilt", projection.RebuildOptions{LockTimeout: 200 * time.Millisecond, Progress: func(p projection.RebuildProgress) {
+		if p.Phase != projection.PhaseSwapping {
+			return
+		}
+		swaps++
+		switch swaps {
+		case 1: // the live model runs ahead, so the failing swap applies events first
+			e.appendCancelled(t, 30)
+			e.waitApplied(t, "ledger")
+		case 2: // the first swap gave up; let it through now
+			require.NoError(t, reader.Rollback(ctx))
+		}
+	}})
+	require.NoError(t, err)
+	require.Equal(t, 2, swaps)
+	require.EqualValues(t, 120, seq)
+	e.appendCancelled(t, 6)
+	e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, 126)
+	var rebuilt int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM rm_ledger.applied WHERE gen = 'rebuilt'`).Scan(&rebuilt))
+	require.Equal(t, 120, rebuilt)
+}
+
+// A projection with Filters is rebuilt to exactly its events, though the stream's last
+// sequence is not one of them.
+func TestRebuildFiltered(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 63)
+	scheme, err := subject.New("pgjet.events")
+	require.NoError(t, err)
+	filter, err := scheme.ByStream("order-1")
+	require.NoError(t, err)
+	filtered := func(gen string) projection.Config {
+		cfg := fastConfig(ledger(gen))
+		cfg.Projection.Filters = []string{filter}
+		return cfg
+	}
+	e.run(t, filtered("live"))
+	want := func() int {
+		var n int
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.events WHERE stream_id = 'order-1'`).Scan(&n))
+		return n
+	}
+	waitRows := func(gen string) {
+		require.Eventually(t, func() bool {
+			var n int
+			err := e.pool.QueryRow(ctx, `SELECT count(*) FROM rm_ledger.applied WHERE gen = $1`, gen).Scan(&n)
+			return err == nil && n > 0 && n == want()-e.rowsNotOf(t, gen)
+		}, 30*time.Second, 20*time.Millisecond)
+	}
+	waitRows("live")
+	e.appendCancelled(t, 2) // the stream's last events are not order-1's
+	cfg := filtered("rebuilt")
+	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
+	_, err = projection.Rebuild(ctx, cfg, projection.RebuildOptions{})
+	require.NoError(t, err)
+
+	e.appendCancelled(t, 21)
+	waitRows("live")
+	requireLedgerExact(t, e.pool, want())
+	var others int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM rm_ledger.applied WHERE stream_id <> 'order-1'`).Scan(&others))
+	require.Zero(t, others)
+}
+
+// rowsNotOf counts the ledger's rows of generations other than gen.
+func (e *env) rowsNotOf(t testing.TB, gen string) int {
+	var n int
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM rm_ledger.applied WHERE gen <> $1`, gen).Scan(&n))
+	return n
+}
