@@ -172,14 +172,30 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raw drain: %w", err)
 	}
+	relayMem := sampleMemory(50 * time.Millisecond)
 	relayed, err := relayDrain(ctx, cfg.Relay, cfg.Pool, cfg.Conn, pending)
+	relayPeak := relayMem.Stop()
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	report(Result{Name: fmt.Sprintf("relay: outbox -> JetStream (%d ev, 2048 streams)", pending), Value: relayed, Ceiling: min(rawPub, drain),
 		Unit: "ev/s", CeilingName: fmt.Sprintf("min(JetStream async publish %s, outbox DELETE..RETURNING %s)", format(rawPub, "ev/s"), format(drain, "ev/s"))})
 
+	// Consume + decode beside a plain pull consumer, over the events the relay just published.
+	rawCons, err := rawConsume(ctx, cfg.Conn, "PGJET_EVENTS", pending)
+	if err != nil {
+		return nil, fmt.Errorf("raw consume: %w", err)
+	}
+	consumed, err := consumeDecoded(ctx, cfg.Conn, store, "PGJET_EVENTS", pending)
+	if err != nil {
+		return nil, fmt.Errorf("consume: %w", err)
+	}
+	report(Result{Name: fmt.Sprintf("consume + decode, 1 member (%d ev)", pending), Value: consumed, Ceiling: rawCons,
+		Unit: "ev/s", CeilingName: "JetStream pull consume, explicit acks, no decoding"})
+
+	latencyMem := sampleMemory(50 * time.Millisecond)
 	p50, p99, js50, js99, err := latency(ctx, store, cfg)
+	latencyPeak := latencyMem.Stop()
 	if err != nil {
 		return nil, fmt.Errorf("latency: %w", err)
 	}
@@ -187,6 +203,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p99 @%d ev/s", cfg.LatencyRate), Value: ms(js99), Unit: "ms"})
 	report(Result{Name: fmt.Sprintf("commit -> projector p50 @%d ev/s", cfg.LatencyRate), Value: ms(p50), Unit: "ms"})
 	report(Result{Name: fmt.Sprintf("commit -> projector p99 @%d ev/s", cfg.LatencyRate), Value: ms(p99), Unit: "ms"})
+	report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay draining %d ev", pending), Value: relayPeak, Unit: "MiB"})
+	report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay+projector @%d ev/s", cfg.LatencyRate), Value: latencyPeak, Unit: "MiB"})
+	report(Result{Name: "peak RSS of the whole bench process", Value: peakRSS(), Unit: "MiB"})
 	return results, nil
 }
 
