@@ -15,12 +15,14 @@ test:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 ## bench: throughput and latency beside this machine's raw ceilings, then per-event costs
-## of validate+encode and decode+upcast, and the relay with 1, 2 and 4 instances
+## of validate+encode and decode+upcast, the relay with 1, 2 and 4 instances, and decoded
+## catch-up consumption from sequence 1 by 1 and 4 group members
 bench:
 	$(GO) run ./cmd/bench
 	$(GO) test -run '^$$' -bench 'ValidateEncode' -benchtime 20000x ./internal/avro
 	$(GO) test -run '^$$' -bench 'DecodeUpcast' -benchtime 20000x .
 	$(GO) test -run '^$$' -bench 'Relays' -benchtime 2x ./internal/relay
+	$(GO) test -run '^$$' -bench 'Consume' -benchtime 20000x ./subscription
 
 ## build: the binaries, into bin/
 build:

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
@@ -33,6 +35,12 @@ func (t *exampleT) done() {
 
 // exampleStore is newStore for Examples.
 func exampleStore() (*pgjet.Store, func()) {
+	s, _, done := exampleStorePool()
+	return s, done
+}
+
+// exampleStorePool is exampleStore that also returns the store's pool.
+func exampleStorePool() (*pgjet.Store, *pgxpool.Pool, func()) {
 	t := &exampleT{}
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
@@ -47,7 +55,7 @@ func exampleStore() (*pgjet.Store, func()) {
 	must(err)
 	_, err = s.Registry().RegisterFS(ctx, demoschemas.Files)
 	must(err)
-	return s, t.done
+	return s, pool, t.done
 }
 
 func examplePayment(cents int64) pgjet.EventData {

@@ -322,7 +322,7 @@ func rawPublish(ctx context.Context, nc *nats.Conn, data []byte, n int) (float64
 		for _, h := range []string{"ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time", "ce-datacontenttype", "ce-dataschema", "ce-schemaid", "ce-streamversion", "ce-position"} {
 			m.Header.Set(h, id)
 		}
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil { // sync_interval: always acks slowly
 			return 0, err
 		}
 	}
