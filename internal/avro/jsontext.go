@@ -1,12 +1,11 @@
 package avro
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -31,137 +30,374 @@ func (o *jsonObject) get(key string) (any, bool) {
 	return o.members[i].val, true
 }
 
-// parseJSON parses exactly one JSON value, rejecting invalid UTF-8, lone
-// surrogate escapes, duplicate keys, nesting deeper than MaxDepth and
-// trailing data. It also returns the number of values in the tree.
+// parseJSON parses exactly one JSON value (RFC 8259), rejecting invalid
+// UTF-8, lone surrogate escapes, duplicate keys, nesting deeper than MaxDepth
+// and trailing data. It also returns the number of values in the tree.
+// Errors wrap ErrMalformedJSON and give a byte offset.
 func parseJSON(data []byte) (any, int, error) {
-	if !utf8.Valid(data) {
-		return nil, 0, fmt.Errorf("%w: invalid UTF-8", ErrMalformedJSON)
-	}
-	if err := checkSurrogates(data); err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrMalformedJSON, err)
-	}
-	p := jsonParser{dec: json.NewDecoder(bytes.NewReader(data))}
-	p.dec.UseNumber()
+	p := jsonParser{data: data}
+	p.skipSpace()
 	v, err := p.value(0)
+	if err == nil {
+		p.skipSpace()
+		if p.pos < len(data) {
+			err = fmt.Errorf("data after the JSON value at offset %d", p.pos)
+		}
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", ErrMalformedJSON, err)
-	}
-	if _, err := p.dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, 0, fmt.Errorf("%w: data after the JSON value at offset %d", ErrMalformedJSON, p.dec.InputOffset())
 	}
 	return v, p.nodes, nil
 }
 
+// jsonParser is a recursive-descent parser over one input. Array elements
+// and object members collect on shared stacks, so that each finished
+// container is allocated once at its final size.
 type jsonParser struct {
-	dec   *json.Decoder
-	nodes int
+	data    []byte
+	pos     int
+	nodes   int
+	values  []any        // elements of the arrays being parsed
+	members []jsonMember // members of the objects being parsed
+	buf     []byte       // scratch for strings with escapes
 }
 
-func (p *jsonParser) value(depth int) (any, error) {
-	tok, err := p.dec.Token()
-	if errors.Is(err, io.EOF) {
-		return nil, io.ErrUnexpectedEOF
+// smallObject is the member count up to which duplicate keys are found by a
+// linear scan rather than through the index.
+const smallObject = 16
+
+func (p *jsonParser) skipSpace() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
 	}
-	if err != nil {
-		return nil, err
+}
+
+// unexpected reports the byte at p.pos, or the end of the input.
+func (p *jsonParser) unexpected(want string) error {
+	if p.pos >= len(p.data) {
+		return fmt.Errorf("%w at offset %d, want %s", io.ErrUnexpectedEOF, p.pos, want)
+	}
+	c := p.data[p.pos]
+	if c < utf8.RuneSelf {
+		return fmt.Errorf("unexpected %q at offset %d, want %s", c, p.pos, want)
+	}
+	return fmt.Errorf("unexpected byte 0x%02x at offset %d, want %s", c, p.pos, want)
+}
+
+// value parses the value at p.pos, which is past any white space.
+func (p *jsonParser) value(depth int) (any, error) {
+	if p.pos >= len(p.data) {
+		return nil, p.unexpected("a value")
 	}
 	p.nodes++
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil
-	}
-	if depth >= MaxDepth {
-		return nil, fmt.Errorf("nesting deeper than %d at offset %d", MaxDepth, p.dec.InputOffset())
-	}
-	switch d {
-	case '[':
-		arr := []any{}
-		for p.dec.More() {
-			v, err := p.value(depth + 1)
-			if err != nil {
-				return nil, err
-			}
-			arr = append(arr, v)
+	switch c := p.data[p.pos]; c {
+	case '{', '[':
+		if depth >= MaxDepth {
+			return nil, fmt.Errorf("nesting deeper than %d at offset %d", MaxDepth, p.pos)
 		}
-		if _, err := p.dec.Token(); err != nil { // ']'
-			return nil, err
+		p.pos++
+		p.skipSpace()
+		if c == '[' {
+			return p.array(depth)
 		}
-		return arr, nil
-	case '{':
-		obj := &jsonObject{index: map[string]int{}}
-		for p.dec.More() {
-			tok, err := p.dec.Token()
-			if err != nil {
-				return nil, err
-			}
-			key, ok := tok.(string)
-			if !ok {
-				return nil, fmt.Errorf("object key is %v, want a string", tok)
-			}
-			if _, dup := obj.index[key]; dup {
-				return nil, fmt.Errorf("duplicate object key %s at offset %d", strconv.Quote(key), p.dec.InputOffset())
-			}
-			v, err := p.value(depth + 1)
-			if err != nil {
-				return nil, err
-			}
-			obj.index[key] = len(obj.members)
-			obj.members = append(obj.members, jsonMember{key: key, val: v})
-		}
-		if _, err := p.dec.Token(); err != nil { // '}'
-			return nil, err
-		}
-		return obj, nil
+		return p.object(depth)
+	case '"':
+		return p.string()
+	case 't':
+		return true, p.literal("true")
+	case 'f':
+		return false, p.literal("false")
+	case 'n':
+		return nil, p.literal("null")
 	default:
-		return nil, fmt.Errorf("unexpected %v at offset %d", d, p.dec.InputOffset())
+		if c == '-' || c >= '0' && c <= '9' {
+			return p.number()
+		}
+		return nil, p.unexpected("a value")
 	}
 }
 
-// checkSurrogates rejects \u escapes that encode a lone UTF-16 surrogate,
-// which encoding/json would silently turn into U+FFFD. Other syntax errors
-// are left to the decoder.
-func checkSurrogates(data []byte) error {
-	inString := false
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		if !inString {
-			if c == '"' {
-				inString = true
-			}
+func (p *jsonParser) literal(lit string) error {
+	if len(p.data)-p.pos < len(lit) || string(p.data[p.pos:p.pos+len(lit)]) != lit {
+		return fmt.Errorf("invalid literal at offset %d, want %s", p.pos, lit)
+	}
+	p.pos += len(lit)
+	return nil
+}
+
+// array parses the elements after '['.
+func (p *jsonParser) array(depth int) (any, error) {
+	base := len(p.values)
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		return []any{}, nil
+	}
+	for {
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		p.values = append(p.values, v)
+		p.skipSpace()
+		if p.pos < len(p.data) && p.data[p.pos] == ',' {
+			p.pos++
+			p.skipSpace()
 			continue
 		}
-		switch c {
-		case '"':
-			inString = false
-		case '\\':
-			if i+1 >= len(data) {
-				return nil
-			}
-			if data[i+1] != 'u' {
-				i++
-				continue
-			}
-			r, ok := hex4(data, i+2)
-			if !ok {
-				return nil
-			}
-			i += 5
-			switch {
-			case r >= 0xDC00 && r <= 0xDFFF:
-				return fmt.Errorf("lone low surrogate \\u%04X at offset %d", r, i-5)
-			case r >= 0xD800 && r <= 0xDBFF:
-				if i+2 < len(data) && data[i+1] == '\\' && data[i+2] == 'u' {
-					if lo, ok := hex4(data, i+3); ok && lo >= 0xDC00 && lo <= 0xDFFF {
-						i += 6
-						continue
-					}
-				}
-				return fmt.Errorf("lone high surrogate \\u%04X at offset %d", r, i-5)
+		if p.pos < len(p.data) && p.data[p.pos] == ']' {
+			p.pos++
+			break
+		}
+		return nil, p.unexpected("',' or ']'")
+	}
+	arr := make([]any, len(p.values)-base)
+	copy(arr, p.values[base:])
+	clear(p.values[base:])
+	p.values = p.values[:base]
+	return arr, nil
+}
+
+// object parses the members after '{'.
+func (p *jsonParser) object(depth int) (any, error) {
+	base := len(p.members)
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		return &jsonObject{index: map[string]int{}}, nil
+	}
+	var index map[string]int // built once the object outgrows smallObject
+	for {
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return nil, p.unexpected("an object key")
+		}
+		at := p.pos
+		key, err := p.string()
+		if err != nil {
+			return nil, err
+		}
+		if p.hasKey(base, index, key) {
+			return nil, fmt.Errorf("duplicate object key %s at offset %d", strconv.Quote(key), at)
+		}
+		p.skipSpace()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return nil, p.unexpected("':'")
+		}
+		p.pos++
+		p.skipSpace()
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		n := len(p.members) - base
+		p.members = append(p.members, jsonMember{key: key, val: v})
+		switch {
+		case index != nil:
+			index[key] = n
+		case n+1 == smallObject:
+			index = make(map[string]int, 2*smallObject)
+			for i, m := range p.members[base:] {
+				index[m.key] = i
 			}
 		}
+		p.skipSpace()
+		if p.pos < len(p.data) && p.data[p.pos] == ',' {
+			p.pos++
+			p.skipSpace()
+			continue
+		}
+		if p.pos < len(p.data) && p.data[p.pos] == '}' {
+			p.pos++
+			break
+		}
+		return nil, p.unexpected("',' or '}'")
 	}
-	return nil
+	obj := &jsonObject{members: make([]jsonMember, len(p.members)-base), index: index}
+	copy(obj.members, p.members[base:])
+	clear(p.members[base:])
+	p.members = p.members[:base]
+	if obj.index == nil {
+		obj.index = make(map[string]int, len(obj.members))
+		for i, m := range obj.members {
+			obj.index[m.key] = i
+		}
+	}
+	return obj, nil
+}
+
+// hasKey reports whether the object whose members start at base already has
+// key.
+func (p *jsonParser) hasKey(base int, index map[string]int, key string) bool {
+	if index != nil {
+		_, ok := index[key]
+		return ok
+	}
+	for _, m := range p.members[base:] {
+		if m.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// number parses -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? into a
+// json.Number holding its text.
+func (p *jsonParser) number() (any, error) {
+	d, start := p.data, p.pos
+	i := start
+	if d[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(d) && d[i] == '0':
+		i++
+	case i < len(d) && d[i] >= '1' && d[i] <= '9':
+		i = digits(d, i+1)
+	default:
+		p.pos = i
+		return nil, p.unexpected("a digit")
+	}
+	if i < len(d) && d[i] == '.' {
+		i++
+		if i >= len(d) || d[i] < '0' || d[i] > '9' {
+			p.pos = i
+			return nil, p.unexpected("a digit")
+		}
+		i = digits(d, i+1)
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		i++
+		if i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		if i >= len(d) || d[i] < '0' || d[i] > '9' {
+			p.pos = i
+			return nil, p.unexpected("a digit")
+		}
+		i = digits(d, i+1)
+	}
+	p.pos = i
+	return json.Number(d[start:i]), nil
+}
+
+func digits(d []byte, i int) int {
+	for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// string parses the string at p.pos, which is at its opening quote.
+func (p *jsonParser) string() (string, error) {
+	d := p.data
+	start := p.pos + 1
+	i := start
+	for i < len(d) {
+		c := d[i]
+		switch {
+		case c == '"':
+			p.pos = i + 1
+			return string(d[start:i]), nil
+		case c == '\\':
+			p.buf = append(p.buf[:0], d[start:i]...)
+			return p.escapedString(i)
+		case c < 0x20:
+			return "", fmt.Errorf("control character 0x%02x in string at offset %d", c, i)
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", fmt.Errorf("invalid UTF-8 at offset %d", i)
+			}
+			i += size
+		}
+	}
+	p.pos = i
+	return "", p.unexpected("'\"'")
+}
+
+// escapedString finishes a string from offset i on, decoding escapes and
+// checking UTF-8, with what came before in p.buf.
+func (p *jsonParser) escapedString(i int) (string, error) {
+	d := p.data
+	for i < len(d) {
+		c := d[i]
+		switch {
+		case c == '"':
+			p.pos = i + 1
+			return string(p.buf), nil
+		case c == '\\':
+			n, err := p.escape(i)
+			if err != nil {
+				return "", err
+			}
+			i += n
+		case c < 0x20:
+			return "", fmt.Errorf("control character 0x%02x in string at offset %d", c, i)
+		case c < utf8.RuneSelf:
+			p.buf = append(p.buf, c)
+			i++
+		default:
+			r, size := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", fmt.Errorf("invalid UTF-8 at offset %d", i)
+			}
+			p.buf = append(p.buf, d[i:i+size]...)
+			i += size
+		}
+	}
+	p.pos = i
+	return "", p.unexpected("'\"'")
+}
+
+// escape decodes the escape sequence at offset i into p.buf and returns its
+// length. Surrogates must come in pairs.
+func (p *jsonParser) escape(i int) (int, error) {
+	d := p.data
+	if i+1 >= len(d) {
+		p.pos = i + 1
+		return 0, p.unexpected("an escape")
+	}
+	switch d[i+1] {
+	case '"', '\\', '/':
+		p.buf = append(p.buf, d[i+1])
+	case 'b':
+		p.buf = append(p.buf, '\b')
+	case 'f':
+		p.buf = append(p.buf, '\f')
+	case 'n':
+		p.buf = append(p.buf, '\n')
+	case 'r':
+		p.buf = append(p.buf, '\r')
+	case 't':
+		p.buf = append(p.buf, '\t')
+	case 'u':
+		r, ok := hex4(d, i+2)
+		if !ok {
+			return 0, fmt.Errorf("invalid \\u escape at offset %d", i)
+		}
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return 0, fmt.Errorf("lone low surrogate \\u%04X at offset %d", r, i)
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+7 < len(d) && d[i+6] == '\\' && d[i+7] == 'u' {
+				if lo, ok := hex4(d, i+8); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+					p.buf = utf8.AppendRune(p.buf, utf16.DecodeRune(r, lo))
+					return 12, nil
+				}
+			}
+			return 0, fmt.Errorf("lone high surrogate \\u%04X at offset %d", r, i)
+		}
+		p.buf = utf8.AppendRune(p.buf, r)
+		return 6, nil
+	default:
+		return 0, fmt.Errorf("invalid escape at offset %d", i)
+	}
+	return 2, nil
 }
 
 func hex4(data []byte, at int) (rune, bool) {
