@@ -330,6 +330,11 @@ func (s *Subscriber) consume(ctx, hctx context.Context, f *feed, cons jetstream.
 	}
 	defer iter.Stop()
 	lastInfo := time.Now()
+	// A partition's Next ends at every wake-up, before nats.go can notice missed heartbeats
+	// (it needs two within one Next), so a pull request lost in a consumer leader change
+	// would never be renewed. unpulled counts checks in a row that found no pull request
+	// standing at the server and no event in between.
+	unpulled := 0
 	for {
 		if time.Since(lastInfo) > s.cfg.Heartbeat {
 			lastInfo = time.Now()
@@ -337,6 +342,12 @@ func (s *Subscriber) consume(ctx, hctx context.Context, f *feed, cons jetstream.
 			switch {
 			case err == nil:
 				f.setFloor(info.AckFloor.Stream)
+				if f.partition < 0 || info.NumWaiting > 0 {
+					unpulled = 0
+				} else if unpulled++; unpulled >= 2 {
+					s.metrics.missedBeats.Inc()
+					return errors.New("the server holds no pull request of the partition")
+				}
 			case errors.Is(err, jetstream.ErrConsumerNotFound):
 				return err
 			}
@@ -365,6 +376,7 @@ func (s *Subscriber) consume(ctx, hctx context.Context, f *feed, cons jetstream.
 			}
 			return err
 		}
+		unpulled = 0
 		batch := []jetstream.Msg{msg}
 		if s.cfg.BatchSize > 1 {
 			deadline := time.Now().Add(s.cfg.BatchWait)
