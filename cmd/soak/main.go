@@ -1,6 +1,7 @@
 // Command soak runs pgjet's Jepsen-style checker for a bounded time: concurrent writers
-// with random expected versions, relays, and recording consumers against Postgres and an
-// embedded nats-server, with random faults; then it checks the history and prints the
+// with random expected versions, relays, recording consumers, a projector and a
+// batch-handling subscription group against Postgres and an embedded nats-server, with
+// random faults; then it checks the history and prints the
 // counts and every violation. It exits with status 1 when it finds one.
 //
 // It drops and recreates the database named by -database (default pgjet_soak) on the
@@ -27,6 +28,7 @@ func main() {
 		duration, faults, settle  time.Duration
 		appends, writers, streams int
 		relays, consumers, seed   int
+		members                   int
 	)
 	f := service.NewFlags("soak")
 	c.Register(f)
@@ -37,6 +39,7 @@ func main() {
 	f.Int(&streams, "streams", "SOAK_STREAMS", 20, "streams written to")
 	f.Int(&relays, "relays", "SOAK_RELAYS", 2, "relays")
 	f.Int(&consumers, "consumers", "SOAK_CONSUMERS", 2, "recording consumers")
+	f.Int(&members, "group-members", "SOAK_GROUP_MEMBERS", 2, "members of the batch-handling subscription group; negative for none")
 	f.Duration(&faults, "fault-interval", "SOAK_FAULT_INTERVAL", time.Second, "mean pause between faults; negative disables them")
 	f.Duration(&settle, "settle", "SOAK_SETTLE", 60*time.Second, "how long to wait for the outbox to drain and consumers to catch up")
 	f.Int(&seed, "seed", "SOAK_SEED", 0, "random seed; 0 picks one from the clock")
@@ -62,7 +65,7 @@ func main() {
 		log.Info("soak starting", zap.Int("seed", seed), zap.Duration("duration", duration), zap.Int("appends", appends))
 		res, err := soak.Run(ctx, soak.Config{
 			DatabaseURL: url, NATSDir: dir, Duration: duration, MaxAppends: appends,
-			Writers: writers, Streams: streams, Relays: relays, Consumers: consumers,
+			Writers: writers, Streams: streams, Relays: relays, Consumers: consumers, GroupMembers: members,
 			FaultInterval: faults, Settle: settle, Seed: uint64(seed),
 			Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) },
 		})

@@ -16,8 +16,13 @@ type Result struct {
 	// UnknownCommitted counts appends with an unknown outcome that Postgres shows committed.
 	UnknownCommitted            int
 	Events, Published, Consumed int
-	Faults                      map[string]int
-	Violations                  []string
+	// ModelStreams and ModelEvents are the read model's rows and the events they count.
+	ModelStreams, ModelEvents int
+	// GroupDeliveries counts the events handed to the subscription group's members,
+	// redeliveries included; GroupEvents the distinct (stream, version) pairs among them.
+	GroupDeliveries, GroupEvents int
+	Faults                       map[string]int
+	Violations                   []string
 }
 
 func (r *Result) violate(format string, args ...any) {
@@ -33,6 +38,9 @@ func (r *Result) String() string {
 	fmt.Fprintf(&b, "appends: %d attempted, %d committed, %d rolled back, %d conflicts, %d unknown (%d of them committed)\n",
 		r.Attempts, r.Committed, r.RolledBack, r.Conflicts, r.Unknown, r.UnknownCommitted)
 	fmt.Fprintf(&b, "events: %d committed, %d published, %d consumed per consumer\n", r.Events, r.Published, r.Consumed)
+	fmt.Fprintf(&b, "read model: %d streams, %d events (compared row by row with a rebuild from Postgres)\n", r.ModelStreams, r.ModelEvents)
+	fmt.Fprintf(&b, "subscription group: %d deliveries, %d distinct events (%d redelivered)\n",
+		r.GroupDeliveries, r.GroupEvents, r.GroupDeliveries-r.GroupEvents)
 	for _, k := range slices.Sorted(maps.Keys(r.Faults)) {
 		fmt.Fprintf(&b, "fault %q: %d\n", k, r.Faults[k])
 	}
@@ -47,7 +55,8 @@ func (r *Result) String() string {
 	return b.String()
 }
 
-// check compares the writers' history, Postgres, JetStream and the consumers' deliveries.
+// check compares the writers' history, Postgres, JetStream, the consumers' and the
+// group's deliveries, and the read model against a rebuild from Postgres.
 func check(ctx context.Context, s *system, h *history, cs []*consumer, res *Result) error {
 	// Postgres is the truth of what committed.
 	type pgEvent struct {
@@ -170,5 +179,40 @@ func check(ctx context.Context, s *system, h *history, cs []*consumer, res *Resu
 			}
 		}
 	}
+
+	// The group: at least once; deduplicated by (stream, version), exactly the committed
+	// events.
+	if s.cfg.GroupMembers > 0 {
+		got := map[streamVersion]bool{}
+		ds := s.group.deliveries()
+		res.GroupDeliveries = len(ds)
+		for _, d := range ds {
+			e, ok := inPG[d.id]
+			switch {
+			case !ok:
+				res.violate("group: event %s (%s v%d, seq %d) handed to a member but never committed", d.id, d.stream, d.version, d.seq)
+			case e.stream != d.stream || e.version != d.version:
+				res.violate("group: event %s handed over as %s v%d, committed as %s v%d", d.id, d.stream, d.version, e.stream, e.version)
+			}
+			got[streamVersion{d.stream, d.version}] = true
+		}
+		res.GroupEvents = len(got)
+		for id, e := range inPG {
+			if !got[streamVersion{e.stream, e.version}] {
+				res.violate("group: committed event %s (%s v%d) never handed to a member", id, e.stream, e.version)
+			}
+		}
+	}
+
+	// The read model against the same projection computed from Postgres alone.
+	model, err := readModel(ctx, s.pool)
+	if err != nil {
+		return err
+	}
+	rebuilt, err := rebuildModel(ctx, s.store, res)
+	if err != nil {
+		return err
+	}
+	compareModel(model, rebuilt, res)
 	return nil
 }

@@ -13,15 +13,22 @@ const (
 	FaultRelayStart        = "relay started"
 	FaultNATSRestart       = "nats-server restarted"
 	FaultTerminateSessions = "postgres sessions terminated"
+	FaultProjectorKill     = "projector killed mid-batch"
+	FaultProjectorKillIdle = "projector killed between batches"
+	FaultMemberKill        = "group member killed mid-batch"
+	FaultMemberKillIdle    = "group member killed between batches"
 )
 
 // injectFaults injects a random fault every FaultInterval on average until ctx ends, and
-// returns how many of each it injected. Relays are stopped gracefully or crashed (their NATS
+// returns how many of each it injected. Faults are dealt from a shuffled deck of the seven
+// kinds, so every kind comes up once in each round of seven, even in a short run. Relays are stopped gracefully or crashed (their NATS
 // connection closed and Postgres sessions terminated before they stop) and started again;
-// all may be down for a while.
+// all may be down for a while. The projector and group members are killed, preferably in
+// the middle of a batch, and replaced at once.
 func (s *system) injectFaults(ctx context.Context, seed uint64) map[string]int {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	counts := map[string]int{}
+	var deck []int
 	for {
 		pause := time.Duration(rng.Int64N(int64(2 * s.cfg.FaultInterval)))
 		select {
@@ -29,7 +36,12 @@ func (s *system) injectFaults(ctx context.Context, seed uint64) map[string]int {
 			return counts
 		case <-time.After(pause):
 		}
-		switch f := rng.IntN(5); f {
+		if len(deck) == 0 {
+			deck = rng.Perm(7)
+		}
+		f := deck[0]
+		deck = deck[1:]
+		switch f {
 		case 0, 1:
 			s.mu.Lock()
 			i := rng.IntN(len(s.relays))
@@ -54,7 +66,35 @@ func (s *system) injectFaults(ctx context.Context, seed uint64) map[string]int {
 				continue
 			}
 			counts[FaultNATSRestart]++
-		default:
+		case 5, 6:
+			// A projector or group member killed while it handles a batch: the projector's
+			// transaction is open, the member's batch unacknowledged. Then a new instance.
+			// Batches need events flowing, so every relay runs first; one that is slow to
+			// come (the projector backs off after errors) is waited for.
+			if err := s.healRelays(ctx); err == nil {
+				counts[FaultRelayStart]++
+			}
+			wait := max(10*s.cfg.FaultInterval, 5*time.Second)
+			var (
+				caught   bool
+				err      error
+				mid, off = FaultProjectorKill, FaultProjectorKillIdle
+			)
+			if f == 6 && s.cfg.GroupMembers > 0 {
+				caught, err = s.killMember(ctx, wait, rng.IntN(s.cfg.GroupMembers))
+				mid, off = FaultMemberKill, FaultMemberKillIdle
+			} else {
+				caught, err = s.killProjector(ctx, wait)
+			}
+			if err != nil {
+				s.cfg.Logf("restarting after %s: %v", mid, err)
+			}
+			if caught {
+				counts[mid]++
+			} else {
+				counts[off]++
+			}
+		case 3, 4:
 			// Writers' and relays' sessions: appends in flight fail with an unknown outcome,
 			// relays lose their partition locks and LISTEN sessions.
 			_, err := s.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity

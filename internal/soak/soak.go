@@ -38,6 +38,9 @@ type Config struct {
 	Relays int
 	// Consumers is the number of JetStream consumers recording what they receive. Default 2.
 	Consumers int
+	// GroupMembers is the number of members of a subscription group that handles events in
+	// batches and records them; negative runs no group. Default 2.
+	GroupMembers int
 	// FaultInterval is the mean pause between faults; negative disables them. Default 1s.
 	FaultInterval time.Duration
 	// Settle bounds the wait, after writing, for the outbox to drain and the consumers to
@@ -56,6 +59,7 @@ func (c *Config) setDefaults() {
 	c.Streams = cmp.Or(c.Streams, 20)
 	c.Relays = cmp.Or(c.Relays, 2)
 	c.Consumers = cmp.Or(c.Consumers, 2)
+	c.GroupMembers = max(cmp.Or(c.GroupMembers, 2), 0)
 	c.FaultInterval = cmp.Or(c.FaultInterval, time.Second)
 	c.Settle = cmp.Or(c.Settle, 60*time.Second)
 	c.Seed = cmp.Or(c.Seed, 1)
@@ -78,7 +82,8 @@ func (c *Config) validate() error {
 // find them.
 const appName = "pgjet-soak"
 
-// system is what a run drives: Postgres, nats-server, relays, writers' store.
+// system is what a run drives: Postgres, nats-server, relays, the read model's projector,
+// the subscription group, writers' store.
 type system struct {
 	cfg   Config
 	pool  *pgxpool.Pool // the writers' and the checker's
@@ -86,9 +91,15 @@ type system struct {
 	nats  *embednats.Server
 	nc    *nats.Conn // the checker's
 	js    jetstream.JetStream
+	group *group
 
-	mu     sync.Mutex
-	relays []*runningRelay
+	// Faults kill the projector and group members in the middle of a batch through these.
+	projectorBatch, memberBatch midBatch
+
+	mu         sync.Mutex
+	relays     []*runningRelay
+	projector  *runningProjector
+	projectors int // instances started so far
 }
 
 // Run runs the writers, relays, consumers and faults, then checks the history.
@@ -141,6 +152,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer cancel()
 	drained := sys.waitDrained(settleCtx)
 	last, caughtUp := sys.waitConsumers(settleCtx, consumers)
+	projected := sys.waitProjected(settleCtx, last)
+	grouped := sys.waitGroup(settleCtx)
 
 	res := &Result{Faults: faults}
 	if !drained {
@@ -149,9 +162,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if !caughtUp {
 		res.violate("consumers did not reach stream sequence %d within %s", last, cfg.Settle)
 	}
+	if !projected {
+		res.violate("the projector did not reach stream sequence %d within %s", last, cfg.Settle)
+	}
+	if !grouped {
+		res.violate("the subscription group was not handed every committed event within %s", cfg.Settle)
+	}
 	for _, c := range consumers {
 		c.stop()
 	}
+	sys.group.stop()
 	if err := check(ctx, sys, h, consumers, res); err != nil {
 		return nil, err
 	}
@@ -168,7 +188,7 @@ func start(ctx context.Context, cfg Config) (*system, error) {
 	if err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
-	sys := &system{cfg: cfg, pool: pool}
+	sys := &system{cfg: cfg, pool: pool, group: &group{}}
 	if err := pgjet.Migrate(ctx, pool); err != nil {
 		sys.close()
 		return nil, err
@@ -210,6 +230,21 @@ func start(ctx context.Context, cfg Config) (*system, error) {
 		}
 		sys.relays = append(sys.relays, r)
 	}
+	sys.mu.Lock()
+	err = sys.restartProjector(ctx)
+	sys.mu.Unlock()
+	if err != nil {
+		sys.close()
+		return nil, err
+	}
+	for i := range cfg.GroupMembers {
+		m, err := sys.startMember(ctx, i)
+		if err != nil {
+			sys.close()
+			return nil, err
+		}
+		sys.group.members = append(sys.group.members, m)
+	}
 	return sys, nil
 }
 
@@ -224,10 +259,18 @@ func connect(url, name string) (*nats.Conn, error) {
 }
 
 func (s *system) close() {
+	if s.group != nil {
+		s.group.stop()
+	}
 	s.mu.Lock()
 	relays := s.relays
 	s.relays = nil
+	projector := s.projector
+	s.projector = nil
 	s.mu.Unlock()
+	if projector != nil {
+		projector.stop()
+	}
 	for _, r := range relays {
 		if r != nil {
 			r.stop()

@@ -2,6 +2,9 @@ package soak
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,10 +30,15 @@ func TestShortRunWithFaultsHasNoViolations(t *testing.T) {
 	require.Positive(t, res.Conflicts)
 	require.Positive(t, res.RolledBack)
 	require.NotEmpty(t, res.Faults)
+	require.Positive(t, res.Faults[FaultProjectorKill], "the projector was never killed mid-batch")
+	require.Positive(t, res.Faults[FaultMemberKill], "no group member was killed mid-batch")
+	require.Equal(t, res.Events, res.ModelEvents)
+	require.Equal(t, res.Events, res.GroupEvents)
 }
 
-// The checker is not blind: a message lost from JetStream, and an append recorded as
-// rolled back whose events are in Postgres, are both reported.
+// The checker is not blind: a message lost from JetStream, an append recorded as rolled
+// back whose events are in Postgres, a corrupted and a missing read-model row, and an event
+// the group never got are all reported.
 func TestCheckerReportsViolations(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -47,8 +55,11 @@ func TestCheckerReportsViolations(t *testing.T) {
 	require.True(t, sys.waitDrained(ctx))
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, ok := sys.waitConsumers(wctx, []*consumer{c})
+	last, ok := sys.waitConsumers(wctx, []*consumer{c})
 	require.True(t, ok)
+	require.True(t, sys.waitProjected(wctx, last))
+	require.True(t, sys.waitGroup(wctx))
+	sys.group.stop()
 
 	clean := &Result{}
 	require.NoError(t, check(ctx, sys, h, []*consumer{c}, clean))
@@ -65,10 +76,31 @@ func TestCheckerReportsViolations(t *testing.T) {
 		}
 	}
 	h.mu.Unlock()
+	model, err := readModel(ctx, sys.pool)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(model), 2)
+	streams := slices.Sorted(maps.Keys(model))
+	_, err = sys.pool.Exec(ctx, `UPDATE soak_model.streams SET digest = 'corrupt' WHERE stream_id = $1`, streams[0])
+	require.NoError(t, err)
+	_, err = sys.pool.Exec(ctx, `DELETE FROM soak_model.streams WHERE stream_id = $1`, streams[1])
+	require.NoError(t, err)
+	sys.group.mu.Lock()
+	lost := sys.group.seen[0]
+	kept := sys.group.seen[:0]
+	for _, d := range sys.group.seen {
+		if d.stream != lost.stream || d.version != lost.version {
+			kept = append(kept, d)
+		}
+	}
+	sys.group.seen = kept
+	sys.group.mu.Unlock()
 	bad := &Result{}
 	require.NoError(t, check(ctx, sys, h, []*consumer{c}, bad))
 	t.Log("\n" + bad.String())
 	require.False(t, bad.OK())
 	require.Contains(t, bad.String(), "committed event not in JetStream")
 	require.Contains(t, bad.String(), "rolled back append to")
+	require.Contains(t, bad.String(), "read model row of "+streams[0]+" differs from the rebuild")
+	require.Contains(t, bad.String(), "read model lacks stream "+streams[1])
+	require.Contains(t, bad.String(), fmt.Sprintf("group: committed event %s (%s v%d) never handed to a member", lost.id, lost.stream, lost.version))
 }
