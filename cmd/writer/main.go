@@ -27,6 +27,8 @@ func main() {
 		schemasDir string
 		maxBody    int
 		auth       service.BearerAuth
+		sc         pgjet.Config // the store's settings
+		readCache  int
 	)
 	f := service.NewFlags("writer")
 	c.Register(f)
@@ -36,6 +38,11 @@ func main() {
 	f.Int(&maxBody, "max-body-bytes", "WRITER_MAX_BODY_BYTES", 4<<20, "largest accepted request body")
 	f.Secret(&auth.Token, "api-token", "WRITER_API_TOKEN", "bearer token that HTTP writes (POST, PUT, DELETE) must present; empty: no authentication")
 	f.Bool(&auth.Reads, "api-token-reads", "WRITER_API_TOKEN_READS", false, "require -api-token for HTTP reads too")
+	f.Bool(&sc.GroupCommit, "group-commit", "WRITER_GROUP_COMMIT", true, "combine concurrent single appends into shared transactions")
+	f.Int(&sc.MaxEventsPerAppend, "max-events-per-append", "WRITER_MAX_EVENTS_PER_APPEND", 1000, "most events in one append")
+	f.Int(&sc.MaxEventSize, "max-event-bytes", "WRITER_MAX_EVENT_BYTES", 1<<20, "largest event data, in bytes of Avro")
+	f.Int(&sc.MaxMetadataSize, "max-metadata-bytes", "WRITER_MAX_METADATA_BYTES", 16<<10, "largest event metadata, in bytes of keys and values")
+	f.Int(&readCache, "read-cache-bytes", "WRITER_READ_CACHE_BYTES", 0, "memory for recently read stream events; 0: no cache")
 
 	args := os.Args[1:]
 	migrateOnly := len(args) > 0 && args[0] == "migrate"
@@ -59,7 +66,9 @@ func main() {
 		ops := service.NewOps(log)
 		// The demo domain's upcasters: reads return its newest shapes. A service with its
 		// own types registers its own upcasters the same way.
-		store, err := pgjet.New(pgjet.Config{Pool: pg.Pool, Logger: log, Registerer: ops.Registry, Upcasters: demoschemas.Upcasters()})
+		sc.Pool, sc.Logger, sc.Registerer = pg.Pool, log, ops.Registry
+		sc.Upcasters, sc.ReadCacheBytes = demoschemas.Upcasters(), int64(readCache)
+		store, err := pgjet.New(sc)
 		if err != nil {
 			return err
 		}
