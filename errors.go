@@ -42,6 +42,7 @@ type WrongExpectedVersionError struct {
 	Actual   int64
 }
 
+// Error says which stream conflicted and its expected and actual versions.
 func (e *WrongExpectedVersionError) Error() string {
 	return fmt.Sprintf("pgjet: wrong expected version for stream %q: expected %s, actual %d", e.Stream, e.Expected, e.Actual)
 }
@@ -67,6 +68,7 @@ type ValidationError struct {
 	Fields []FieldError
 }
 
+// Error lists every failing field with its path and rule.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	b.WriteString("pgjet: invalid event data:")

@@ -68,6 +68,8 @@ type Event struct {
 	Seq      uint64 // JetStream sequence; 0 when not in JetStream
 }
 
+// String names the event for reports: id, stream, version, and position and sequence when
+// known.
 func (e Event) String() string {
 	s := fmt.Sprintf("%s %s v%d", e.ID, e.Stream, e.Version)
 	if e.Position > 0 {
