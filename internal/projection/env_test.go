@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/projection"
@@ -24,6 +25,7 @@ import (
 type env struct {
 	pool  *pgxpool.Pool
 	store *pgjet.Store
+	srv   *embednats.Server
 	nc    *nats.Conn
 	js    jetstream.JetStream
 
@@ -43,14 +45,15 @@ func newEnv(t testing.TB, register func(*pgjet.Store)) *env {
 	store, err := pgjet.New(pgjet.Config{Pool: pool})
 	require.NoError(t, err)
 	register(store)
-	nc, js := natstest.Connect(t, natstest.Server(t))
+	srv := natstest.Server(t)
+	nc, js := natstest.Connect(t, srv)
 	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 20 * time.Millisecond})
 	require.NoError(t, err)
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
 	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
-	return &env{pool: pool, store: store, nc: nc, js: js}
+	return &env{pool: pool, store: store, srv: srv, nc: nc, js: js}
 }
 
 // appendCancelled appends n OrderCancelled events, a few per append, over 7 streams.

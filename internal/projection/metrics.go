@@ -10,15 +10,15 @@ import (
 )
 
 type metrics struct {
-	batches      *prometheus.CounterVec
-	applied      prometheus.Counter
-	skipped      prometheus.Counter
-	redeliveries prometheus.Counter
-	duration     prometheus.Histogram
-	lag          prometheus.Gauge
-	active       prometheus.Gauge
-	checkpoint   prometheus.Gauge
-	pending      *pendingCollector
+	batches    *prometheus.CounterVec
+	applied    prometheus.Counter
+	skipped    prometheus.Counter
+	resets     prometheus.Counter
+	duration   prometheus.Histogram
+	lag        prometheus.Gauge
+	active     prometheus.Gauge
+	checkpoint prometheus.Gauge
+	pending    *pendingCollector
 }
 
 func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
@@ -31,10 +31,10 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 			Name: "pgjet_projection_events_applied_total", Help: "Events applied to the read model.", ConstLabels: labels,
 		}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pgjet_projection_events_skipped_total", Help: "Redelivered events skipped because the checkpoint had passed them.", ConstLabels: labels,
+			Name: "pgjet_projection_events_skipped_total", Help: "Events delivered again after the checkpoint had passed them (another instance applied them first), skipped.", ConstLabels: labels,
 		}),
-		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pgjet_projection_redeliveries_total", Help: "Messages JetStream delivered more than once (after a failed batch, a crash or an ack timeout).", ConstLabels: labels,
+		resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgjet_projection_resets_total", Help: "Times the projector re-created its consumer at the checkpoint: after a failed batch, a delivery lost in flight (a dropped connection, a server restart) or a lost consumer.", ConstLabels: labels,
 		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "pgjet_projection_batch_duration_seconds", Help: "Time to apply one batch and commit it.", ConstLabels: labels,
@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 		m.batches.WithLabelValues(result)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.batches, m.applied, m.skipped, m.redeliveries, m.duration, m.lag, m.active, m.checkpoint, m.pending} {
+		for _, c := range []prometheus.Collector{m.batches, m.applied, m.skipped, m.resets, m.duration, m.lag, m.active, m.checkpoint, m.pending} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -68,7 +68,7 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 const pendingTTL = 2 * time.Second
 
 // pendingCollector exports pgjet_projection_lag_events: the events the consumer has not yet
-// delivered plus those delivered but not acknowledged, from JetStream consumer info, asked
+// delivered, from JetStream consumer info, asked
 // at scrape time at most once per pendingTTL. Without a consumer (standing by) it exports
 // nothing.
 type pendingCollector struct {
@@ -83,7 +83,7 @@ type pendingCollector struct {
 
 func newPendingCollector(labels prometheus.Labels) *pendingCollector {
 	return &pendingCollector{desc: prometheus.NewDesc("pgjet_projection_lag_events",
-		"Events in the stream the projection has not applied yet (consumer pending plus unacknowledged), refreshed at most every 2s.", nil, labels)}
+		"Events in the stream the projection has not fetched yet (consumer pending), refreshed at most every 2s.", nil, labels)}
 }
 
 // setConsumer sets the consumer to ask, or nil while standing by.
@@ -113,17 +113,8 @@ func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 				return
 			}
 		} else {
-			c.value, c.at, c.ok = float64(info.NumPending)+float64(info.NumAckPending), time.Now(), true
+			c.value, c.at, c.ok = float64(info.NumPending), time.Now(), true
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, c.value)
-}
-
-// countRedeliveries counts the messages of a batch that JetStream delivered before.
-func (p *Projector) countRedeliveries(msgs []jetstream.Msg) {
-	for _, m := range msgs {
-		if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
-			p.metrics.redeliveries.Inc()
-		}
-	}
 }

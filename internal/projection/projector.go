@@ -66,7 +66,7 @@ type Config struct {
 	// IdleWait is how long one pull waits for the first event of a batch. Default 5s.
 	IdleWait time.Duration
 	// AfterCommit, if set, is called with the events of each committed batch (not with
-	// skipped redeliveries), after the commit and before the acks.
+	// skipped ones), after the commit.
 	AfterCommit func(events []Event)
 	// Logger receives structured logs. Default: none.
 	Logger *zap.Logger
@@ -272,11 +272,11 @@ func (p *Projector) lead(ctx context.Context) error {
 	p.log.Info("active")
 	p.metrics.active.Set(1)
 	defer p.metrics.active.Set(0)
-	cons, err := p.consumer(ctx)
+	cur, err := p.consumer(ctx)
 	if err != nil {
 		return err
 	}
-	p.metrics.pending.setConsumer(cons)
+	p.metrics.pending.setConsumer(cur.cons)
 	defer p.metrics.pending.setConsumer(nil)
 	backoff := time.Duration(0)
 	lastPing := time.Now()
@@ -287,22 +287,34 @@ func (p *Projector) lead(ctx context.Context) error {
 			}
 			lastPing = time.Now()
 		}
-		n, err := p.step(ctx, cons)
+		var (
+			n   int
+			err error
+		)
+		if cur == nil {
+			// Whatever went wrong, the checkpoint is where to read on from.
+			if cur, err = p.consumer(ctx); err == nil {
+				p.metrics.resets.Inc()
+				p.metrics.pending.setConsumer(cur.cons)
+				p.log.Info("consumer re-created at the checkpoint")
+			}
+		}
 		if err == nil {
-			backoff = 0
-			continue
+			if n, err = p.step(ctx, cur); err == nil {
+				backoff = 0
+				continue
+			}
+			cur = nil
 		}
 		if ctx.Err() != nil {
 			break
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-		p.log.Warn("applying batch failed; retrying", append(eventFields(err),
-			zap.Int("events", n), zap.Duration("retry_in", backoff), zap.Error(err))...)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-			if c, cerr := p.consumer(ctx); cerr == nil {
-				cons = c
-				p.metrics.pending.setConsumer(cons)
-			}
+		if errors.Is(err, errGap) {
+			p.log.Info("deliveries lost in flight; reading on from the checkpoint", zap.Error(err), zap.Duration("retry_in", backoff))
+		} else {
+			p.log.Warn("applying batch failed; retrying", append(eventFields(err),
+				zap.Int("events", n), zap.Duration("retry_in", backoff), zap.Error(err))...)
 		}
 		select {
 		case <-ctx.Done():
@@ -312,10 +324,25 @@ func (p *Projector) lead(ctx context.Context) error {
 	return nil
 }
 
+// cursor reads a projection's events from JetStream: a consumer created at the
+// checkpoint, and the consumer sequence of the last message it delivered. The consumer
+// does not take acknowledgements (AckNone): the checkpoint in Postgres is the position and
+// the consumer only a way to read on from it, so nothing waits for an ack that a dropped
+// connection lost. Every delivery must follow the previous one; when one does not (a
+// message lost in flight when a connection dropped or the server restarted), the cursor
+// is given up and a new one created at the checkpoint.
+type cursor struct {
+	cons      jetstream.Consumer
+	delivered uint64
+}
+
+// errGap reports a delivery that does not follow the previous one.
+var errGap = errors.New("projection: a delivery was lost in flight")
+
 // consumer (re)creates the durable consumer so that it delivers from the event after the
-// checkpoint. The checkpoint in Postgres is the truth; whatever the consumer had pending
-// from an earlier, killed projector is dropped instead of waiting out its AckWait.
-func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
+// checkpoint, and returns a cursor on it. The checkpoint in Postgres is the truth:
+// whatever the consumer had delivered to an earlier projector is dropped.
+func (p *Projector) consumer(ctx context.Context) (*cursor, error) {
 	seq, err := Checkpoint(ctx, p.cfg.Pool, p.target.checkpoint)
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
@@ -326,13 +353,9 @@ func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckNonePolicy,
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   seq + 1,
-		AckWait:       30 * time.Second,
-		// One batch in flight at a time: a failed batch is redelivered before anything newer.
-		MaxAckPending: p.cfg.BatchSize,
-		MaxDeliver:    -1,
 	}
 	switch len(p.cfg.Projection.Filters) {
 	case 0:
@@ -345,12 +368,12 @@ func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer %q on %q: %w", name, p.cfg.Stream, err)
 	}
-	return cons, nil
+	return &cursor{cons: cons}, nil
 }
 
-// step fetches one batch and applies it.
-func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, error) {
-	msgs, err := p.fetch(cons, p.cfg.BatchSize, p.cfg.IdleWait)
+// step fetches one batch and applies it. After an error the cursor must not be used again.
+func (p *Projector) step(ctx context.Context, cur *cursor) (int, error) {
+	msgs, err := p.fetch(cur, p.cfg.BatchSize, p.cfg.IdleWait)
 	if err != nil {
 		return 0, err
 	}
@@ -359,27 +382,18 @@ func (p *Projector) step(ctx context.Context, cons jetstream.Consumer) (int, err
 		p.metrics.lag.Set(0) // caught up: nothing waited for the whole pull
 		return 0, nil
 	}
-	p.countRedeliveries(msgs)
 	if err := p.apply(ctx, msgs); err != nil {
-		for _, m := range msgs {
-			_ = m.Nak()
-		}
 		return len(msgs), err
 	}
 	p.progress.Store(time.Now().UnixNano())
-	for _, m := range msgs {
-		if err := m.Ack(); err != nil {
-			// The checkpoint is committed: a redelivery will be skipped.
-			p.log.Debug("ack failed; the event will be redelivered and skipped", zap.Error(err))
-		}
-	}
 	return len(msgs), nil
 }
 
 // fetch pulls up to n messages. The first pull waits up to wait for an event; the rest of
-// the batch is whatever else is ready at once. None means nothing came within wait.
-func (p *Projector) fetch(cons jetstream.Consumer, n int, wait time.Duration) ([]jetstream.Msg, error) {
-	first, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
+// the batch is whatever else is ready at once. None means nothing came within wait. It
+// fails with errGap when the messages do not follow the cursor's last delivery.
+func (p *Projector) fetch(cur *cursor, n int, wait time.Duration) ([]jetstream.Msg, error) {
+	first, err := cur.cons.Fetch(1, jetstream.FetchMaxWait(wait))
 	if err != nil {
 		return nil, err
 	}
@@ -390,14 +404,23 @@ func (p *Projector) fetch(cons jetstream.Consumer, n int, wait time.Duration) ([
 	if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 		return nil, err
 	}
-	if len(msgs) == 0 || n <= 1 {
-		return msgs, nil
-	}
-	rest, err := cons.FetchNoWait(n - 1)
-	if err == nil {
-		for m := range rest.Messages() {
-			msgs = append(msgs, m)
+	if len(msgs) > 0 && n > 1 {
+		rest, err := cur.cons.FetchNoWait(n - 1)
+		if err == nil {
+			for m := range rest.Messages() {
+				msgs = append(msgs, m)
+			}
 		}
+	}
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("reading message metadata: %w", err)
+		}
+		if md.Sequence.Consumer != cur.delivered+1 {
+			return nil, fmt.Errorf("%w: consumer sequence %d after %d", errGap, md.Sequence.Consumer, cur.delivered)
+		}
+		cur.delivered = md.Sequence.Consumer
 	}
 	return msgs, nil
 }

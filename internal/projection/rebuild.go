@@ -3,11 +3,11 @@ package projection
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -159,7 +159,7 @@ func (r *rebuild) run(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	p.log.Info("rebuilding", zap.String("schema", p.target.schema), zap.Uint64("from_sequence", r.checkpoint+1))
-	cons, err := p.consumer(ctx)
+	cur, err := p.consumer(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -171,10 +171,10 @@ func (r *rebuild) run(ctx context.Context) (uint64, error) {
 		_ = p.js.DeleteConsumer(dctx, p.cfg.Stream, p.target.consumer)
 	}()
 	for {
-		if err := r.catchUp(ctx, lock, cons); err != nil {
+		if err := r.catchUp(ctx, lock, cur); err != nil {
 			return 0, err
 		}
-		seq, err := r.swap(ctx, cons)
+		seq, err := r.swap(ctx, cur)
 		if err == nil {
 			r.checkpoint = seq
 			r.report(ctx, PhaseSwapped)
@@ -184,11 +184,11 @@ func (r *rebuild) run(ctx context.Context) (uint64, error) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		if !retryableLock(err) {
+		if !retryableLock(err) && !errors.Is(err, errGap) {
 			return 0, fmt.Errorf("swapping: %w", err)
 		}
-		p.log.Warn("swap gave up waiting for a lock; catching up and trying again", zap.Error(err))
-		if cons, err = p.consumer(ctx); err != nil {
+		p.log.Warn("swap gave up; catching up and trying again", zap.Error(err))
+		if cur, err = p.consumer(ctx); err != nil {
 			return 0, err
 		}
 	}
@@ -223,8 +223,9 @@ func (r *rebuild) checkHistory(ctx context.Context) error {
 }
 
 // catchUp applies batches to the shadow until it has reached the stream's last sequence
-// as of the start (the swap applies what came since), or until nothing is pending.
-func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cons jetstream.Consumer) error {
+// as of the start (the swap applies what came since), or until nothing is pending. After a
+// delivery lost in flight it re-creates cur at the checkpoint.
+func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *cursor) error {
 	p := r.p
 	s, err := p.js.Stream(ctx, p.cfg.Stream)
 	if err != nil {
@@ -247,7 +248,17 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cons jetstream.Co
 			}
 			lastPing = time.Now()
 		}
-		n, err := p.step(ctx, cons)
+		n, err := p.step(ctx, cur)
+		if errors.Is(err, errGap) {
+			p.log.Info("deliveries lost in flight; reading on from the checkpoint", zap.Error(err))
+			fresh, err := p.consumer(ctx)
+			if err != nil {
+				return err
+			}
+			*cur = *fresh
+			p.metrics.resets.Inc()
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -260,7 +271,7 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cons jetstream.Co
 		r.report(ctx, PhaseCatchingUp)
 		if n < p.cfg.BatchSize && r.checkpoint < head {
 			// With Filters the last event up to head may not be the projection's.
-			info, err := cons.Info(ctx)
+			info, err := cur.cons.Info(ctx)
 			if err != nil {
 				return fmt.Errorf("reading consumer info: %w", err)
 			}
@@ -274,8 +285,8 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cons jetstream.Co
 
 // swap applies what the shadow lacks of the live model and swaps the schemas and
 // checkpoints in one transaction. It returns the checkpoint the live projection goes on
-// from. When it fails, cons may have moved past the checkpoint: re-create it.
-func (r *rebuild) swap(ctx context.Context, cons jetstream.Consumer) (uint64, error) {
+// from. When it fails, cur may have moved past the checkpoint: re-create it.
+func (r *rebuild) swap(ctx context.Context, cur *cursor) (uint64, error) {
 	p := r.p
 	r.report(ctx, PhaseSwapping)
 	var (
@@ -304,7 +315,7 @@ func (r *rebuild) swap(ctx context.Context, cons jetstream.Consumer) (uint64, er
 		// while the live projector cannot move on.
 		for seq < live {
 			// The events are there: the wait only bounds a stuck server.
-			msgs, err := p.fetch(cons, p.cfg.BatchSize, max(p.cfg.IdleWait, 5*time.Second))
+			msgs, err := p.fetch(cur, p.cfg.BatchSize, max(p.cfg.IdleWait, 5*time.Second))
 			if err != nil {
 				return err
 			}
@@ -315,12 +326,6 @@ func (r *rebuild) swap(ctx context.Context, cons jetstream.Consumer) (uint64, er
 			evs, _, err := p.applyTx(ctx, tx, msgs)
 			if err != nil {
 				return err
-			}
-			// Acknowledged before the commit, since the consumer lets only one batch wait
-			// for its ack; should the swap roll back, the consumer is re-created at the
-			// checkpoint, which rolled back too.
-			for _, m := range msgs {
-				_ = m.Ack()
 			}
 			applied = append(applied, evs...)
 			if len(evs) > 0 {

@@ -1,0 +1,110 @@
+package projection_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet/internal/projection"
+)
+
+// A message the projector never receives (lost in flight, here taken by someone else from
+// its consumer) is not skipped: the next delivery does not follow the last one, so the
+// projector reads on from its checkpoint and applies every event once, in order.
+func TestLostDeliveryIsReadAgainFromTheCheckpoint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 40)
+	e.waitRelayed(t)
+
+	// The projector stops in the middle of the 10th event, with no pull request standing.
+	pr := ledger("g1")
+	apply := pr.Apply
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	pr.Apply = func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
+		if ev.Sequence == 10 {
+			once.Do(func() {
+				close(inside)
+				<-release
+			})
+		}
+		return apply(ctx, tx, ev)
+	}
+	reg := prometheus.NewRegistry()
+	cfg := projection.Config{Projection: pr, BatchSize: 1, IdleWait: 100 * time.Millisecond, Registerer: reg}
+	e.run(t, cfg)
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the projector is stopped, should the test fail first
+	<-inside
+
+	cons, err := e.js.Consumer(ctx, "PGJET_EVENTS", projection.ConsumerName("ledger"))
+	require.NoError(t, err)
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	var stolen []uint64
+	for m := range batch.Messages() {
+		md, err := m.Metadata()
+		require.NoError(t, err)
+		stolen = append(stolen, md.Sequence.Stream)
+	}
+	require.NoError(t, batch.Error())
+	require.Equal(t, []uint64{11}, stolen, "the event after the one being applied")
+	unblock()
+
+	e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, 40)
+	require.Equal(t, 1.0, counter(t, reg, "pgjet_projection_resets_total"), "one reset, at the gap")
+}
+
+// The nats-server restarts three times while events are appended and projected: every
+// event is applied exactly once, each stream in order.
+func TestNATSRestartsWhileApplying(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, registerDemo(t))
+	e.run(t, fastConfig(ledger("g1")))
+	ctx, stop := context.WithCancel(context.Background())
+	appended := make(chan error, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if err := e.tryAppendCancelled(6); err != nil {
+				appended <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		appended <- nil
+	}()
+	for range 3 {
+		time.Sleep(700 * time.Millisecond)
+		require.NoError(t, e.srv.Restart())
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	require.NoError(t, <-appended)
+	e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, e.total())
+}
+
+// counter returns the value of the counter called name in reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == name {
+			require.Len(t, f.GetMetric(), 1)
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
