@@ -481,8 +481,10 @@ func (s *Subscriber) handle(ctx context.Context, f *feed, msgs []jetstream.Msg) 
 		}
 		return
 	}
-	// Acks are processed in order on one connection: confirming the last confirms all.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// Acks are processed in order on one connection: confirming the last confirms all. An
+	// answer later than AckWait is of no use (the server has redelivered by then), and
+	// waiting for it would hold up the member, e.g. while the server restarts.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.cfg.AckWait, 5*time.Second))
 	defer cancel()
 	for i, m := range taken {
 		var err error

@@ -21,23 +21,28 @@ const (
 
 // injectFaults injects a random fault every FaultInterval on average until ctx ends, and
 // returns how many of each it injected. Faults are dealt from a shuffled deck of the seven
-// kinds, so every kind comes up once in each round of seven, even in a short run. Relays are stopped gracefully or crashed (their NATS
+// kinds, so every kind comes up once in each round of seven; dealt is closed when the
+// first round is over. Relays are stopped gracefully or crashed (their NATS
 // connection closed and Postgres sessions terminated before they stop) and started again;
 // all may be down for a while. The projector and group members are killed, preferably in
 // the middle of a batch, and replaced at once.
-func (s *system) injectFaults(ctx context.Context, seed uint64) map[string]int {
+func (s *system) injectFaults(ctx context.Context, seed uint64, dealt chan<- struct{}) map[string]int {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	counts := map[string]int{}
 	var deck []int
-	for {
+	for round := 0; ; {
+		if len(deck) == 0 {
+			if round == 1 {
+				close(dealt)
+			}
+			deck = rng.Perm(7)
+			round++
+		}
 		pause := time.Duration(rng.Int64N(int64(2 * s.cfg.FaultInterval)))
 		select {
 		case <-ctx.Done():
 			return counts
 		case <-time.After(pause):
-		}
-		if len(deck) == 0 {
-			deck = rng.Perm(7)
 		}
 		f := deck[0]
 		deck = deck[1:]

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet/subscription"
 )
@@ -84,6 +85,7 @@ func (s *system) startMember(ctx context.Context, i int) (*runningMember, error)
 		// A killed member's batch comes back to the group after AckWait.
 		AckWait: 2 * time.Second, MaxDeliver: -1, Heartbeat: time.Second,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second, DrainTimeout: 5 * time.Second,
+		Logger: s.cfg.Logger.With(zap.String("instance", fmt.Sprintf("member-%d", n))),
 		BatchHandler: func(_ context.Context, evs []subscription.Event) error {
 			g.record(evs)
 			s.memberBatch.reached(i)
@@ -165,7 +167,7 @@ func (g *group) stop() {
 
 // waitGroup polls until the group has been handed every event in Postgres.
 func (s *system) waitGroup(ctx context.Context) bool {
-	return poll(ctx, func() bool {
+	return poll(ctx, func(ctx context.Context) bool {
 		var n int
 		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.events`).Scan(&n)
 		return err == nil && s.group.distinct() >= n

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet/internal/projection"
 )
@@ -45,6 +46,7 @@ func (s *system) startProjector(ctx context.Context, n int) (*runningProjector, 
 	p, err := projection.New(projection.Config{
 		Pool: pool, Conn: nc, Registry: s.store.Registry(), Projection: s.modelProjection(),
 		BatchSize: 50, IdleWait: 200 * time.Millisecond,
+		Logger: s.cfg.Logger.With(zap.String("instance", name)),
 	})
 	if err != nil {
 		nc.Close()
@@ -109,7 +111,7 @@ func (s *system) restartProjector(ctx context.Context) error {
 
 // waitProjected polls until the projector's checkpoint reaches the stream's last sequence.
 func (s *system) waitProjected(ctx context.Context, last uint64) bool {
-	return poll(ctx, func() bool {
+	return poll(ctx, func(ctx context.Context) bool {
 		seq, err := projection.Checkpoint(ctx, s.pool, modelName)
 		return err == nil && seq >= last
 	})

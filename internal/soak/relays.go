@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet/internal/relay"
 )
@@ -36,6 +37,7 @@ func (s *system) startRelay(ctx context.Context, i int) (*runningRelay, error) {
 	r, err := relay.New(relay.Config{
 		Pool: pool, Conn: nc, BatchSize: 100, Window: 64,
 		PollInterval: 200 * time.Millisecond, PublishTimeout: 2 * time.Second,
+		Logger: s.cfg.Logger.With(zap.String("instance", name)),
 	})
 	if err != nil {
 		nc.Close()

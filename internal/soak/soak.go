@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/embednats"
@@ -26,7 +27,8 @@ type Config struct {
 	DatabaseURL string
 	// NATSDir is the embedded nats-server's store directory, owned by the run. Required.
 	NATSDir string
-	// Duration bounds the writing phase. Default 60s.
+	// Duration is how long the writers write; longer when some kind of fault has not come
+	// up yet by then (by Settle at most). Default 60s.
 	Duration time.Duration
 	// MaxAppends stops the writers after this many append attempts. Default 20000.
 	MaxAppends int
@@ -50,6 +52,9 @@ type Config struct {
 	Seed uint64
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
+	// Logger receives the relays', projector's and group members' own logs, which say
+	// what they recovered from and when. Default: none.
+	Logger *zap.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -66,6 +71,7 @@ func (c *Config) setDefaults() {
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
 	}
+	c.Logger = cmp.Or(c.Logger, zap.NewNop())
 }
 
 func (c *Config) validate() error {
@@ -128,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 
-	writeCtx, stopWriting := context.WithTimeout(ctx, cfg.Duration)
+	writeCtx, stopWriting := context.WithCancel(ctx)
 	defer stopWriting()
 	var wg sync.WaitGroup
 	budget := newBudget(cfg.MaxAppends)
@@ -137,10 +143,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Go(func() { sys.write(writeCtx, w, seed, budget, h) })
 	}
 	faults := map[string]int{}
+	dealt := make(chan struct{}) // closed once every kind of fault has come up
 	if cfg.FaultInterval > 0 {
 		seed := rng.Uint64()
-		wg.Go(func() { faults = sys.injectFaults(writeCtx, seed) })
+		wg.Go(func() { faults = sys.injectFaults(writeCtx, seed, dealt) })
+	} else {
+		close(dealt)
 	}
+	wg.Go(func() {
+		// Writing lasts Duration, and on a slow machine longer, until every kind of fault
+		// has come up once (Settle more at most).
+		defer stopWriting()
+		select {
+		case <-writeCtx.Done():
+			return
+		case <-time.After(cfg.Duration):
+		}
+		select {
+		case <-writeCtx.Done():
+		case <-dealt:
+		case <-time.After(cfg.Settle):
+		}
+	})
 	wg.Wait()
 	cfg.Logf("writing done: %d appends attempted; settling", budget.used())
 
@@ -289,7 +313,7 @@ func (s *system) close() {
 
 // waitDrained polls until the outbox is empty or ctx ends.
 func (s *system) waitDrained(ctx context.Context) bool {
-	return poll(ctx, func() bool {
+	return poll(ctx, func(ctx context.Context) bool {
 		var n int
 		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox`).Scan(&n)
 		return err == nil && n == 0
@@ -299,7 +323,7 @@ func (s *system) waitDrained(ctx context.Context) bool {
 // waitConsumers polls until every consumer has seen the stream's last sequence.
 func (s *system) waitConsumers(ctx context.Context, cs []*consumer) (uint64, bool) {
 	var last uint64
-	ok := poll(ctx, func() bool {
+	ok := poll(ctx, func(ctx context.Context) bool {
 		st, err := s.js.Stream(ctx, "PGJET_EVENTS")
 		if err != nil {
 			return false
@@ -319,14 +343,20 @@ func (s *system) waitConsumers(ctx context.Context, cs []*consumer) (uint64, boo
 	return last, ok
 }
 
-// poll checks cond every 50ms until it holds (true) or ctx ends (false).
-func poll(ctx context.Context, cond func() bool) bool {
+// poll checks cond every 50ms until it holds (true) or ctx ends (false). Each check gets a
+// context of its own, so that the last one, made after ctx has ended, still asks.
+func poll(ctx context.Context, cond func(ctx context.Context) bool) bool {
+	check := func() bool {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return cond(cctx)
+	}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for !cond() {
+	for !check() {
 		select {
 		case <-ctx.Done():
-			return cond()
+			return check()
 		case <-t.C:
 		}
 	}

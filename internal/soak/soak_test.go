@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/pgjet/pgjet/internal/pgtest"
 )
@@ -20,8 +22,10 @@ func TestShortRunWithFaultsHasNoViolations(t *testing.T) {
 	t.Parallel()
 	res, err := Run(context.Background(), Config{
 		DatabaseURL: pgtest.DB(t), NATSDir: t.TempDir(),
-		Duration: 5 * time.Second, MaxAppends: 3000, FaultInterval: 250 * time.Millisecond,
+		Duration: 5 * time.Second, MaxAppends: 6000, FaultInterval: 250 * time.Millisecond,
 		Settle: 20 * time.Second, Seed: 3, Logf: t.Logf,
+		// Shown when the test fails: what each part recovered from, and when.
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	})
 	require.NoError(t, err)
 	t.Log("\n" + res.String())
