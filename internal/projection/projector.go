@@ -291,21 +291,17 @@ func (p *Projector) lead(ctx context.Context) error {
 			n   int
 			err error
 		)
-		if cur == nil {
-			// Whatever went wrong, the checkpoint is where to read on from.
-			if cur, err = p.consumer(ctx); err == nil {
-				p.metrics.resets.Inc()
-				p.metrics.pending.setConsumer(cur.cons)
-				p.log.Info("consumer re-created at the checkpoint")
-			}
+		if cur == nil { // whatever went wrong, read on from the checkpoint
+			cur, err = p.reposition(ctx)
 		}
 		if err == nil {
-			if n, err = p.step(ctx, cur); err == nil {
-				backoff = 0
-				continue
-			}
-			cur = nil
+			n, err = p.step(ctx, cur)
 		}
+		if err == nil {
+			backoff = 0
+			continue
+		}
+		cur = nil
 		if ctx.Err() != nil {
 			break
 		}
@@ -369,6 +365,18 @@ func (p *Projector) consumer(ctx context.Context) (*cursor, error) {
 		return nil, fmt.Errorf("creating consumer %q on %q: %w", name, p.cfg.Stream, err)
 	}
 	return &cursor{cons: cons}, nil
+}
+
+// reposition re-creates the consumer at the checkpoint after a failure, and counts it.
+func (p *Projector) reposition(ctx context.Context) (*cursor, error) {
+	cur, err := p.consumer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.metrics.resets.Inc()
+	p.metrics.pending.setConsumer(cur.cons)
+	p.log.Info("consumer re-created at the checkpoint")
+	return cur, nil
 }
 
 // step fetches one batch and applies it. After an error the cursor must not be used again.

@@ -251,12 +251,11 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *cursor) erro
 		n, err := p.step(ctx, cur)
 		if errors.Is(err, errGap) {
 			p.log.Info("deliveries lost in flight; reading on from the checkpoint", zap.Error(err))
-			fresh, err := p.consumer(ctx)
+			fresh, err := p.reposition(ctx)
 			if err != nil {
 				return err
 			}
 			*cur = *fresh
-			p.metrics.resets.Inc()
 			continue
 		}
 		if err != nil {
