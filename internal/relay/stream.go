@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,12 +53,14 @@ func (c *StreamConfig) setDefaults() error {
 	return nil
 }
 
-// EnsureStream creates the events stream, or updates it to cfg if it exists.
+// EnsureStream creates the events stream, or updates it to cfg if it exists and differs.
+// A stream that already matches is left alone: every relay calls this at its start, and an
+// update is a change of the stream (an advisory, and work at every node) for nothing.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        cfg.Name,
 		Description: "pgjet events, published from the Postgres outbox",
 		Subjects:    []string{cfg.Subjects.All()},
@@ -69,9 +72,22 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    cfg.MaxBytes,
 		AllowDirect: true,
-	})
+	}
+	if s, err := js.Stream(ctx, cfg.Name); err == nil && matches(s.CachedInfo().Config, want) {
+		return s, nil
+	}
+	s, err := js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("creating or updating JetStream stream %q: %w", cfg.Name, err)
 	}
 	return s, nil
+}
+
+// matches reports whether the stream config have has every setting EnsureStream sets as
+// in want.
+func matches(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Retention == want.Retention &&
+		have.Discard == want.Discard && have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge &&
+		have.MaxBytes == want.MaxBytes && have.AllowDirect == want.AllowDirect
 }

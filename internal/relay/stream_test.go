@@ -1,0 +1,46 @@
+package relay_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/relay"
+)
+
+// EnsureStream creates the stream, leaves a matching one alone (every relay calls it at its
+// start) and updates one whose settings differ.
+func TestEnsureStreamUpdatesOnlyWhatDiffers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	updates := make(chan *nats.Msg, 10)
+	sub, err := nc.ChanSubscribe("$JS.EVENT.ADVISORY.STREAM.UPDATED.PGJET_EVENTS", updates)
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	require.NoError(t, nc.Flush())
+
+	_, err = relay.EnsureStream(ctx, js, relay.StreamConfig{})
+	require.NoError(t, err)
+	_, err = relay.EnsureStream(ctx, js, relay.StreamConfig{})
+	require.NoError(t, err)
+	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, time.Hour, s.CachedInfo().Config.MaxAge)
+	require.NoError(t, nc.Flush())
+
+	select {
+	case <-updates: // the MaxAge change
+	case <-time.After(5 * time.Second):
+		t.Fatal("changing MaxAge did not update the stream")
+	}
+	select {
+	case m := <-updates:
+		t.Fatalf("the stream was updated twice, once without a change: %s", m.Data)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
