@@ -38,4 +38,10 @@
 // Delivery is at least once. JetStream drops duplicate publishes within its duplicate
 // window; beyond it, and after a redelivery whose acknowledgement was lost, a handler may
 // see an event again: dedupe by (Event.StreamID, Event.Version).
+//
+// A [Cursor] is for a reader that keeps its position itself, in the same transaction as its
+// effects (a projection and its checkpoint): it pulls events in stream order from the
+// position given, takes no acknowledgements, and reports a lost delivery ([ErrGap]) instead
+// of passing it over; after any failure the reader creates it again at its position. The
+// projector (internal/projection, cmd/projector) reads through it.
 package subscription
