@@ -75,7 +75,7 @@ type pendingCollector struct {
 	desc *prometheus.Desc
 
 	mu    sync.Mutex
-	cons  jetstream.Consumer
+	cons  consumerInfo
 	at    time.Time
 	value float64
 	ok    bool
@@ -86,8 +86,13 @@ func newPendingCollector(labels prometheus.Labels) *pendingCollector {
 		"Events in the stream the projection has not fetched yet (consumer pending), refreshed at most every 2s.", nil, labels)}
 }
 
+// consumerInfo is what the collector asks: a *subscription.Cursor.
+type consumerInfo interface {
+	Info(ctx context.Context) (*jetstream.ConsumerInfo, error)
+}
+
 // setConsumer sets the consumer to ask, or nil while standing by.
-func (c *pendingCollector) setConsumer(cons jetstream.Consumer) {
+func (c *pendingCollector) setConsumer(cons consumerInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cons, c.ok = cons, false

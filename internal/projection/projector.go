@@ -22,6 +22,7 @@ import (
 	"github.com/pgjet/pgjet/internal/avro"
 	"github.com/pgjet/pgjet/internal/evolve"
 	"github.com/pgjet/pgjet/internal/registry"
+	"github.com/pgjet/pgjet/subscription"
 )
 
 // Projection is a read model: its tables and how each event changes them.
@@ -276,7 +277,7 @@ func (p *Projector) lead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.metrics.pending.setConsumer(cur.cons)
+	p.metrics.pending.setConsumer(cur)
 	defer p.metrics.pending.setConsumer(nil)
 	backoff := time.Duration(0)
 	lastPing := time.Now()
@@ -306,7 +307,7 @@ func (p *Projector) lead(ctx context.Context) error {
 			break
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-		if errors.Is(err, errGap) {
+		if errors.Is(err, subscription.ErrGap) {
 			p.log.Info("deliveries lost in flight; reading on from the checkpoint", zap.Error(err), zap.Duration("retry_in", backoff))
 		} else {
 			p.log.Warn("applying batch failed; retrying", append(eventFields(err),
@@ -320,121 +321,51 @@ func (p *Projector) lead(ctx context.Context) error {
 	return nil
 }
 
-// cursor reads a projection's events from JetStream: a consumer created at the
-// checkpoint, and the consumer sequence of the last message it delivered. The consumer
-// does not take acknowledgements (AckNone): the checkpoint in Postgres is the position and
-// the consumer only a way to read on from it, so nothing waits for an ack that a dropped
-// connection lost. Every delivery must follow the previous one; when one does not (a
-// message lost in flight when a connection dropped or the server restarted), the cursor
-// is given up and a new one created at the checkpoint.
-type cursor struct {
-	cons      jetstream.Consumer
-	delivered uint64
-}
-
-// errGap reports a delivery that does not follow the previous one.
-var errGap = errors.New("projection: a delivery was lost in flight")
-
-// consumer (re)creates the durable consumer so that it delivers from the event after the
-// checkpoint, and returns a cursor on it. The checkpoint in Postgres is the truth:
-// whatever the consumer had delivered to an earlier projector is dropped.
-func (p *Projector) consumer(ctx context.Context) (*cursor, error) {
+// consumer creates a cursor that reads the projection's events from the one after the
+// checkpoint. The checkpoint in Postgres is the truth: whatever the consumer had delivered
+// to an earlier projector is dropped.
+func (p *Projector) consumer(ctx context.Context) (*subscription.Cursor, error) {
 	seq, err := Checkpoint(ctx, p.cfg.Pool, p.target.checkpoint)
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
-	name := p.target.consumer
-	if err := p.js.DeleteConsumer(ctx, p.cfg.Stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("resetting consumer %q: %w", name, err)
-	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:       name,
-		AckPolicy:     jetstream.AckNonePolicy,
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   seq + 1,
-	}
-	switch len(p.cfg.Projection.Filters) {
-	case 0:
-	case 1:
-		cfg.FilterSubject = p.cfg.Projection.Filters[0]
-	default:
-		cfg.FilterSubjects = p.cfg.Projection.Filters
-	}
-	cons, err := p.js.CreateOrUpdateConsumer(ctx, p.cfg.Stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("creating consumer %q on %q: %w", name, p.cfg.Stream, err)
-	}
-	return &cursor{cons: cons}, nil
+	return subscription.NewCursor(ctx, p.js, subscription.CursorConfig{
+		Stream: p.cfg.Stream, Name: p.target.consumer, Subjects: p.cfg.Projection.Filters,
+	}, seq)
 }
 
-// reposition re-creates the consumer at the checkpoint after a failure, and counts it.
-func (p *Projector) reposition(ctx context.Context) (*cursor, error) {
+// reposition re-creates the cursor at the checkpoint after a failure, and counts it.
+func (p *Projector) reposition(ctx context.Context) (*subscription.Cursor, error) {
 	cur, err := p.consumer(ctx)
 	if err != nil {
 		return nil, err
 	}
 	p.metrics.resets.Inc()
-	p.metrics.pending.setConsumer(cur.cons)
+	p.metrics.pending.setConsumer(cur)
 	p.log.Info("consumer re-created at the checkpoint")
 	return cur, nil
 }
 
 // step fetches one batch and applies it. After an error the cursor must not be used again.
-func (p *Projector) step(ctx context.Context, cur *cursor) (int, error) {
-	msgs, err := p.fetch(cur, p.cfg.BatchSize, p.cfg.IdleWait)
+func (p *Projector) step(ctx context.Context, cur *subscription.Cursor) (int, error) {
+	evs, err := cur.Fetch(p.cfg.BatchSize, p.cfg.IdleWait)
 	if err != nil {
 		return 0, err
 	}
-	if len(msgs) == 0 {
+	if len(evs) == 0 {
 		p.progress.Store(time.Now().UnixNano())
 		p.metrics.lag.Set(0) // caught up: nothing waited for the whole pull
 		return 0, nil
 	}
-	if err := p.apply(ctx, msgs); err != nil {
-		return len(msgs), err
+	if err := p.apply(ctx, evs); err != nil {
+		return len(evs), err
 	}
 	p.progress.Store(time.Now().UnixNano())
-	return len(msgs), nil
+	return len(evs), nil
 }
 
-// fetch pulls up to n messages. The first pull waits up to wait for an event; the rest of
-// the batch is whatever else is ready at once. None means nothing came within wait. It
-// fails with errGap when the messages do not follow the cursor's last delivery.
-func (p *Projector) fetch(cur *cursor, n int, wait time.Duration) ([]jetstream.Msg, error) {
-	first, err := cur.cons.Fetch(1, jetstream.FetchMaxWait(wait))
-	if err != nil {
-		return nil, err
-	}
-	var msgs []jetstream.Msg
-	for m := range first.Messages() {
-		msgs = append(msgs, m)
-	}
-	if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-		return nil, err
-	}
-	if len(msgs) > 0 && n > 1 {
-		rest, err := cur.cons.FetchNoWait(n - 1)
-		if err == nil {
-			for m := range rest.Messages() {
-				msgs = append(msgs, m)
-			}
-		}
-	}
-	for _, m := range msgs {
-		md, err := m.Metadata()
-		if err != nil {
-			return nil, fmt.Errorf("reading message metadata: %w", err)
-		}
-		if md.Sequence.Consumer != cur.delivered+1 {
-			return nil, fmt.Errorf("%w: consumer sequence %d after %d", errGap, md.Sequence.Consumer, cur.delivered)
-		}
-		cur.delivered = md.Sequence.Consumer
-	}
-	return msgs, nil
-}
-
-// apply applies msgs in one transaction with the checkpoint.
-func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
+// apply applies evs in one transaction with the checkpoint.
+func (p *Projector) apply(ctx context.Context, evs []subscription.Event) error {
 	start := time.Now()
 	var (
 		applied []Event
@@ -444,7 +375,7 @@ func (p *Projector) apply(ctx context.Context, msgs []jetstream.Msg) error {
 	txCtx := context.WithoutCancel(ctx)
 	err := pgx.BeginFunc(txCtx, p.cfg.Pool, func(tx pgx.Tx) error {
 		var err error
-		applied, skipped, err = p.applyTx(txCtx, tx, msgs)
+		applied, skipped, err = p.applyTx(txCtx, tx, evs)
 		return err
 	})
 	if err != nil {
@@ -470,9 +401,9 @@ func (p *Projector) committed(start time.Time, applied []Event, skipped int) {
 	}
 }
 
-// applyTx applies msgs in tx and moves the checkpoint past them; messages at or below the
+// applyTx applies evs in tx and moves the checkpoint past them; events at or below the
 // checkpoint are skipped. It returns the applied events and the number skipped.
-func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, msgs []jetstream.Msg) ([]Event, int, error) {
+func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.Event) ([]Event, int, error) {
 	if err := p.useSchema(ctx, tx); err != nil {
 		return nil, 0, fmt.Errorf("setting search_path: %w", err)
 	}
@@ -484,16 +415,16 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, msgs []jetstream.Msg
 	var applied []Event
 	skipped := 0
 	next := checkpoint
-	for _, m := range msgs {
-		ev, err := p.decode(ctx, m)
-		if err != nil {
-			return nil, 0, err
-		}
-		if ev.Sequence <= next {
+	for _, d := range evs {
+		if d.Sequence <= next {
 			skipped++
 			continue
 		}
-		spanCtx, span := p.startSpan(ctx, m, ev)
+		ev, err := p.decode(ctx, d)
+		if err != nil {
+			return nil, 0, err
+		}
+		spanCtx, span := p.startSpan(ctx, d, ev)
 		err = p.cfg.Projection.Apply(spanCtx, tx, ev)
 		endSpan(span, err)
 		if err != nil {
@@ -510,21 +441,18 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, msgs []jetstream.Msg
 	return applied, skipped, err
 }
 
-func (p *Projector) decode(ctx context.Context, m jetstream.Msg) (Event, error) {
-	ev, err := parseHeaders(m)
-	if err != nil {
-		return Event{}, err
-	}
+// decode turns a delivered event into the projection's Event, its data in the newest shape.
+func (p *Projector) decode(ctx context.Context, d subscription.Event) (Event, error) {
+	ev := Event{ID: d.ID, StreamID: d.StreamID, Version: d.Version, Type: d.Type, Position: d.Position,
+		Time: d.Time, Sequence: d.Sequence, Raw: d.Raw}
 	id, _, err := avro.SplitWire(ev.Raw)
 	if err != nil {
 		return Event{}, fmt.Errorf("event %s: %w", ev.ID, err)
 	}
 	ev.SchemaID = int(id)
-	data, err := p.decoder.Decode(ctx, ev.Type, ev.Raw)
-	if err != nil {
+	if ev.Data, err = p.decoder.Decode(ctx, ev.Type, ev.Raw); err != nil {
 		return Event{}, fmt.Errorf("event %s: %w", ev.ID, err)
 	}
-	ev.Data = data
 	return ev, nil
 }
 

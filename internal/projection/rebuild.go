@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet/subscription"
 )
 
 // RebuildPhase names a step of a rebuild.
@@ -184,7 +186,7 @@ func (r *rebuild) run(ctx context.Context) (uint64, error) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		if !retryableLock(err) && !errors.Is(err, errGap) {
+		if !retryableLock(err) && !errors.Is(err, subscription.ErrGap) {
 			return 0, fmt.Errorf("swapping: %w", err)
 		}
 		p.log.Warn("swap gave up; catching up and trying again", zap.Error(err))
@@ -225,7 +227,7 @@ func (r *rebuild) checkHistory(ctx context.Context) error {
 // catchUp applies batches to the shadow until it has reached the stream's last sequence
 // as of the start (the swap applies what came since), or until nothing is pending. After a
 // delivery lost in flight it re-creates cur at the checkpoint.
-func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *cursor) error {
+func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *subscription.Cursor) error {
 	p := r.p
 	s, err := p.js.Stream(ctx, p.cfg.Stream)
 	if err != nil {
@@ -249,7 +251,7 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *cursor) erro
 			lastPing = time.Now()
 		}
 		n, err := p.step(ctx, cur)
-		if errors.Is(err, errGap) {
+		if errors.Is(err, subscription.ErrGap) {
 			p.log.Info("deliveries lost in flight; reading on from the checkpoint", zap.Error(err))
 			fresh, err := p.reposition(ctx)
 			if err != nil {
@@ -270,7 +272,7 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *cursor) erro
 		r.report(ctx, PhaseCatchingUp)
 		if n < p.cfg.BatchSize && r.checkpoint < head {
 			// With Filters the last event up to head may not be the projection's.
-			info, err := cur.cons.Info(ctx)
+			info, err := cur.Info(ctx)
 			if err != nil {
 				return fmt.Errorf("reading consumer info: %w", err)
 			}
@@ -285,7 +287,7 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *cursor) erro
 // swap applies what the shadow lacks of the live model and swaps the schemas and
 // checkpoints in one transaction. It returns the checkpoint the live projection goes on
 // from. When it fails, cur may have moved past the checkpoint: re-create it.
-func (r *rebuild) swap(ctx context.Context, cur *cursor) (uint64, error) {
+func (r *rebuild) swap(ctx context.Context, cur *subscription.Cursor) (uint64, error) {
 	p := r.p
 	r.report(ctx, PhaseSwapping)
 	var (
@@ -314,15 +316,15 @@ func (r *rebuild) swap(ctx context.Context, cur *cursor) (uint64, error) {
 		// while the live projector cannot move on.
 		for seq < live {
 			// The events are there: the wait only bounds a stuck server.
-			msgs, err := p.fetch(cur, p.cfg.BatchSize, max(p.cfg.IdleWait, 5*time.Second))
+			delivered, err := cur.Fetch(p.cfg.BatchSize, max(p.cfg.IdleWait, 5*time.Second))
 			if err != nil {
 				return err
 			}
-			if len(msgs) == 0 {
+			if len(delivered) == 0 {
 				return fmt.Errorf("the stream delivered nothing after sequence %d, yet the live projection is at %d", seq, live)
 			}
-			fetched += len(msgs)
-			evs, _, err := p.applyTx(ctx, tx, msgs)
+			fetched += len(delivered)
+			evs, _, err := p.applyTx(ctx, tx, delivered)
 			if err != nil {
 				return err
 			}

@@ -3,24 +3,24 @@ package projection
 import (
 	"context"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pgjet/pgjet/internal/telemetry"
+	"github.com/pgjet/pgjet/subscription"
 )
 
-// startSpan starts the span of applying ev, a child of the append whose trace context m's
-// traceparent header carries (a root span without one).
-func (p *Projector) startSpan(ctx context.Context, m jetstream.Msg, ev Event) (context.Context, trace.Span) {
-	ctx = telemetry.Extract(ctx, m.Headers())
+// startSpan starts the span of applying ev, a child of the append whose trace context the
+// delivered event's traceparent header carries (a root span without one).
+func (p *Projector) startSpan(ctx context.Context, d subscription.Event, ev Event) (context.Context, trace.Span) {
+	ctx = telemetry.Extract(ctx, d.Header)
 	return p.tracer.Start(ctx, "projection "+p.cfg.Projection.Name+" apply",
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", m.Subject()),
+			attribute.String("messaging.destination.name", d.Subject),
 			attribute.String("messaging.message.id", ev.ID),
 			attribute.String("pgjet.projection", p.cfg.Projection.Name),
 			attribute.String("pgjet.stream", ev.StreamID),
