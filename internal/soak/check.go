@@ -209,7 +209,7 @@ func check(ctx context.Context, s *system, h *history, cs []*consumer, res *Resu
 	if err != nil {
 		return err
 	}
-	rebuilt, err := rebuildModel(ctx, s.store, res)
+	rebuilt, err := s.rebuildModel(ctx, res)
 	if err != nil {
 		return err
 	}
