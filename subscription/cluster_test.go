@@ -134,7 +134,7 @@ func testLeaderChange(t *testing.T, ordered bool) {
 	caughtUp("the events without the old leader")
 	require.NoError(t, leader.Restart())
 	for _, stream := range streams {
-		waitReplicasCurrent(t, js, stream)
+		natstest.WaitReplicasCurrent(t, js, stream)
 	}
 	pub.waitFor(t, 30)
 	published := pub.finish()
@@ -380,30 +380,6 @@ func nodeNamed(t *testing.T, nodes []*embednats.Server, name string) *embednats.
 	}
 	t.Fatalf("no running node %q", name)
 	return nil
-}
-
-// waitReplicasCurrent waits until stream has a leader and both followers are online and
-// current.
-func waitReplicasCurrent(t *testing.T, js jetstream.JetStream, stream string) {
-	t.Helper()
-	eventually(t, stream+" replicas current", func() bool {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			return false
-		}
-		info, err := s.Info(ctx)
-		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
-			return false
-		}
-		for _, r := range info.Cluster.Replicas {
-			if !r.Current || r.Offline {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 func dumpState(t *testing.T, js jetstream.JetStream, stream string) {

@@ -162,6 +162,31 @@ func StreamLeader(t testing.TB, nodes []*embednats.Server, stream string) *embed
 	return leader
 }
 
+// WaitReplicasCurrent waits until JetStream stream has a leader and every one of its
+// followers is online and current, so that losing a node next leaves a quorum at once. It
+// fails the test after 30s.
+func WaitReplicasCurrent(t testing.TB, js jetstream.JetStream, stream string) {
+	t.Helper()
+	waitFor(t, "current replicas of stream "+stream, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != info.Config.Replicas-1 {
+			return false
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current || r.Offline {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // globalAccount is nats-server's default account, used without auth.
 const globalAccount = "$G"
 

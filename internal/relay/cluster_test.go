@@ -50,7 +50,7 @@ func TestR3StreamLeaderShutdownAndRestart(t *testing.T) {
 		if err := leader.Restart(); err != nil {
 			t.Fatal(err)
 		}
-		waitReplicasCurrent(t, js) // so the next round's election has a quorum at once
+		natstest.WaitReplicasCurrent(t, js, "PGJET_EVENTS") // so the next round's election has a quorum at once
 		t.Logf("round %d: leader %s shut down in %s, %s took over after %s, publishing after %s, restarted in %s; %d messages",
 			round, leader.Name(), t1.Sub(t0), next.Name(), t2.Sub(t1), t3.Sub(t2), time.Since(t3), streamMsgs(t, js))
 	}
@@ -222,28 +222,4 @@ func TestR3StreamLeaderKilled(t *testing.T) {
 	waitDrained(t, e.pool, 20*time.Second)
 	t.Logf("%d events committed, drained in %s", len(committed), time.Since(t3))
 	checkExactlyOnceInOrder(t, readAll(t, js), committed)
-}
-
-// waitReplicasCurrent waits until the events stream has a leader and both followers are
-// online and current.
-func waitReplicasCurrent(t *testing.T, js jetstream.JetStream) {
-	t.Helper()
-	waitUntil(t, 20*time.Second, "stream replicas current", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, "PGJET_EVENTS")
-		if err != nil {
-			return false
-		}
-		info, err := s.Info(ctx)
-		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
-			return false
-		}
-		for _, r := range info.Cluster.Replicas {
-			if !r.Current || r.Offline {
-				return false
-			}
-		}
-		return true
-	})
 }
