@@ -52,11 +52,11 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 // runAlone runs one append as its own transaction. One statement is its own transaction:
 // no BEGIN and COMMIT round trips.
 func (s *Store) runAlone(ctx context.Context, p *prepared) (AppendResult, error) {
-	res, err := p.run(ctx, s.pool)
+	res, err := p.run(ctx, s.pool, false)
 	if errors.Is(err, errRaceOnEventID) {
 		// Two retries of one append raced and the other stored the ids first; now that it
 		// has committed, running again finds its result.
-		res, err = p.run(ctx, s.pool)
+		res, err = p.run(ctx, s.pool, false)
 	}
 	if err == nil && !res.Duplicate {
 		s.wakeRelays(ctx, p.partition)
@@ -82,7 +82,7 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 	if err := s.runHooks(ctx, tx, p, events); err != nil {
 		return AppendResult{}, err
 	}
-	res, err = p.run(ctx, tx)
+	res, err = p.run(ctx, tx, true)
 	if err == nil && !res.Duplicate {
 		if _, err := tx.Exec(ctx, notifySQL, strconv.Itoa(int(p.partition))); err != nil {
 			return AppendResult{}, translate(err)
@@ -274,13 +274,45 @@ var errRaceOnEventID = fmt.Errorf("%w: stored concurrently by another append; re
 
 // run performs the append in tx: one statement, then a second query only for a retry or a
 // conflict.
-func (p *prepared) run(ctx context.Context, db querier) (AppendResult, error) {
+func (p *prepared) run(ctx context.Context, db batcher, inTx bool) (AppendResult, error) {
 	sql, args := p.statement()
+	b := &pgx.Batch{}
+	if inTx {
+		b.Queue(genericPlansSave)
+	} else {
+		b.Queue(genericPlans) // one implicit transaction with the append
+	}
+	b.Queue(sql, args...)
+	if inTx {
+		b.Queue(genericPlansRestore)
+	}
 	var o outcome
-	if err := o.scan(db.QueryRow(ctx, sql, args...)); err != nil {
+	err := func() error {
+		br := db.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if err := o.scan(br.QueryRow()); err != nil {
+			return err
+		}
+		if inTx {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return br.Close()
+	}()
+	if err != nil {
 		return AppendResult{}, translate(err)
 	}
 	return p.result(ctx, db, o)
+}
+
+// batcher runs a pipelined batch and single queries: a pool or a transaction.
+type batcher interface {
+	querier
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // existing looks for the append's ids among stored events. found is true when all of them

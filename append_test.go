@@ -360,3 +360,49 @@ func TestAppendTxNeedsNoSecondConnection(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, v)
 }
+
+// The append plans its statement with plan_cache_mode = force_generic_plan, set for its own
+// transaction only: neither a pooled session nor a caller's transaction keeps that setting.
+func TestAppendLeavesThePlanSettingAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtestDB(t)
+	warm := poolFor(t, url)
+	require.NoError(t, pgjet.Migrate(ctx, warm))
+	cfg, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.MaxConns = 1 // every call below runs on the same session
+	one, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(one.Close)
+	for _, group := range []bool{false, true} {
+		s, err := pgjet.New(pgjet.Config{Pool: one, GroupCommit: group})
+		require.NoError(t, err)
+		_, err = s.Registry().RegisterFS(ctx, demoschemas.Files)
+		require.NoError(t, err)
+		setting := func(db interface {
+			QueryRow(context.Context, string, ...any) pgx.Row
+		}) string {
+			var v string
+			require.NoError(t, db.QueryRow(ctx, `SELECT current_setting('plan_cache_mode')`).Scan(&v))
+			return v
+		}
+
+		_, err = s.Append(ctx, fmt.Sprintf("order-plan%v", group), pgjet.Any, cancelEvent("pooled"))
+		require.NoError(t, err)
+		require.Equal(t, "auto", setting(one), "the pooled session keeps the default")
+
+		err = pgx.BeginFunc(ctx, one, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
+				return err
+			}
+			if _, err := s.AppendTx(ctx, tx, fmt.Sprintf("order-plantx%v", group), pgjet.Any, cancelEvent("in a transaction")); err != nil {
+				return err
+			}
+			require.Equal(t, "force_custom_plan", setting(tx), "the caller's transaction keeps its own setting")
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, "auto", setting(one))
+	}
+}

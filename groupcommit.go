@@ -89,6 +89,7 @@ func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
 	// One lock order for every batch: no deadlocks between concurrent committers.
 	slices.SortStableFunc(batch, func(a, b *groupRequest) int { return strings.Compare(a.p.stream, b.p.stream) })
 	b := &pgx.Batch{}
+	b.Queue(genericPlans)
 	for _, r := range batch {
 		sql, args := r.p.statement()
 		b.Queue(sql, args...)
@@ -97,6 +98,9 @@ func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
 	err := func() error {
 		br := g.store.pool.SendBatch(ctx, b)
 		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 		for i := range batch {
 			if err := outcomes[i].scan(br.QueryRow()); err != nil {
 				return err
