@@ -32,6 +32,7 @@ func main() {
 		stall       time.Duration
 		resume      bool
 		lockTimeout time.Duration
+		durable     bool
 	)
 	f := service.NewFlags("projector")
 	c.Register(f)
@@ -39,6 +40,7 @@ func main() {
 	f.String(&stream, "stream", "PGJET_STREAM", "PGJET_EVENTS", "JetStream stream name")
 	f.Int(&batch, "batch-size", "PROJECTOR_BATCH_SIZE", 256, "events applied per transaction")
 	f.Duration(&stall, "stall-after", "PROJECTOR_STALL_AFTER", time.Minute, "not ready when events wait longer than this without progress")
+	f.Bool(&durable, "synchronous-commit", "PROJECTOR_SYNCHRONOUS_COMMIT", false, "wait for each batch's WAL flush (a batch lost in a Postgres crash is applied again either way)")
 	f.Bool(&resume, "resume", "PROJECTOR_REBUILD_RESUME", false, "rebuild: continue an interrupted rebuild instead of starting over")
 	f.Duration(&lockTimeout, "swap-lock-timeout", "PROJECTOR_SWAP_LOCK_TIMEOUT", 5*time.Second, "rebuild: longest wait for a lock at the swap before catching up and retrying")
 
@@ -76,7 +78,7 @@ func main() {
 		}
 		cfg := projection.Config{
 			Pool: pg.Pool, Conn: nc.Conn, Registry: reg, Upcasters: demoschemas.Upcasters(), Stream: stream,
-			Projection: demo.OrdersProjection(), BatchSize: batch, Logger: log,
+			Projection: demo.OrdersProjection(), BatchSize: batch, SynchronousCommit: durable, Logger: log,
 		}
 		if cmd == "rebuild" {
 			return rebuild(ctx, cfg, projection.RebuildOptions{Resume: resume, LockTimeout: lockTimeout})

@@ -73,6 +73,13 @@ type Config struct {
 	Logger *zap.Logger
 	// Registerer receives the projector's metrics. Default: none.
 	Registerer prometheus.Registerer
+	// SynchronousCommit makes each batch's commit wait until Postgres has flushed it to
+	// disk. By default it does not wait (synchronous_commit = off for the batch's own
+	// transaction): a batch lost in a Postgres crash takes its checkpoint with it, so the
+	// projector applies those events again and the read model stays exactly-once; only a
+	// read of the lost batch's changes, made before the crash, is undone until then. Set
+	// it when something outside the read model acts on what it read there.
+	SynchronousCommit bool
 	// TracerProvider starts a span per applied event, a child of the span whose trace
 	// context the message's traceparent header carries. Default: no tracing.
 	TracerProvider trace.TracerProvider
@@ -404,12 +411,19 @@ func (p *Projector) committed(start time.Time, applied []Event, skipped int) {
 // applyTx applies evs in tx and moves the checkpoint past them; events at or below the
 // checkpoint are skipped. It returns the applied events and the number skipped.
 func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.Event) ([]Event, int, error) {
-	if err := p.useSchema(ctx, tx); err != nil {
-		return nil, 0, fmt.Errorf("setting search_path: %w", err)
+	// The transaction's settings and the checkpoint in one round trip.
+	b := &pgx.Batch{}
+	if p.target.schema != "" {
+		b.Queue(`SET LOCAL search_path TO ` + pgx.Identifier{p.target.schema}.Sanitize() + `, public`)
+	}
+	if !p.cfg.SynchronousCommit {
+		b.Queue(`SET LOCAL synchronous_commit = off`)
 	}
 	var checkpoint uint64
-	if err := tx.QueryRow(ctx, `SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`,
-		p.target.checkpoint).Scan(&checkpoint); err != nil {
+	b.Queue(`SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, p.target.checkpoint).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&checkpoint)
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, 0, fmt.Errorf("reading checkpoint: %w", err)
 	}
 	var applied []Event
