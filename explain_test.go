@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pgjet/pgjet/internal/relay"
 	"math"
 	"regexp"
 	"strings"
@@ -95,14 +96,7 @@ func accessPaths() []accessPath {
 }
 
 // relayBatchSQL is the relay's outbox read (internal/relay/relay.go, drain).
-const relayBatchSQL = `
-	SELECT o.position, o.traceparent, e.event_id::text, e.stream_id, e.version, e.type, e.schema_id, e.data, e.created_at
-	FROM unnest($1::smallint[]) AS p (partition)
-	CROSS JOIN LATERAL (
-		SELECT position, traceparent FROM pgjet.outbox
-		WHERE partition = p.partition ORDER BY position LIMIT $2) o
-	JOIN pgjet.events e ON e.position = o.position
-	ORDER BY o.position LIMIT $2`
+const relayBatchSQL = relay.BatchSQL
 
 func allPartitions() []int16 {
 	out := make([]int16, 32)

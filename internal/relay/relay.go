@@ -274,6 +274,30 @@ func (r *Relay) work(ctx context.Context, w int) {
 	}
 }
 
+// BatchSQL reads the next outbox rows of the partitions in $1, at most $2, with their
+// events. Each partition is read through (partition, position) and the heads merged: a
+// single scan in position order filtered by partition would walk past every row of the
+// partitions other relays own. Only the rows kept are joined with their events.
+const BatchSQL = `
+	WITH o AS MATERIALIZED (
+		SELECT o.position, o.traceparent
+		FROM unnest($1::smallint[]) AS p (partition)
+		CROSS JOIN LATERAL (
+			SELECT position, traceparent FROM pgjet.outbox
+			WHERE partition = p.partition ORDER BY position LIMIT $2) o
+		ORDER BY o.position LIMIT $2)
+	SELECT o.position, o.traceparent, e.event_id::text, e.stream_id, e.version, e.type, e.schema_id, e.data, e.created_at
+	FROM o JOIN pgjet.events e ON e.position = o.position
+	ORDER BY o.position`
+
+// indexPlans keeps BatchSQL on its indexes, for the read's own transaction. The outbox is a
+// queue: its rows come and go faster than autovacuum's statistics follow them, and with
+// stale statistics Postgres read every pending row of each partition through a bitmap and
+// sorted them (27-42 ms for 500 rows of 230,000 pending; 3.5 ms on the index), or merged
+// the batch with pgjet.events from its first position.
+const indexPlans = `SELECT set_config('enable_bitmapscan', 'off', true),
+	set_config('enable_mergejoin', 'off', true), set_config('enable_hashjoin', 'off', true)`
+
 // row is one outbox row joined with its event.
 type row struct {
 	position    int64
@@ -296,25 +320,26 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
 		return 0, nil
 	}
 	readAt := time.Now()
-	// Each owned partition is read through (partition, position) and the heads merged: a
-	// single scan in position order filtered by partition would walk past every row of
-	// the partitions other relays own.
-	rows, err := r.cfg.Pool.Query(ctx, `
-		SELECT o.position, o.traceparent, e.event_id::text, e.stream_id, e.version, e.type, e.schema_id, e.data, e.created_at
-		FROM unnest($1::smallint[]) AS p (partition)
-		CROSS JOIN LATERAL (
-			SELECT position, traceparent FROM pgjet.outbox
-			WHERE partition = p.partition ORDER BY position LIMIT $2) o
-		JOIN pgjet.events e ON e.position = o.position
-		ORDER BY o.position LIMIT $2`, parts, r.cfg.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("reading outbox: %w", err)
+	b := &pgx.Batch{}
+	b.Queue(indexPlans)
+	b.Queue(BatchSQL, parts, r.cfg.BatchSize)
+	br := r.cfg.Pool.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var batch []row
+	if err == nil {
+		var rows pgx.Rows
+		rows, err = br.Query()
+		if err == nil {
+			batch, err = pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
+				var x row
+				err := cr.Scan(&x.position, &x.traceparent, &x.eventID, &x.stream, &x.version, &x.typ, &x.schemaID, &x.data, &x.createdAt)
+				return x, err
+			})
+		}
 	}
-	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
-		var x row
-		err := cr.Scan(&x.position, &x.traceparent, &x.eventID, &x.stream, &x.version, &x.typ, &x.schemaID, &x.data, &x.createdAt)
-		return x, err
-	})
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
 	if err != nil {
 		return 0, fmt.Errorf("reading outbox: %w", err)
 	}
