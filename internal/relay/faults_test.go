@@ -2,15 +2,18 @@ package relay_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/outbox"
 	"github.com/pgjet/pgjet/internal/pgcluster"
 	"github.com/pgjet/pgjet/internal/relay"
 )
@@ -25,11 +28,20 @@ func progress(t *testing.T, e *env, n uint64, what string) {
 // The nats-server is restarted three times while writers append and the relay publishes.
 func TestNATSServerRestartDuringPublishes(t *testing.T) {
 	t.Parallel()
+	for _, perStream := range []bool{false, true} {
+		t.Run(publishMode(perStream), func(t *testing.T) {
+			t.Parallel()
+			testNATSServerRestartDuringPublishes(t, perStream)
+		})
+	}
+}
+
+func testNATSServerRestartDuringPublishes(t *testing.T, perStream bool) {
 	srv := natstest.Server(t)
 	nc, js := natstest.Connect(t, srv)
 	e := newEnvOn(t, "", nc, js, srv.ClientURL())
 	w := startPacedWriters(t, e.store, 3, 100000, 16, 2*time.Millisecond)
-	e.startRelay(t, relay.Config{BatchSize: 50, Window: 16, PublishTimeout: time.Second})
+	e.startRelay(t, relay.Config{BatchSize: 50, Window: 16, PublishTimeout: time.Second, PerStreamPublish: perStream})
 	for range 3 {
 		progress(t, e, 50, "publishing before the restart")
 		require.NoError(t, srv.Restart())
@@ -76,6 +88,63 @@ func TestNetworkToNATSCutAndRestored(t *testing.T) {
 // an uncommitted outbox row. The relay keeps draining everything else (even streams in the
 // same partition); an append to the locked stream waits; ReadAll holds back events of
 // transactions younger than the hung one instead of skipping it. When it commits, all flows.
+// An event the server refuses (here: larger than the server's max_payload once the headers
+// are added) holds back its own stream, and only that: the other streams' events, before
+// and after it in the outbox, are published, and none of its stream's later events.
+func TestRefusedEventHoldsBackOnlyItsStream(t *testing.T) {
+	t.Parallel()
+	for _, perStream := range []bool{false, true} {
+		t.Run(publishMode(perStream), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t)
+			committed := map[string]string{}
+			add := func(stream string, ev pgjet.EventData) {
+				_, err := e.store.Append(ctx, stream, pgjet.Any, ev)
+				require.NoError(t, err)
+				committed[ev.ID.String()] = stream
+			}
+			for i := range 5 {
+				add(fmt.Sprintf("order-ok%d", i), cancelled("before", i))
+			}
+			add("order-big", cancelled("order-big", 1))
+			// A row written by something else than pgjet's writer (which would refuse data
+			// this large for the demo schema): the payload alone fills max_payload.
+			huge := cancelled("order-big", 2)
+			var schemaID int
+			require.NoError(t, e.pool.QueryRow(ctx, `SELECT schema_id FROM pgjet.events WHERE stream_id = 'order-big'`).Scan(&schemaID))
+			_, err := e.pool.Exec(ctx, `
+				WITH ev AS (
+					INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data)
+					VALUES ($1, 'order-big', 2, 'pgjet.demo.order.OrderCancelled', $2, $3) RETURNING position),
+				s AS (UPDATE pgjet.streams SET version = 2 WHERE stream_id = 'order-big')
+				INSERT INTO pgjet.outbox (position, partition) SELECT position, $4 FROM ev`,
+				huge.ID, schemaID, make([]byte, e.nc.MaxPayload()), outbox.PartitionOf("order-big"))
+			require.NoError(t, err)
+			held := map[string]bool{huge.ID.String(): true}
+			after := cancelled("order-big", 3)
+			_, err = e.store.Append(ctx, "order-big", pgjet.Any, after)
+			require.NoError(t, err)
+			held[after.ID.String()] = true
+			for i := range 5 {
+				add(fmt.Sprintf("order-ok%d", i), cancelled("after", i))
+			}
+
+			e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, PerStreamPublish: perStream})
+			waitUntil(t, 10*time.Second, "every other event published", func() bool { return streamMsgs(t, e.js) == uint64(len(committed)) })
+			time.Sleep(300 * time.Millisecond) // a few more rounds: nothing else may follow
+			got := readAll(t, e.js)
+			checkExactlyOnceInOrder(t, got, committed)
+			var left []string
+			rows, err := e.pool.Query(ctx, `SELECT e.event_id::text FROM pgjet.outbox o JOIN pgjet.events e USING (position) ORDER BY position`)
+			require.NoError(t, err)
+			left, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			require.Equal(t, []string{huge.ID.String(), after.ID.String()}, left, "the refused event and its stream's next one wait in the outbox")
+		})
+	}
+}
+
 func TestHungTransactionHoldsOneStream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

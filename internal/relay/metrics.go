@@ -21,11 +21,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgjet_relay_published_total",
-			Help: "Outbox events published to JetStream, by result: ok, duplicate (already stored; success) or error.",
+			Help: "Outbox events published to JetStream, by result: ok, duplicate (already stored; success; batch publishes count these as ok) or error.",
 		}, []string{"result"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pgjet_relay_publish_duration_seconds",
-			Help:    "Time from sending a publish to its JetStream acknowledgement.",
+			Help:    "Time from sending a publish to its JetStream acknowledgement; for a batch publish, from its first message to the batch's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{

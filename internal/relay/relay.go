@@ -44,6 +44,11 @@ type Config struct {
 	// PollInterval is how often partitions are checked without a notification, and how
 	// often ownership is rebalanced. Default 1s.
 	PollInterval time.Duration
+	// PerStreamPublish publishes one event per stream at a time, many streams in parallel,
+	// even where the stream takes batch publishes (nats-server 2.14 and later). By default
+	// the relay then sends each batch as one ordered batch publish, every event in flight
+	// at once; servers before 2.14 always get one event per stream at a time.
+	PerStreamPublish bool
 	// PublishTimeout bounds the wait for one publish acknowledgement. Default 5s.
 	PublishTimeout time.Duration
 	// Logger receives structured logs. Default: none.
@@ -86,6 +91,11 @@ type Relay struct {
 	metrics *metrics
 	wake    []chan struct{} // one per worker
 
+	// ordered is set when the stream takes fast-ingest batches: publishOrdered then
+	// pipelines every event of a batch; otherwise publish sends one event per stream at a
+	// time.
+	ordered atomic.Bool
+
 	// rebalanced holds the outcome of the latest rebalance (a nil error when it worked);
 	// nil before the first one. Read by Ready.
 	rebalanced atomic.Pointer[error]
@@ -123,11 +133,19 @@ func New(cfg Config) (*Relay, error) {
 // Run ensures the JetStream stream, then relays until ctx is cancelled. In-flight batches
 // finish publishing before it returns; partition locks are released on return.
 func (r *Relay) Run(ctx context.Context) error {
-	if _, err := EnsureStream(ctx, r.js, r.cfg.Stream); err != nil {
+	s, err := EnsureStream(ctx, r.js, r.cfg.Stream)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil // shut down while starting
 		}
 		return err
+	}
+	switch {
+	case r.cfg.PerStreamPublish:
+	case s.CachedInfo().Config.AllowBatchPublish:
+		r.ordered.Store(true)
+	default:
+		r.log.Info("the JetStream stream does not take batch publishes (nats-server before 2.14?); publishing one event per stream at a time")
 	}
 	defer r.owner.close(context.WithoutCancel(ctx))
 
@@ -243,8 +261,12 @@ func (r *Relay) work(ctx context.Context, w int) {
 	backoff := time.Duration(0)
 	poll := time.NewTimer(r.cfg.PollInterval)
 	defer poll.Stop()
+	perStream := false
 	for {
-		n, err := r.drain(ctx, mine)
+		n, err := r.drain(ctx, mine, perStream)
+		// After a batch publish stopped short, the next batch goes one event per stream at a
+		// time: an event the server refuses then holds back only its own stream.
+		perStream = errors.Is(err, errBatchStopped)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -311,8 +333,9 @@ type row struct {
 	createdAt   time.Time
 }
 
-// drain relays one batch of the owned partitions among mine and returns its size.
-func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
+// drain relays one batch of the owned partitions among mine and returns its size. perStream
+// publishes one event per stream at a time even where batch publishes are possible.
+func (r *Relay) drain(ctx context.Context, mine []int16, perStream bool) (int, error) {
 	r.owner.mu.RLock()
 	defer r.owner.mu.RUnlock()
 	parts := r.owner.ownedOf(mine)
@@ -347,7 +370,11 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (int, error) {
 		return 0, nil
 	}
 	r.metrics.batch.Observe(float64(len(batch)))
-	done, pubErr := r.publish(ctx, batch, readAt)
+	publish := r.publish
+	if r.ordered.Load() && !perStream {
+		publish = r.publishOrdered
+	}
+	done, pubErr := publish(ctx, batch, readAt)
 	if len(done) > 0 {
 		if err := r.delete(context.WithoutCancel(ctx), done); err != nil {
 			return len(batch), fmt.Errorf("deleting %d published outbox rows: %w", len(done), err)

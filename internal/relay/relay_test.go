@@ -210,9 +210,26 @@ func TestPublishesTheNATSContract(t *testing.T) {
 // and deliberately slow transactions, the relay running all along.
 func TestCommittedEqualsPublishedInOrder(t *testing.T) {
 	t.Parallel()
+	for _, perStream := range []bool{false, true} {
+		t.Run(publishMode(perStream), func(t *testing.T) {
+			t.Parallel()
+			testCommittedEqualsPublishedInOrder(t, perStream)
+		})
+	}
+}
+
+// publishMode names a relay's way of publishing in subtest names.
+func publishMode(perStream bool) string {
+	if perStream {
+		return "per-stream"
+	}
+	return "batch-publish"
+}
+
+func testCommittedEqualsPublishedInOrder(t *testing.T, perStream bool) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.startRelay(t, relay.Config{BatchSize: 50, Window: 8})
+	e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, PerStreamPublish: perStream})
 
 	var mu sync.Mutex
 	committed := map[string]string{}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -72,6 +74,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    cfg.MaxBytes,
 		AllowDirect: true,
+		// Lets the relay pipeline a stream's events in order (see publishOrdered). Servers
+		// before 2.14 do not know the setting and refuse it.
+		AllowBatchPublish: serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 14),
 	}
 	if s, err := js.Stream(ctx, cfg.Name); err == nil && matches(s.CachedInfo().Config, want) {
 		return s, nil
@@ -89,5 +94,21 @@ func matches(have, want jetstream.StreamConfig) bool {
 	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
 		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Retention == want.Retention &&
 		have.Discard == want.Discard && have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge &&
-		have.MaxBytes == want.MaxBytes && have.AllowDirect == want.AllowDirect
+		have.MaxBytes == want.MaxBytes && have.AllowDirect == want.AllowDirect &&
+		have.AllowBatchPublish == want.AllowBatchPublish
+}
+
+// serverAtLeast reports whether a nats-server version ("2.15.2", "2.14.0-beta.1") is at
+// least major.minor.
+func serverAtLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }

@@ -31,6 +31,7 @@ func TestEnsureStreamUpdatesOnlyWhatDiffers(t *testing.T) {
 	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour})
 	require.NoError(t, err)
 	require.Equal(t, time.Hour, s.CachedInfo().Config.MaxAge)
+	require.True(t, s.CachedInfo().Config.AllowBatchPublish, "the relay's ordered batch publishes need it")
 	require.NoError(t, nc.Flush())
 
 	select {

@@ -1,0 +1,101 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/synadia-io/orbit.go/jetstreamext"
+	"go.uber.org/zap"
+)
+
+// errBatchStopped reports a batch publish that stored only part of its batch.
+var errBatchStopped = errors.New("batch publish stopped")
+
+// publishOrdered sends batch, in position order, as one fast-ingest batch (JetStream 2.14+,
+// a stream with AllowBatchPublish) and returns the positions stored. Every message is in
+// flight at once, up to the window; the server acknowledges them in bulk.
+//
+// Order holds because the batch runs in "gap: fail" mode: the server stores a batch's
+// messages in order and ends the batch at the first message it does not store (lost on the
+// way, refused, or a gap seen at the next one). So what is stored is always a prefix of the
+// batch; duplicates (Nats-Msg-Id seen before) are skipped as stored. The relay deletes the
+// prefix it has seen acknowledged and reads the rest again, fresh: a stream's next event is
+// never stored before the one it follows.
+func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Time) ([]int64, error) {
+	start := time.Now()
+	flow := uint16(min(r.cfg.Window, 100))
+	var (
+		mu       sync.Mutex
+		asyncErr error // the server's own report of a gap or a refused message
+	)
+	fp, err := jetstreamext.NewFastPublisher(r.js,
+		jetstreamext.FastPublishFlowControl{Flow: flow, MaxOutstandingAcks: uint16(max(2, r.cfg.Window/int(flow))), AckTimeout: r.cfg.PublishTimeout},
+		jetstreamext.WithFastPublisherErrorHandler(func(err error) {
+			mu.Lock()
+			asyncErr = cmpErr(asyncErr, err)
+			mu.Unlock()
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("starting a batch publish: %w", err)
+	}
+	var (
+		stored  uint64 // a prefix of batch known to be stored
+		sent    int
+		sendErr error
+	)
+	for i := range batch {
+		if ctx.Err() != nil {
+			break
+		}
+		if age := time.Since(readAt); age > r.cfg.Stream.DuplicateWindow/2 {
+			sendErr = fmt.Errorf("batch read %s ago is stale; %d events left for a fresh read", age.Round(time.Millisecond), len(batch)-i)
+			break
+		}
+		ack, err := fp.AddMsg(r.message(&batch[i]))
+		if err != nil {
+			x := &batch[i]
+			sendErr = fmt.Errorf("publishing %s (%s v%d): %w", x.eventID, x.stream, x.version, err)
+			break
+		}
+		sent++
+		stored = max(stored, ack.AckSequence)
+	}
+	if sent > 0 && !fp.IsClosed() {
+		// Cancelling ctx does not abandon the batch: its messages may be stored, and their
+		// rows must be deleted if they are. The timeout bounds the wait.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
+		back, err := fp.Close(cctx)
+		cancel()
+		if err != nil {
+			sendErr = cmpErr(sendErr, fmt.Errorf("committing the batch: %w", err))
+		} else {
+			stored = max(stored, back.BatchSize)
+		}
+	}
+	stored = min(stored, uint64(sent))
+	r.metrics.latency.Observe(time.Since(start).Seconds())
+	done := make([]int64, stored)
+	for i := range done {
+		done[i] = batch[i].position
+	}
+	r.metrics.published.WithLabelValues("ok").Add(float64(stored))
+	if stored > 0 {
+		r.metrics.lastPublish.SetToCurrentTime()
+	}
+	if int(stored) < len(batch) && ctx.Err() == nil {
+		mu.Lock()
+		sendErr = cmpErr(sendErr, asyncErr)
+		mu.Unlock()
+		if sendErr == nil {
+			sendErr = errors.New("the server stored only part of the batch")
+		}
+		r.metrics.published.WithLabelValues("error").Add(float64(len(batch) - int(stored)))
+		r.log.Warn("batch publish stopped; the rest waits for the next round",
+			zap.Uint64("stored", stored), zap.Int("batch", len(batch)), zap.Error(sendErr))
+		return done, fmt.Errorf("%w: %d of %d events stored: %w", errBatchStopped, stored, len(batch), sendErr)
+	}
+	return done, ctx.Err()
+}
