@@ -28,6 +28,7 @@ func main() {
 		events     int
 		cpuprofile string
 		rc         relay.Config
+		only       string
 	)
 	f := service.NewFlags("bench")
 	c.Register(f)
@@ -37,6 +38,8 @@ func main() {
 	f.Int(&rc.Workers, "relay-workers", "", 0, "relay workers (0: the relay's default)")
 	f.Int(&rc.BatchSize, "relay-batch", "", 0, "relay batch size (0: the relay's default)")
 	f.Int(&rc.Window, "relay-window", "", 0, "relay publish window (0: the relay's default)")
+	f.String(&only, "only", "BENCH_ONLY", "", "run only these scenarios (comma-separated: append, groupcommit, relay, latency); default all")
+	f.Bool(&rc.PerStreamPublish, "relay-per-stream-publish", "", false, "relay: one event per stream at a time instead of ordered batch publishes")
 	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
 	c.LogLevel = "warn"
 	service.Main("bench", &c, f, os.Args[1:], func(ctx context.Context, log *zap.Logger) error {
@@ -86,7 +89,7 @@ func main() {
 		if syncAlways {
 			mode = "sync_interval: always"
 		}
-		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, Relay: rc, Out: os.Stdout, JetStreamMode: mode})
+		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, Relay: rc, Out: os.Stdout, JetStreamMode: mode, Only: only})
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}

@@ -35,7 +35,7 @@ type Config struct {
 	// RelayEvents is how many events the relay and raw-publish scenarios move. Default 50,000.
 	RelayEvents int
 	// LatencyRate and LatencyFor set the steady load of the latency scenario. Default 1,000
-	// events/s for 5s.
+	// events/s for 15s.
 	LatencyRate int
 	LatencyFor  time.Duration
 	// Relay configures the relay under test (workers, batch size, window); zero values are
@@ -45,6 +45,13 @@ type Config struct {
 	Out io.Writer
 	// JetStreamMode names the server's fsync mode in the report.
 	JetStreamMode string
+	// Only runs just the scenarios whose names it lists (comma-separated: append,
+	// groupcommit, relay, latency; relay includes consume). Default: all.
+	Only string
+}
+
+func (c Config) runs(scenario string) bool {
+	return c.Only == "" || slices.Contains(strings.Split(c.Only, ","), scenario)
 }
 
 // Result is one measured figure beside its ceiling.
@@ -68,7 +75,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	cfg.Duration = cmp.Or(cfg.Duration, 3*time.Second)
 	cfg.RelayEvents = cmp.Or(cfg.RelayEvents, 50_000)
 	cfg.LatencyRate = cmp.Or(cfg.LatencyRate, 1000)
-	cfg.LatencyFor = cmp.Or(cfg.LatencyFor, 5*time.Second)
+	cfg.LatencyFor = cmp.Or(cfg.LatencyFor, 15*time.Second)
 	store, err := pgjet.New(pgjet.Config{Pool: cfg.Pool})
 	if err != nil {
 		return nil, err
@@ -104,25 +111,26 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 
 	for _, size := range []int{1, 100} {
+		if !cfg.runs("append") {
+			break
+		}
 		for _, writers := range []int{1, 8} {
-			raw, err := timed(ctx, cfg.Duration, writers, func(ctx context.Context, w int) (int, error) {
-				return size, rawInsert(ctx, cfg.Pool, data, size)
-			})
-			if err != nil {
-				return nil, fmt.Errorf("raw insert: %w", err)
-			}
-			got, err := timed(ctx, cfg.Duration, writers, func(ctx context.Context, w int) (int, error) {
-				evs := make([]pgjet.EventData, size)
-				for i := range evs {
-					evs[i] = event()
-				}
-				_, err := store.Append(ctx, fmt.Sprintf("order-bench%d-%d", w, time.Now().UnixNano()%64), pgjet.Any, evs...)
-				return size, err
-			})
+			rates, err := interleaved(ctx, cfg.Duration, writers,
+				func(ctx context.Context, w int) (int, error) {
+					return size, rawInsert(ctx, cfg.Pool, data, size)
+				},
+				func(ctx context.Context, w int) (int, error) {
+					evs := make([]pgjet.EventData, size)
+					for i := range evs {
+						evs[i] = event()
+					}
+					_, err := store.Append(ctx, fmt.Sprintf("order-bench%d-%d", w, time.Now().UnixNano()%64), pgjet.Any, evs...)
+					return size, err
+				})
 			if err != nil {
 				return nil, fmt.Errorf("append: %w", err)
 			}
-			report(Result{Name: fmt.Sprintf("append, %d event(s) per call, %d writer(s)", size, writers), Value: got, Ceiling: raw,
+			report(Result{Name: fmt.Sprintf("append, %d event(s) per call, %d writer(s)", size, writers), Value: rates[1], Ceiling: rates[0],
 				Unit: "ev/s", CeilingName: fmt.Sprintf("pgx tx: %d event row(s) + outbox row(s)", size)})
 		}
 	}
@@ -136,75 +144,93 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw32, err := timed(ctx, cfg.Duration, 32, func(ctx context.Context, w int) (int, error) {
-		return 1, rawInsert(ctx, cfg.Pool, data, 1)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("raw insert: %w", err)
-	}
-	for _, c := range []struct {
-		name  string
-		store *pgjet.Store
-	}{{"append, 1 event per call, 32 writers", store}, {"append, 1 event per call, 32 writers, group commit", grouped}} {
-		got, err := timed(ctx, cfg.Duration, 32, func(ctx context.Context, w int) (int, error) {
-			_, err := c.store.Append(ctx, fmt.Sprintf("order-gc%d-%d", w, time.Now().UnixNano()%64), pgjet.Any, event())
-			return 1, err
-		})
+	if cfg.runs("groupcommit") {
+		appendTo := func(st *pgjet.Store) func(ctx context.Context, w int) (int, error) {
+			return func(ctx context.Context, w int) (int, error) {
+				_, err := st.Append(ctx, fmt.Sprintf("order-gc%d-%d", w, time.Now().UnixNano()%64), pgjet.Any, event())
+				return 1, err
+			}
+		}
+		rates, err := interleaved(ctx, cfg.Duration, 32,
+			func(ctx context.Context, w int) (int, error) { return 1, rawInsert(ctx, cfg.Pool, data, 1) },
+			appendTo(store), appendTo(grouped))
 		if err != nil {
 			return nil, fmt.Errorf("append: %w", err)
 		}
-		report(Result{Name: c.name, Value: got, Ceiling: raw32, Unit: "ev/s", CeilingName: "pgx tx per event, 32 writers"})
+		report(Result{Name: "append, 1 event per call, 32 writers", Value: rates[1], Ceiling: rates[0], Unit: "ev/s", CeilingName: "pgx tx per event, 32 writers"})
+		report(Result{Name: "append, 1 event per call, 32 writers, group commit", Value: rates[2], Ceiling: rates[0], Unit: "ev/s", CeilingName: "pgx tx per event, 32 writers"})
 	}
 
 	// The relay scenario moves only its own events: drop what the append scenarios queued.
 	if _, err := cfg.Pool.Exec(ctx, `TRUNCATE pgjet.outbox`); err != nil {
 		return nil, err
 	}
-	pending, err := fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
-	if err != nil {
-		return nil, err
-	}
-	rawPub, err := rawPublish(ctx, cfg.Conn, data, cfg.RelayEvents)
-	if err != nil {
-		return nil, fmt.Errorf("raw publish: %w", err)
-	}
-	drain, err := rawDrain(ctx, cfg.Pool, data, cfg.RelayEvents)
-	if err != nil {
-		return nil, fmt.Errorf("raw drain: %w", err)
-	}
-	relayMem := sampleMemory(50 * time.Millisecond)
-	relayed, err := relayDrain(ctx, cfg.Relay, cfg.Pool, cfg.Conn, pending)
-	relayPeak := relayMem.Stop()
-	if err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
-	}
-	report(Result{Name: fmt.Sprintf("relay: outbox -> JetStream (%d ev, 2048 streams)", pending), Value: relayed, Ceiling: min(rawPub, drain),
-		Unit: "ev/s", CeilingName: fmt.Sprintf("min(JetStream async publish %s, outbox DELETE..RETURNING %s)", format(rawPub, "ev/s"), format(drain, "ev/s"))})
+	var relayPeak float64
+	pending := 0
+	if cfg.runs("relay") {
+		pending, err = fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
+		if err != nil {
+			return nil, err
+		}
+		rawPub, err := rawPublish(ctx, cfg.Conn, data, cfg.RelayEvents)
+		if err != nil {
+			return nil, fmt.Errorf("raw publish: %w", err)
+		}
+		drain, err := rawDrain(ctx, cfg.Pool, data, cfg.RelayEvents)
+		if err != nil {
+			return nil, fmt.Errorf("raw drain: %w", err)
+		}
+		pipeline, err := rawPipeline(ctx, cfg.Pool, cfg.Conn, data, cfg.RelayEvents)
+		if err != nil {
+			return nil, fmt.Errorf("raw pipeline: %w", err)
+		}
+		relayMem := sampleMemory(50 * time.Millisecond)
+		relayed, err := relayDrain(ctx, cfg.Relay, cfg.Pool, cfg.Conn, pending)
+		relayPeak = relayMem.Stop()
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		report(Result{Name: fmt.Sprintf("relay: outbox -> JetStream (%d ev, 2048 streams)", pending), Value: relayed, Ceiling: min(rawPub, drain),
+			Unit: "ev/s", CeilingName: fmt.Sprintf("min(JetStream async publish %s, outbox DELETE..RETURNING %s)", format(rawPub, "ev/s"), format(drain, "ev/s"))})
+		report(Result{Name: "relay, beside both done at once", Value: relayed, Ceiling: pipeline,
+			Unit: "ev/s", CeilingName: "4 loops of DELETE..RETURNING 500 rows, then async publish of each (no order, no safety)"})
 
-	// Consume + decode beside a plain pull consumer, over the events the relay just published.
-	rawCons, err := rawConsume(ctx, cfg.Conn, "PGJET_EVENTS", pending)
-	if err != nil {
-		return nil, fmt.Errorf("raw consume: %w", err)
-	}
-	consumed, err := consumeDecoded(ctx, cfg.Conn, store, "PGJET_EVENTS", pending)
-	if err != nil {
-		return nil, fmt.Errorf("consume: %w", err)
-	}
-	report(Result{Name: fmt.Sprintf("consume + decode, 1 member (%d ev)", pending), Value: consumed, Ceiling: rawCons,
-		Unit: "ev/s", CeilingName: "JetStream pull consume, explicit acks, no decoding"})
+		// Consume + decode beside a plain pull consumer, over the events the relay just published.
+		rawCons, err := rawConsume(ctx, cfg.Conn, "PGJET_EVENTS", pending)
+		if err != nil {
+			return nil, fmt.Errorf("raw consume: %w", err)
+		}
+		consumed, err := consumeDecoded(ctx, cfg.Conn, store, "PGJET_EVENTS", pending)
+		if err != nil {
+			return nil, fmt.Errorf("consume: %w", err)
+		}
+		report(Result{Name: fmt.Sprintf("consume + decode, 1 member (%d ev)", pending), Value: consumed, Ceiling: rawCons,
+			Unit: "ev/s", CeilingName: "JetStream pull consume, explicit acks, no decoding"})
 
-	latencyMem := sampleMemory(50 * time.Millisecond)
-	p50, p99, js50, js99, err := latency(ctx, store, cfg)
-	latencyPeak := latencyMem.Stop()
-	if err != nil {
-		return nil, fmt.Errorf("latency: %w", err)
 	}
-	report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p50 @%d ev/s", cfg.LatencyRate), Value: ms(js50), Unit: "ms"})
-	report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p99 @%d ev/s", cfg.LatencyRate), Value: ms(js99), Unit: "ms"})
-	report(Result{Name: fmt.Sprintf("commit -> projector p50 @%d ev/s", cfg.LatencyRate), Value: ms(p50), Unit: "ms"})
-	report(Result{Name: fmt.Sprintf("commit -> projector p99 @%d ev/s", cfg.LatencyRate), Value: ms(p99), Unit: "ms"})
-	report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay draining %d ev", pending), Value: relayPeak, Unit: "MiB"})
-	report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay+projector @%d ev/s", cfg.LatencyRate), Value: latencyPeak, Unit: "MiB"})
+	if cfg.runs("relay") {
+		report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay draining %d ev", pending), Value: relayPeak, Unit: "MiB"})
+	}
+	if cfg.runs("latency") {
+		// Last, after the throughput scenarios: vacuum what they left behind first. Their
+		// aftermath (checkpoints, autovacuum) still shows in the tail; -only latency
+		// measures on a quiet machine.
+		if _, err := cfg.Pool.Exec(ctx, `VACUUM ANALYZE pgjet.outbox, pgjet.events, pgjet.streams`); err != nil {
+			return nil, err
+		}
+		latencyMem := sampleMemory(50 * time.Millisecond)
+		p50, p99, js50, js99, err := latency(ctx, store, cfg)
+		latencyPeak := latencyMem.Stop()
+		if err != nil {
+			return nil, fmt.Errorf("latency: %w", err)
+		}
+		report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p50 @%d ev/s", cfg.LatencyRate), Value: ms(js50), Unit: "ms"})
+		report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p99 @%d ev/s", cfg.LatencyRate), Value: ms(js99), Unit: "ms"})
+		report(Result{Name: fmt.Sprintf("commit -> projector p50 @%d ev/s", cfg.LatencyRate), Value: ms(p50), Unit: "ms"})
+		report(Result{Name: fmt.Sprintf("commit -> projector p99 @%d ev/s", cfg.LatencyRate), Value: ms(p99), Unit: "ms"})
+		report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay+projector @%d ev/s", cfg.LatencyRate), Value: latencyPeak, Unit: "MiB"})
+	}
+
 	report(Result{Name: "peak RSS of the whole bench process", Value: peakRSS(), Unit: "MiB"})
 	return results, nil
 }
@@ -219,6 +245,31 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.2f ms", v)
 	}
 	return fmt.Sprintf("%.0f %s", v, unit)
+}
+
+// interleaved measures fns against each other on a machine whose speed drifts: it runs
+// them in turn, in three rounds of d/3 each, and returns each one's units per second over
+// its own slices. A slow phase of the machine then weighs on all of them alike.
+func interleaved(ctx context.Context, d time.Duration, writers int, fns ...func(ctx context.Context, w int) (int, error)) ([]float64, error) {
+	units := make([]float64, len(fns))
+	spent := make([]time.Duration, len(fns))
+	for range 3 {
+		for i, fn := range fns {
+			start := time.Now()
+			rate, err := timed(ctx, d/3, writers, fn)
+			if err != nil {
+				return nil, err
+			}
+			took := time.Since(start)
+			units[i] += rate * took.Seconds()
+			spent[i] += took
+		}
+	}
+	rates := make([]float64, len(fns))
+	for i := range fns {
+		rates[i] = units[i] / spent[i].Seconds()
+	}
+	return rates, nil
 }
 
 // timed runs fn from writers goroutines for d and returns units per second.
@@ -363,6 +414,96 @@ func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) (floa
 	return float64(moved) / time.Since(start).Seconds(), nil
 }
 
+// rawPipeline measures both sides of the relay at once, on the same CPUs, without any of its
+// guarantees: 4 goroutines each DELETE ... RETURNING 500 rows joined to their events from a
+// copy of n outbox rows, publish them asynchronously (the relay's message shape) and wait
+// for the acks. On a small machine the relay pays for Postgres and JetStream together,
+// which the two separate ceilings do not show.
+func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []byte, n int) (float64, error) {
+	if _, err := pool.Exec(ctx, `TRUNCATE raw_outbox`); err != nil {
+		return 0, err
+	}
+	for done := 0; done < n; done += 1000 {
+		if err := rawInsert(ctx, pool, data, 1000); err != nil {
+			return 0, err
+		}
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_PIPE", Subjects: []string{"bench.pipe.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
+		return 0, err
+	}
+	defer js.DeleteStream(context.WithoutCancel(ctx), "BENCH_PIPE")
+	var (
+		moved atomic.Int64
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	start := time.Now()
+	for range 4 {
+		wg.Go(func() {
+			err := func() error {
+				for {
+					rows, err := pool.Query(ctx, `
+						WITH d AS (DELETE FROM raw_outbox WHERE position IN (
+							SELECT position FROM raw_outbox ORDER BY position LIMIT 500 FOR UPDATE SKIP LOCKED) RETURNING position)
+						SELECT e.event_id::text, e.stream_id, e.data FROM d JOIN raw_events e USING (position)`)
+					if err != nil {
+						return err
+					}
+					k := 0
+					var futs []jetstream.PubAckFuture
+					for rows.Next() {
+						var id, stream string
+						var payload []byte
+						if err := rows.Scan(&id, &stream, &payload); err != nil {
+							rows.Close()
+							return err
+						}
+						m := nats.NewMsg("bench.pipe." + stream)
+						m.Data = payload
+						m.Header.Set(jetstream.MsgIDHeader, id)
+						for _, h := range []string{"ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time", "ce-datacontenttype", "ce-dataschema", "ce-schemaid", "ce-streamversion", "ce-position"} {
+							m.Header.Set(h, id)
+						}
+						f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute))
+						if err != nil {
+							rows.Close()
+							return err
+						}
+						futs = append(futs, f)
+						k++
+					}
+					if err := rows.Err(); err != nil {
+						return err
+					}
+					if k == 0 {
+						return nil
+					}
+					for _, f := range futs {
+						select {
+						case <-f.Ok():
+						case err := <-f.Err():
+							return err
+						}
+					}
+					moved.Add(int64(k))
+				}
+			}()
+			if err != nil {
+				mu.Lock()
+				first = cmp.Or(first, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return float64(moved.Load()) / time.Since(start).Seconds(), first
+}
+
 // relayDrain runs a relay until the outbox is empty and returns events per second.
 func relayDrain(ctx context.Context, rc relay.Config, pool *pgxpool.Pool, nc *nats.Conn, pending int) (float64, error) {
 	rc.Pool, rc.Conn = pool, nc
@@ -396,6 +537,7 @@ func relayDrain(ctx context.Context, rc relay.Config, pool *pgxpool.Pool, nc *na
 // receiving it and to the projector committing it.
 func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js50, js99 time.Duration, err error) {
 	var committed sync.Map // event id -> commit time
+	var warmed atomic.Bool
 	var projected, delivered []time.Duration
 	var mu sync.Mutex
 	pj, err := projection.New(projection.Config{
@@ -407,6 +549,8 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 			for _, ev := range evs {
 				if t, ok := committed.Load(ev.ID); ok {
 					projected = append(projected, now.Sub(t.(time.Time)))
+				} else if ev.StreamID == "order-latwarmup" {
+					warmed.Store(true)
 				}
 			}
 		},
@@ -448,6 +592,17 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 		return
 	}
 	defer sub.Unsubscribe()
+	// Warm up: the relay has its stream and partitions and the projector its consumer once
+	// a first event went all the way; only then does the clock run.
+	for warm := time.Now().Add(30 * time.Second); ; {
+		if _, err := store.Append(ctx, "order-latwarmup", pgjet.Any, event()); err != nil {
+			return 0, 0, 0, 0, err
+		}
+		time.Sleep(50 * time.Millisecond)
+		if warmed.Load() || time.Now().After(warm) {
+			break
+		}
+	}
 	interval := time.Second / time.Duration(cfg.LatencyRate)
 	deadline := time.Now().Add(cfg.LatencyFor)
 	tick := time.NewTicker(interval)

@@ -370,8 +370,11 @@ func (r *Relay) drain(ctx context.Context, mine []int16, perStream bool) (int, e
 		return 0, nil
 	}
 	r.metrics.batch.Observe(float64(len(batch)))
+	// A batch publish pays off when some stream has several events in the batch; with one
+	// event per stream, plain publishes are all in flight at once anyway, and take one round
+	// trip where a batch publish takes two.
 	publish := r.publish
-	if r.ordered.Load() && !perStream {
+	if r.ordered.Load() && !perStream && repeatsStream(batch) {
 		publish = r.publishOrdered
 	}
 	done, pubErr := publish(ctx, batch, readAt)
@@ -381,6 +384,18 @@ func (r *Relay) drain(ctx context.Context, mine []int16, perStream bool) (int, e
 		}
 	}
 	return len(batch), pubErr
+}
+
+// repeatsStream reports whether some stream has more than one row in batch.
+func repeatsStream(batch []row) bool {
+	seen := make(map[string]struct{}, len(batch))
+	for i := range batch {
+		if _, ok := seen[batch[i].stream]; ok {
+			return true
+		}
+		seen[batch[i].stream] = struct{}{}
+	}
+	return false
 }
 
 // delete removes published rows. It commits without waiting for the WAL flush: a delete
