@@ -15,7 +15,8 @@ test:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 ## bench: throughput and latency beside this machine's raw ceilings, then per-event costs
-## of validate+encode and decode+upcast, the relay with 1, 2 and 4 instances, and decoded
+## of validate+encode and decode+upcast, the relay with 1, 2 and 4 instances (and 1 with
+## -batch-publish), and decoded
 ## catch-up consumption from sequence 1 by 1 and 4 group members
 bench:
 	$(GO) run ./cmd/bench

@@ -29,7 +29,7 @@ func main() {
 		window, workers     int
 		dupWindow, maxAge   time.Duration
 		poll, outboxMaxAge  time.Duration
-		perStream           bool
+		batchPublish        bool
 	)
 	f := service.NewFlags("relay")
 	c.Register(f)
@@ -43,7 +43,7 @@ func main() {
 	f.Duration(&maxAge, "max-age", "PGJET_MAX_AGE", 0, "JetStream retention by age; 0 keeps events forever")
 	f.Int(&batch, "batch-size", "RELAY_BATCH_SIZE", 500, "outbox rows read per batch")
 	f.Int(&window, "window", "RELAY_WINDOW", 512, "publishes in flight (unacknowledged) per worker")
-	f.Bool(&perStream, "per-stream-publish", "RELAY_PER_STREAM_PUBLISH", false, "publish one event per stream at a time even where nats-server (2.14+) takes ordered batch publishes")
+	f.Bool(&batchPublish, "batch-publish", "RELAY_BATCH_PUBLISH", false, "send a batch whose streams repeat as one ordered batch publish (nats-server 2.14+); see docs/architecture.md for its limit")
 	f.Int(&workers, "workers", "RELAY_WORKERS", 4, "partition-draining workers")
 	f.Duration(&poll, "poll-interval", "RELAY_POLL_INTERVAL", time.Second, "polling fallback and rebalance interval")
 	f.Duration(&outboxMaxAge, "outbox-max-age", "RELAY_OUTBOX_MAX_AGE", time.Minute, "not ready while the oldest unpublished outbox row is older than this")
@@ -75,7 +75,7 @@ func main() {
 		r, err := relay.New(relay.Config{
 			Pool: pg.Pool, Conn: nc.Conn, Source: source, RegistryURL: reg,
 			Stream:    relay.StreamConfig{Name: stream, Subjects: scheme, Replicas: replicas, DuplicateWindow: dupWindow, MaxAge: maxAge},
-			BatchSize: batch, Window: window, Workers: workers, PollInterval: poll, PerStreamPublish: perStream,
+			BatchSize: batch, Window: window, Workers: workers, PollInterval: poll, BatchPublish: batchPublish,
 			Logger: log, Registerer: ops.Registry,
 		})
 		if err != nil {

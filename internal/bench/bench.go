@@ -195,6 +195,19 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		report(Result{Name: "relay, beside both done at once", Value: relayed, Ceiling: pipeline,
 			Unit: "ev/s", CeilingName: "4 loops of DELETE..RETURNING 500 rows, then async publish of each (no order, no safety)"})
 
+		// The same with ordered batch publishes (relay.Config.BatchPublish), on a fresh fill.
+		if _, err := fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents); err != nil {
+			return nil, err
+		}
+		rb := cfg.Relay
+		rb.BatchPublish = true
+		batched, err := relayDrain(ctx, rb, cfg.Pool, cfg.Conn, pending)
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		report(Result{Name: "relay with -batch-publish", Value: batched, Ceiling: pipeline,
+			Unit: "ev/s", CeilingName: "both done at once, as above"})
+
 		// Consume + decode beside a plain pull consumer, over the events the relay just published.
 		rawCons, err := rawConsume(ctx, cfg.Conn, "PGJET_EVENTS", pending)
 		if err != nil {

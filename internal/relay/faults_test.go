@@ -28,20 +28,20 @@ func progress(t *testing.T, e *env, n uint64, what string) {
 // The nats-server is restarted three times while writers append and the relay publishes.
 func TestNATSServerRestartDuringPublishes(t *testing.T) {
 	t.Parallel()
-	for _, perStream := range []bool{false, true} {
-		t.Run(publishMode(perStream), func(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(publishMode(batch), func(t *testing.T) {
 			t.Parallel()
-			testNATSServerRestartDuringPublishes(t, perStream)
+			testNATSServerRestartDuringPublishes(t, batch)
 		})
 	}
 }
 
-func testNATSServerRestartDuringPublishes(t *testing.T, perStream bool) {
+func testNATSServerRestartDuringPublishes(t *testing.T, batch bool) {
 	srv := natstest.Server(t)
 	nc, js := natstest.Connect(t, srv)
 	e := newEnvOn(t, "", nc, js, srv.ClientURL())
 	w := startPacedWriters(t, e.store, 3, 100000, 16, 2*time.Millisecond)
-	e.startRelay(t, relay.Config{BatchSize: 50, Window: 16, PublishTimeout: time.Second, PerStreamPublish: perStream})
+	e.startRelay(t, relay.Config{BatchSize: 50, Window: 16, PublishTimeout: time.Second, BatchPublish: batch})
 	for range 3 {
 		progress(t, e, 50, "publishing before the restart")
 		require.NoError(t, srv.Restart())
@@ -93,8 +93,8 @@ func TestNetworkToNATSCutAndRestored(t *testing.T) {
 // and after it in the outbox, are published, and none of its stream's later events.
 func TestRefusedEventHoldsBackOnlyItsStream(t *testing.T) {
 	t.Parallel()
-	for _, perStream := range []bool{false, true} {
-		t.Run(publishMode(perStream), func(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(publishMode(batch), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			e := newEnv(t)
@@ -130,7 +130,7 @@ func TestRefusedEventHoldsBackOnlyItsStream(t *testing.T) {
 				add(fmt.Sprintf("order-ok%d", i), cancelled("after", i))
 			}
 
-			e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, PerStreamPublish: perStream})
+			e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, BatchPublish: batch})
 			waitUntil(t, 10*time.Second, "every other event published", func() bool { return streamMsgs(t, e.js) == uint64(len(committed)) })
 			time.Sleep(300 * time.Millisecond) // a few more rounds: nothing else may follow
 			got := readAll(t, e.js)

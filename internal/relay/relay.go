@@ -44,11 +44,13 @@ type Config struct {
 	// PollInterval is how often partitions are checked without a notification, and how
 	// often ownership is rebalanced. Default 1s.
 	PollInterval time.Duration
-	// PerStreamPublish publishes one event per stream at a time, many streams in parallel,
-	// even where the stream takes batch publishes (nats-server 2.14 and later). By default
-	// the relay then sends each batch as one ordered batch publish, every event in flight
-	// at once; servers before 2.14 always get one event per stream at a time.
-	PerStreamPublish bool
+	// BatchPublish sends a batch in which a stream has several events as one ordered
+	// batch publish (nats-server 2.14 and later; fast-ingest, "gap: fail"), every event in
+	// flight at once, instead of one event per stream at a time. Faster when few streams
+	// are hot, but it trusts the server to end a batch at the first message it does not
+	// store, and nats-server 2.15 does not when a message's disk write fails: see
+	// docs/architecture.md, invariant 2. Default off.
+	BatchPublish bool
 	// PublishTimeout bounds the wait for one publish acknowledgement. Default 5s.
 	PublishTimeout time.Duration
 	// Logger receives structured logs. Default: none.
@@ -91,9 +93,9 @@ type Relay struct {
 	metrics *metrics
 	wake    []chan struct{} // one per worker
 
-	// ordered is set when the stream takes fast-ingest batches: publishOrdered then
-	// pipelines every event of a batch; otherwise publish sends one event per stream at a
-	// time.
+	// ordered is set when BatchPublish is on and the stream takes fast-ingest batches:
+	// publishOrdered then pipelines every event of a batch; otherwise publish sends one
+	// event per stream at a time.
 	ordered atomic.Bool
 
 	// rebalanced holds the outcome of the latest rebalance (a nil error when it worked);
@@ -141,11 +143,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 	switch {
-	case r.cfg.PerStreamPublish:
+	case !r.cfg.BatchPublish:
 	case s.CachedInfo().Config.AllowBatchPublish:
 		r.ordered.Store(true)
 	default:
-		r.log.Info("the JetStream stream does not take batch publishes (nats-server before 2.14?); publishing one event per stream at a time")
+		r.log.Warn("the JetStream stream does not take batch publishes (nats-server before 2.14?); publishing one event per stream at a time")
 	}
 	defer r.owner.close(context.WithoutCancel(ctx))
 

@@ -210,26 +210,26 @@ func TestPublishesTheNATSContract(t *testing.T) {
 // and deliberately slow transactions, the relay running all along.
 func TestCommittedEqualsPublishedInOrder(t *testing.T) {
 	t.Parallel()
-	for _, perStream := range []bool{false, true} {
-		t.Run(publishMode(perStream), func(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(publishMode(batch), func(t *testing.T) {
 			t.Parallel()
-			testCommittedEqualsPublishedInOrder(t, perStream)
+			testCommittedEqualsPublishedInOrder(t, batch)
 		})
 	}
 }
 
 // publishMode names a relay's way of publishing in subtest names.
-func publishMode(perStream bool) string {
-	if perStream {
-		return "per-stream"
+func publishMode(batch bool) string {
+	if batch {
+		return "batch-publish"
 	}
-	return "batch-publish"
+	return "per-stream"
 }
 
-func testCommittedEqualsPublishedInOrder(t *testing.T, perStream bool) {
+func testCommittedEqualsPublishedInOrder(t *testing.T, batch bool) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, PerStreamPublish: perStream})
+	e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, BatchPublish: batch})
 
 	var mu sync.Mutex
 	committed := map[string]string{}

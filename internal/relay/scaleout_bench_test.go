@@ -14,15 +14,24 @@ import (
 )
 
 // BenchmarkRelays measures how fast 1, 2 and 4 relays (each with its own pool) drain an
-// outbox of 20000 events over 64 streams into one JetStream stream, and reports events/s.
+// outbox of 20000 events over 64 streams into one JetStream stream, and reports events/s;
+// then 1 relay with ordered batch publishes (Config.BatchPublish).
 // On a 2-core machine Postgres, nats-server and the relays share the CPUs, so more relays
 // mostly add contention; the figure shows where the limit is.
 //
 //	go test -run '^$' -bench BenchmarkRelays -benchtime 3x ./internal/relay
 func BenchmarkRelays(b *testing.B) {
 	const events, streams = 20000, 64
-	for _, n := range []int{1, 2, 4} {
-		b.Run(fmt.Sprintf("relays=%d", n), func(b *testing.B) {
+	for _, run := range []struct {
+		n     int
+		batch bool
+	}{{1, false}, {2, false}, {4, false}, {1, true}} {
+		n := run.n
+		name := fmt.Sprintf("relays=%d", n)
+		if run.batch {
+			name += ",batch-publish"
+		}
+		b.Run(name, func(b *testing.B) {
 			srv := natstest.Server(b)
 			nc, js := natstest.Connect(b, srv)
 			e := newEnvOn(b, "", nc, js, srv.ClientURL())
@@ -42,7 +51,7 @@ func BenchmarkRelays(b *testing.B) {
 				start := time.Now()
 				var rs []*runningRelay
 				for range n {
-					rs = append(rs, startOwnRelay(b, e.url, e.nc, relay.Config{}))
+					rs = append(rs, startOwnRelay(b, e.url, e.nc, relay.Config{BatchPublish: run.batch}))
 				}
 				waitUntil(b, 2*time.Minute, "outbox drained", func() bool {
 					var left int
