@@ -24,6 +24,12 @@ var errBatchStopped = errors.New("batch publish stopped")
 // batch; duplicates (Nats-Msg-Id seen before) are skipped as stored. The relay deletes the
 // prefix it has seen acknowledged and reads the rest again, fresh: a stream's next event is
 // never stored before the one it follows.
+//
+// Used only with Config.BatchPublish. Known limits (nats-server 2.15.2, orbit.go
+// jetstreamext 0.3.2): a message whose disk write fails on a standalone server does not end
+// the batch and is acknowledged as stored; and when acknowledgements stop coming for
+// PublishTimeout (the server unreachable), the publisher's reply subscription is left
+// behind until the connection closes.
 func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Time) ([]int64, error) {
 	start := time.Now()
 	flow := uint16(min(r.cfg.Window, 100))
