@@ -59,6 +59,8 @@ func TestR3StreamLeaderShutdownAndRestart(t *testing.T) {
 	t3 := time.Now()
 	waitDrained(t, e.pool, 20*time.Second)
 	t.Logf("%d events committed, drained in %s", len(committed), time.Since(t3))
+	// Direct gets may be answered by any replica: a restarted node must have caught up.
+	natstest.WaitReplicasCurrent(t, js, "PGJET_EVENTS")
 	checkExactlyOnceInOrder(t, readAll(t, js), committed)
 }
 
@@ -221,5 +223,7 @@ func TestR3StreamLeaderKilled(t *testing.T) {
 	t3 := time.Now()
 	waitDrained(t, e.pool, 20*time.Second)
 	t.Logf("%d events committed, drained in %s", len(committed), time.Since(t3))
+	// Direct gets may be answered by any replica: a restarted node must have caught up.
+	natstest.WaitReplicasCurrent(t, js, "PGJET_EVENTS")
 	checkExactlyOnceInOrder(t, readAll(t, js), committed)
 }
