@@ -366,26 +366,55 @@ func fillOutbox(ctx context.Context, store *pgjet.Store, pool *pgxpool.Pool, n i
 	return pending, err
 }
 
+// fillRaw empties raw_outbox and fills it, and raw_events, with n rows.
+func fillRaw(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) error {
+	if _, err := pool.Exec(ctx, `TRUNCATE raw_outbox`); err != nil {
+		return err
+	}
+	for done := 0; done < n; done += 1000 {
+		if err := rawInsert(ctx, pool, data, 1000); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scratchStream creates a file-storage stream for raw publishes (async window 4096) and
+// returns a function that deletes it.
+func scratchStream(ctx context.Context, nc *nats.Conn, name, prefix string) (jetstream.JetStream, func(), error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ".>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
+		return nil, nil, err
+	}
+	return js, func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }, nil
+}
+
+// relayShaped is a message shaped like the relay's: the payload, Nats-Msg-Id and as many
+// headers.
+func relayShaped(subject, id string, data []byte) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	for _, h := range []string{"ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time", "ce-datacontenttype", "ce-dataschema", "ce-schemaid", "ce-streamversion", "ce-position"} {
+		m.Header.Set(h, id)
+	}
+	return m
+}
+
 // rawPublish publishes n messages shaped like the relay's (same payload, Nats-Msg-Id and
 // header count) to a scratch stream with async publishes, window 4096.
 func rawPublish(ctx context.Context, nc *nats.Conn, data []byte, n int) (float64, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	js, drop, err := scratchStream(ctx, nc, "BENCH_RAW", "bench.raw")
 	if err != nil {
 		return 0, err
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
-		return 0, err
-	}
-	defer js.DeleteStream(context.WithoutCancel(ctx), "BENCH_RAW")
+	defer drop()
 	start := time.Now()
 	for i := range n {
-		m := nats.NewMsg(fmt.Sprintf("bench.raw.order.pgjet:demo:order:OrderCancelled.order-%d", i%64))
-		m.Data = data
-		id := uuid.NewString()
-		m.Header.Set(jetstream.MsgIDHeader, id)
-		for _, h := range []string{"ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time", "ce-datacontenttype", "ce-dataschema", "ce-schemaid", "ce-streamversion", "ce-position"} {
-			m.Header.Set(h, id)
-		}
+		m := relayShaped(fmt.Sprintf("bench.raw.order.pgjet:demo:order:OrderCancelled.order-%d", i%64), uuid.NewString(), data)
 		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil { // sync_interval: always acks slowly
 			return 0, err
 		}
@@ -401,13 +430,8 @@ func rawPublish(ctx context.Context, nc *nats.Conn, data []byte, n int) (float64
 // rawDrain measures the outbox side alone: DELETE ... RETURNING of 500-row batches joined
 // to their events, as one drainer, on a copy of n rows.
 func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) (float64, error) {
-	if _, err := pool.Exec(ctx, `TRUNCATE raw_outbox`); err != nil {
+	if err := fillRaw(ctx, pool, data, n); err != nil {
 		return 0, err
-	}
-	for done := 0; done < n; done += 1000 {
-		if err := rawInsert(ctx, pool, data, 1000); err != nil {
-			return 0, err
-		}
 	}
 	start := time.Now()
 	moved := 0
@@ -433,22 +457,14 @@ func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) (floa
 // for the acks. On a small machine the relay pays for Postgres and JetStream together,
 // which the two separate ceilings do not show.
 func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []byte, n int) (float64, error) {
-	if _, err := pool.Exec(ctx, `TRUNCATE raw_outbox`); err != nil {
+	if err := fillRaw(ctx, pool, data, n); err != nil {
 		return 0, err
 	}
-	for done := 0; done < n; done += 1000 {
-		if err := rawInsert(ctx, pool, data, 1000); err != nil {
-			return 0, err
-		}
-	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	js, drop, err := scratchStream(ctx, nc, "BENCH_PIPE", "bench.pipe")
 	if err != nil {
 		return 0, err
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_PIPE", Subjects: []string{"bench.pipe.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
-		return 0, err
-	}
-	defer js.DeleteStream(context.WithoutCancel(ctx), "BENCH_PIPE")
+	defer drop()
 	var (
 		moved atomic.Int64
 		wg    sync.WaitGroup
@@ -476,12 +492,7 @@ func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []
 							rows.Close()
 							return err
 						}
-						m := nats.NewMsg("bench.pipe." + stream)
-						m.Data = payload
-						m.Header.Set(jetstream.MsgIDHeader, id)
-						for _, h := range []string{"ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time", "ce-datacontenttype", "ce-dataschema", "ce-schemaid", "ce-streamversion", "ce-position"} {
-							m.Header.Set(h, id)
-						}
+						m := relayShaped("bench.pipe."+stream, id, payload)
 						f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute))
 						if err != nil {
 							rows.Close()
