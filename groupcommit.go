@@ -2,6 +2,7 @@ package pgjet
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -88,26 +89,13 @@ func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
 	}
 	// One lock order for every batch: no deadlocks between concurrent committers.
 	slices.SortStableFunc(batch, func(a, b *groupRequest) int { return strings.Compare(a.p.stream, b.p.stream) })
-	b := &pgx.Batch{}
-	b.Queue(genericPlans)
-	for _, r := range batch {
-		sql, args := r.p.statement()
-		b.Queue(sql, args...)
-	}
 	outcomes := make([]outcome, len(batch))
-	err := func() error {
-		br := g.store.pool.SendBatch(ctx, b)
-		defer br.Close()
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		for i := range batch {
-			if err := outcomes[i].scan(br.QueryRow()); err != nil {
-				return err
-			}
-		}
-		return br.Close()
-	}()
+	var err error
+	if mergeable(batch) {
+		err = g.runMerged(ctx, batch, outcomes)
+	} else {
+		err = g.runEach(ctx, batch, outcomes)
+	}
 	if err != nil {
 		g.store.metrics.groupFallbacks.Inc()
 		for _, r := range batch {
@@ -126,4 +114,67 @@ func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
 	if len(touched) > 0 {
 		g.store.wakeRelays(ctx, touched...)
 	}
+}
+
+// runEach runs the batch as one pipelined transaction of one append statement each.
+func (g *groupCommit) runEach(ctx context.Context, batch []*groupRequest, outcomes []outcome) error {
+	b := &pgx.Batch{}
+	b.Queue(genericPlans)
+	for _, r := range batch {
+		sql, args := r.p.statement()
+		b.Queue(sql, args...)
+	}
+	br := g.store.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	for i := range batch {
+		if err := outcomes[i].scan(br.QueryRow()); err != nil {
+			return err
+		}
+	}
+	return br.Close()
+}
+
+// runMerged runs a batch of Any appends as one pipelined transaction of one statement per
+// round (see rounds), each for many appends.
+func (g *groupCommit) runMerged(ctx context.Context, batch []*groupRequest, outcomes []outcome) error {
+	rs := rounds(batch)
+	b := &pgx.Batch{}
+	b.Queue(genericPlans)
+	for _, round := range rs {
+		b.Queue(mergedAnySQL, mergedArgs(batch, round)...)
+	}
+	br := g.store.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	for _, round := range rs {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		n := 0
+		for rows.Next() {
+			if n == len(round) {
+				rows.Close()
+				return fmt.Errorf("pgjet: merged append returned more than %d rows", len(round))
+			}
+			if err := scanMerged(rows, &outcomes[round[n]]); err != nil {
+				rows.Close()
+				return err
+			}
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != len(round) {
+			return fmt.Errorf("pgjet: merged append returned %d rows for %d appends", n, len(round))
+		}
+	}
+	g.store.metrics.groupMerged.Add(float64(len(batch)))
+	return br.Close()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -97,4 +98,93 @@ func TestGroupCommit(t *testing.T) {
 		}
 	}
 	require.Positive(t, grouped, "no append was ever grouped")
+}
+
+// Appends expecting Any go through one statement for many appends. Streams shared by
+// several writers (so one batch holds a stream more than once), appends of one to three
+// events and retries of stored ids all get the answer they would get alone; versions stay
+// gap-free, and within a stream positions and transaction stamps follow the versions.
+func TestGroupCommitMergesAnyAppends(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	reg := prometheus.NewRegistry()
+	s, err := pgjet.New(pgjet.Config{Pool: pool, GroupCommit: true, GroupCommitConns: 2, Registerer: reg})
+	require.NoError(t, err)
+	_, err = s.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+
+	const writers, rounds = 32, 30
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		results []pgjet.AppendResult
+		events  int
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for r := range rounds {
+				stream := fmt.Sprintf("order-m%d", (w+r)%7)
+				evs := make([]pgjet.EventData, 1+r%3)
+				for i := range evs {
+					evs[i] = withID(cancelEvent(fmt.Sprintf("w%d r%d e%d", w, r, i)), uuid.New())
+				}
+				res, err := s.Append(ctx, stream, pgjet.Any, evs...)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r%5 == 0 { // a retry of the same append: the same answer, marked Duplicate
+					again, err := s.Append(ctx, stream, pgjet.Any, evs...)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !again.Duplicate || again.FirstVersion != res.FirstVersion || !slices.Equal(again.Positions, res.Positions) {
+						t.Errorf("retry of %s v%d: got %+v", stream, res.FirstVersion, again)
+					}
+				}
+				mu.Lock()
+				results = append(results, res)
+				events += len(evs)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, events, count(t, pool, "pgjet.events"))
+	require.Equal(t, events, count(t, pool, "pgjet.outbox"))
+	for _, res := range results {
+		require.Equal(t, len(res.Positions), int(res.LastVersion-res.FirstVersion+1), "%+v", res)
+		for i, pos := range res.Positions {
+			var stream string
+			var version int64
+			require.NoError(t, pool.QueryRow(ctx, `SELECT stream_id, version FROM pgjet.events WHERE position = $1`, pos).Scan(&stream, &version))
+			require.Equal(t, res.StreamID, stream)
+			require.Equal(t, res.FirstVersion+int64(i), version)
+		}
+	}
+	var bad int
+	require.NoError(t, pool.QueryRow(ctx, `
+		SELECT count(*) FROM (
+			SELECT version, count(*) OVER w AS n, max(version) OVER w AS m,
+				lag(position) OVER (PARTITION BY stream_id ORDER BY version) AS prev_pos, position,
+				lag(tx_id) OVER (PARTITION BY stream_id ORDER BY version) AS prev_tx, tx_id
+			FROM pgjet.events WINDOW w AS (PARTITION BY stream_id)) x
+		WHERE x.n <> x.m OR x.prev_pos >= x.position OR x.prev_tx > x.tx_id`).Scan(&bad))
+	require.Zero(t, bad, "gap-free versions; positions and stamps in version order")
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	var merged, fallbacks float64
+	for _, f := range families {
+		switch f.GetName() {
+		case "pgjet_append_group_merged_total":
+			merged = f.GetMetric()[0].GetCounter().GetValue()
+		case "pgjet_append_group_fallbacks_total":
+			fallbacks = f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	require.Positive(t, merged, "no append went through the merged statement")
+	require.Zero(t, fallbacks, "a merged batch failed and was retried one append at a time")
 }

@@ -17,6 +17,7 @@ type storeMetrics struct {
 
 	groupSize      prometheus.Histogram
 	groupFallbacks prometheus.Counter
+	groupMerged    prometheus.Counter
 }
 
 func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
@@ -52,9 +53,13 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 			Name: "pgjet_append_group_fallbacks_total",
 			Help: "Group commits that failed as a whole and were retried one append at a time.",
 		}),
+		groupMerged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgjet_append_group_merged_total",
+			Help: "Appends that group commit wrote with one statement for many appends (all expecting Any).",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.appends, m.events, m.perAppend, m.duration, m.validation, m.groupSize, m.groupFallbacks} {
+		for _, c := range []prometheus.Collector{m.appends, m.events, m.perAppend, m.duration, m.validation, m.groupSize, m.groupFallbacks, m.groupMerged} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

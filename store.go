@@ -42,7 +42,8 @@ type Config struct {
 	// GroupCommitMaxBatch caps the appends in one shared transaction. Default 256.
 	GroupCommitMaxBatch int
 	// GroupCommitConns is how many shared transactions may run at once (each on its own
-	// pool connection). Default 4.
+	// pool connection). Fewer make larger batches: with 32 single-event writers on a
+	// 2-core machine, 2 committers wrote about 35 % more than 4. Default 2.
 	GroupCommitConns int
 	// Upcasters move old versions of event types to newer shapes when events are decoded
 	// (Decode, DecodeJSON); see Upcaster. More can be added with Store.Upcast. Default none.
@@ -63,7 +64,7 @@ func (c *Config) setDefaults() {
 	c.SchemaTTL = cmp.Or(c.SchemaTTL, time.Second)
 	c.MaxEventsPerAppend = cmp.Or(c.MaxEventsPerAppend, 1000)
 	c.GroupCommitMaxBatch = cmp.Or(c.GroupCommitMaxBatch, 256)
-	c.GroupCommitConns = cmp.Or(c.GroupCommitConns, 4)
+	c.GroupCommitConns = cmp.Or(c.GroupCommitConns, 2)
 	c.MaxEventSize = cmp.Or(c.MaxEventSize, 1<<20)
 	c.MaxMetadataSize = cmp.Or(c.MaxMetadataSize, 16<<10)
 }
