@@ -220,6 +220,12 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		report(Result{Name: fmt.Sprintf("consume + decode, 1 member (%d ev)", pending), Value: consumed, Ceiling: rawCons,
 			Unit: "ev/s", CeilingName: "JetStream pull consume, explicit acks, no decoding"})
 
+		e2e, err := endToEnd(ctx, store, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("end to end: %w", err)
+		}
+		report(Result{Name: "end to end: 8 writers (10-event appends) + relay", Value: e2e, Unit: "ev/s",
+			CeilingName: "appended and published, per second of the whole run (no raw ceiling)"})
 	}
 	if cfg.runs("relay") {
 		report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay draining %d ev", pending), Value: relayPeak, Unit: "MiB"})
@@ -526,6 +532,54 @@ func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []
 	}
 	wg.Wait()
 	return float64(moved.Load()) / time.Since(start).Seconds(), first
+}
+
+// endToEnd runs 8 writers of 10-event appends over 2,048 streams for cfg.Duration with a
+// relay running, waits until the relay has published everything, and returns events per
+// second from the first append to the last publish.
+func endToEnd(ctx context.Context, store *pgjet.Store, cfg Config) (float64, error) {
+	if _, err := cfg.Pool.Exec(ctx, `TRUNCATE pgjet.outbox`); err != nil {
+		return 0, err
+	}
+	rc := cfg.Relay
+	rc.Pool, rc.Conn = cfg.Pool, cfg.Conn
+	r, err := relay.New(rc)
+	if err != nil {
+		return 0, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	var appended atomic.Int64
+	if _, err := timed(ctx, cfg.Duration, 8, func(ctx context.Context, w int) (int, error) {
+		evs := make([]pgjet.EventData, 10)
+		for i := range evs {
+			evs[i] = event()
+		}
+		_, err := store.Append(ctx, fmt.Sprintf("order-e2e%d", (int(appended.Load())+w)%2048), pgjet.Any, evs...)
+		if err == nil {
+			appended.Add(10)
+		}
+		return 10, err
+	}); err != nil {
+		return 0, err
+	}
+	for {
+		var n int
+		if err := cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox`).Scan(&n); err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return float64(appended.Load()) / time.Since(start).Seconds(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // relayDrain runs a relay until the outbox is empty and returns events per second.
