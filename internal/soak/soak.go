@@ -222,7 +222,8 @@ func start(ctx context.Context, cfg Config) (*system, error) {
 		sys.close()
 		return nil, fmt.Errorf("soak: the database must hold no events (it holds %d; error %v)", n, err)
 	}
-	if sys.store, err = pgjet.New(pgjet.Config{Pool: pool}); err != nil {
+	// Group commit: Append calls of the writers share transactions (AppendTx never does).
+	if sys.store, err = pgjet.New(pgjet.Config{Pool: pool, GroupCommit: true}); err != nil {
 		sys.close()
 		return nil, err
 	}
