@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
@@ -121,18 +122,30 @@ func TestRefusedEventHoldsBackOnlyItsStream(t *testing.T) {
 				INSERT INTO pgjet.outbox (position, partition) SELECT position, $4 FROM ev`,
 				huge.ID, schemaID, make([]byte, e.nc.MaxPayload()), outbox.PartitionOf("order-big"))
 			require.NoError(t, err)
-			held := map[string]bool{huge.ID.String(): true}
 			after := cancelled("order-big", 3)
 			_, err = e.store.Append(ctx, "order-big", pgjet.Any, after)
 			require.NoError(t, err)
-			held[after.ID.String()] = true
 			for i := range 5 {
 				add(fmt.Sprintf("order-ok%d", i), cancelled("after", i))
 			}
 
-			e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, BatchPublish: batch})
+			reg := prometheus.NewRegistry()
+			e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, BatchPublish: batch, Registerer: reg})
 			waitUntil(t, 10*time.Second, "every other event published", func() bool { return streamMsgs(t, e.js) == uint64(len(committed)) })
-			time.Sleep(300 * time.Millisecond) // a few more rounds: nothing else may follow
+			failed := func() float64 {
+				families, err := reg.Gather()
+				require.NoError(t, err)
+				for _, f := range families {
+					for _, m := range f.GetMetric() {
+						if f.GetName() == "pgjet_relay_published_total" && m.GetLabel()[0].GetValue() == "error" {
+							return m.GetCounter().GetValue()
+						}
+					}
+				}
+				return 0
+			}
+			before := failed()
+			waitUntil(t, 10*time.Second, "two more rounds, failing on the refused event", func() bool { return failed() >= before+2 })
 			got := readAll(t, e.js)
 			checkExactlyOnceInOrder(t, got, committed)
 			var left []string
