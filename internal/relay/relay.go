@@ -400,18 +400,18 @@ func repeatsStream(batch []row) bool {
 	return false
 }
 
-// delete removes published rows. It commits without waiting for the WAL flush: a delete
-// lost in a crash only means the rows are published again, and JetStream drops the
-// duplicates, so the relay never waits on an fsync. A relay cut off from Postgres between
-// DELETE and COMMIT would hold the rows' locks and block the relay that takes its
-// partitions over; Postgres ends such a transaction after the owner's idle timeout.
+// delete removes published rows, in one round trip: the settings and the DELETE form one
+// implicit transaction, committed at the batch's end. It commits without waiting for the
+// WAL flush: a delete lost in a crash only means the rows are published again, and
+// JetStream drops the duplicates, so the relay never waits on an fsync. A relay cut off
+// from Postgres in the middle of the batch would leave the transaction open, holding the
+// rows' locks and blocking the relay that takes its partitions over; Postgres ends it
+// after the owner's idle timeout.
 func (r *Relay) delete(ctx context.Context, positions []int64) error {
-	return pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`SET LOCAL synchronous_commit = off`)
-		b.Queue(`SELECT set_config('idle_in_transaction_session_timeout', $1, true)`,
-			strconv.FormatInt(r.owner.idleTimeout().Milliseconds(), 10))
-		b.Queue(`DELETE FROM pgjet.outbox WHERE position = ANY($1)`, positions)
-		return tx.SendBatch(ctx, b).Close()
-	})
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true),
+		set_config('idle_in_transaction_session_timeout', $1, true)`,
+		strconv.FormatInt(r.owner.idleTimeout().Milliseconds(), 10))
+	b.Queue(`DELETE FROM pgjet.outbox WHERE position = ANY($1)`, positions)
+	return r.cfg.Pool.SendBatch(ctx, b).Close()
 }
