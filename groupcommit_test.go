@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -17,11 +18,10 @@ import (
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
-// Concurrent appends through group commit: each keeps its own expectation check and
-// outcome — winners, conflicts, idempotent retries and a batch-breaking race on one event id
-// all get the answer they would get alone, and streams stay gap-free.
-func TestGroupCommit(t *testing.T) {
-	t.Parallel()
+// groupStore is a store with group commit (2 committers) on a fresh migrated database,
+// the demo schemas registered, and the registry of its metrics.
+func groupStore(t *testing.T) (*pgjet.Store, *pgxpool.Pool, *prometheus.Registry) {
+	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
 	require.NoError(t, pgjet.Migrate(ctx, pool))
@@ -30,6 +30,16 @@ func TestGroupCommit(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.Registry().RegisterFS(ctx, demoschemas.Files)
 	require.NoError(t, err)
+	return s, pool, reg
+}
+
+// Concurrent appends through group commit: each keeps its own expectation check and
+// outcome — winners, conflicts, idempotent retries and a batch-breaking race on one event id
+// all get the answer they would get alone, and streams stay gap-free.
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool, reg := groupStore(t)
 
 	const writers, rounds = 32, 20
 	var (
@@ -107,13 +117,7 @@ func TestGroupCommit(t *testing.T) {
 func TestGroupCommitMergesAnyAppends(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
-	require.NoError(t, pgjet.Migrate(ctx, pool))
-	reg := prometheus.NewRegistry()
-	s, err := pgjet.New(pgjet.Config{Pool: pool, GroupCommit: true, GroupCommitConns: 2, Registerer: reg})
-	require.NoError(t, err)
-	_, err = s.Registry().RegisterFS(ctx, demoschemas.Files)
-	require.NoError(t, err)
+	s, pool, reg := groupStore(t)
 
 	const writers, rounds = 32, 30
 	var (
