@@ -361,9 +361,10 @@ func TestAppendTxNeedsNoSecondConnection(t *testing.T) {
 	require.EqualValues(t, 1, v)
 }
 
-// The append plans its statement with plan_cache_mode = force_generic_plan, set for its own
-// transaction only: neither a pooled session nor a caller's transaction keeps that setting.
-func TestAppendLeavesThePlanSettingAlone(t *testing.T) {
+// The append plans its statement with plan_cache_mode = force_generic_plan and
+// enable_seqscan = off, set for its own transaction only: neither a pooled session nor a
+// caller's transaction keeps those settings.
+func TestAppendLeavesThePlanSettingsAlone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtestDB(t)
@@ -384,13 +385,13 @@ func TestAppendLeavesThePlanSettingAlone(t *testing.T) {
 			QueryRow(context.Context, string, ...any) pgx.Row
 		}) string {
 			var v string
-			require.NoError(t, db.QueryRow(ctx, `SELECT current_setting('plan_cache_mode')`).Scan(&v))
+			require.NoError(t, db.QueryRow(ctx, `SELECT current_setting('plan_cache_mode') || ' ' || current_setting('enable_seqscan')`).Scan(&v))
 			return v
 		}
 
 		_, err = s.Append(ctx, fmt.Sprintf("order-plan%v", group), pgjet.Any, cancelEvent("pooled"))
 		require.NoError(t, err)
-		require.Equal(t, "auto", setting(one), "the pooled session keeps the default")
+		require.Equal(t, "auto on", setting(one), "the pooled session keeps the defaults")
 
 		err = pgx.BeginFunc(ctx, one, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
@@ -399,10 +400,10 @@ func TestAppendLeavesThePlanSettingAlone(t *testing.T) {
 			if _, err := s.AppendTx(ctx, tx, fmt.Sprintf("order-plantx%v", group), pgjet.Any, cancelEvent("in a transaction")); err != nil {
 				return err
 			}
-			require.Equal(t, "force_custom_plan", setting(tx), "the caller's transaction keeps its own setting")
+			require.Equal(t, "force_custom_plan on", setting(tx), "the caller's transaction keeps its own settings")
 			return nil
 		})
 		require.NoError(t, err)
-		require.Equal(t, "auto", setting(one))
+		require.Equal(t, "auto on", setting(one))
 	}
 }
