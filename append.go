@@ -132,7 +132,7 @@ func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID strin
 	seen := make(map[uuid.UUID]bool, len(events))
 	var invalid ValidationError
 	for i, ev := range events {
-		at := fmt.Sprintf("events[%d]", i)
+		at := "events[" + strconv.Itoa(i) + "]"
 		p.ids[i] = ev.ID
 		if ev.ID == uuid.Nil {
 			id, err := uuid.NewV7()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 )
@@ -91,7 +92,7 @@ const (
 
 // statement returns the append's SQL and arguments.
 func (p *prepared) statement() (string, []any) {
-	args := []any{p.stream, int64(len(p.ids)), p.ids, p.types, p.schemaIDs, p.data, p.metadata, p.partition, p.traceparent, p.clientIDs}
+	args := []any{p.stream, int64(len(p.ids)), uuidArray(p.ids), p.types, p.schemaIDs, p.data, p.metadata, p.partition, p.traceparent, p.clientIDs}
 	switch e := p.expected; {
 	case e == Any:
 		return claimAny, args
@@ -102,6 +103,17 @@ func (p *prepared) statement() (string, []any) {
 	default:
 		return claimExact, append(args, int64(e))
 	}
+}
+
+// uuidArray returns ids as pgx encodes them fastest. pgx encodes a uuid.UUID through its
+// driver.Valuer: formatted as text, then parsed back, which a profile of 100-event appends
+// showed at about an eighth of the writer's CPU; a [16]byte goes straight to the wire.
+func uuidArray(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
 
 // outcome is what the statement reported.

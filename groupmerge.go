@@ -1,7 +1,6 @@
 package pgjet
 
 import (
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -89,7 +88,7 @@ func mergedArgs(batch []*groupRequest, round []int) []any {
 		partitions         []int16
 		traceparents       []*string
 		clientIDs          []bool
-		ids                []uuid.UUID
+		ids                [][16]byte
 		schemaIDs          []int32
 		data, metadata     [][]byte
 	)
@@ -104,7 +103,9 @@ func mergedArgs(batch []*groupRequest, round []int) []any {
 			evApp = append(evApp, int64(j+1))
 			evK = append(evK, int64(k+1))
 		}
-		ids = append(ids, p.ids...)
+		for _, id := range p.ids {
+			ids = append(ids, id)
+		}
 		types = append(types, p.types...)
 		schemaIDs = append(schemaIDs, p.schemaIDs...)
 		data = append(data, p.data...)

@@ -323,21 +323,27 @@ func timed(ctx context.Context, d time.Duration, writers int, fn func(ctx contex
 }
 
 // rawInsert writes n event rows and n outbox rows in one transaction with plain pgx: the
-// same rows an append writes, without pgjet's checks.
+// same rows an append writes, without pgjet's checks. Each row's values travel with it, as
+// they would for n different events.
 func rawInsert(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) error {
-	ids := make([]uuid.UUID, n)
+	ids := make([][16]byte, n) // as pgx encodes uuids fastest, as pgjet passes them
+	types := make([]string, n)
+	rows := make([][]byte, n)
 	for i := range ids {
 		ids[i] = uuid.New()
+		types[i] = demo.TypeOrderCancelled
+		rows[i] = data
 	}
-	stream := "raw-" + ids[0].String()
+	stream := "raw-" + uuid.UUID(ids[0]).String()
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 			WITH ev AS (
 				INSERT INTO raw_events (event_id, stream_id, version, type, schema_id, data)
-				SELECT id, $2, ord, $3, 1, $4 FROM unnest($1::uuid[]) WITH ORDINALITY AS t (id, ord)
+				SELECT id, $2, ord, type, 1, data
+				FROM unnest($1::uuid[], $3::text[], $4::bytea[]) WITH ORDINALITY AS t (id, type, data, ord)
 				RETURNING position)
 			INSERT INTO raw_outbox (position, partition) SELECT position, 0 FROM ev`,
-			ids, stream, demo.TypeOrderCancelled, data)
+			ids, stream, types, rows)
 		return err
 	})
 }
