@@ -59,7 +59,7 @@ func (s *Store) runAlone(ctx context.Context, p *prepared) (AppendResult, error)
 		res, err = p.run(ctx, s.pool, false)
 	}
 	if err == nil && !res.Duplicate {
-		s.wakeRelays(ctx, p.partition)
+		s.waker.wake(p.partition)
 	}
 	return res, err
 }

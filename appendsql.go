@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 )
 
@@ -157,23 +162,63 @@ func (p *prepared) result(ctx context.Context, db querier, o outcome) (AppendRes
 // notifySQL wakes the relays owning the partitions in its argument (comma-separated).
 const notifySQL = `SELECT pg_notify('pgjet_outbox', $1)`
 
-// wakeRelays tells relays that partitions have new outbox rows. Sent after the commit as a
-// transaction of its own (no transaction id, no WAL flush), it holds NOTIFY's global lock
-// only for a moment. A lost wake-up only delays publishing until the relays' next poll.
-func (s *Store) wakeRelays(ctx context.Context, partitions ...int16) {
-	seen := make(map[int16]bool, len(partitions))
-	var b strings.Builder
-	for _, p := range partitions {
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(int(p)))
+// relayWaker sends the NOTIFYs that tell relays a partition has new outbox rows, off the
+// appenders' path: an append marks its partition after its commit and returns; one goroutine
+// at a time sends a NOTIFY for every partition marked since its previous one, and ends when
+// none is left. An append thus saves a round trip, and under load many appends share one
+// NOTIFY, a transaction of its own that holds NOTIFY's global lock only for a moment. A lost
+// wake-up only delays publishing until the relays' next poll.
+type relayWaker struct {
+	pool *pgxpool.Pool
+	log  *zap.Logger
+
+	mu      sync.Mutex
+	pending map[int16]bool
+	sending bool
+}
+
+func (w *relayWaker) wake(partitions ...int16) {
+	w.mu.Lock()
+	if w.pending == nil {
+		w.pending = make(map[int16]bool)
 	}
-	if _, err := s.pool.Exec(context.WithoutCancel(ctx), notifySQL, b.String()); err != nil {
-		s.log.Debug("waking relays failed; they will poll", zap.Error(err))
+	for _, p := range partitions {
+		w.pending[p] = true
+	}
+	start := !w.sending
+	w.sending = true
+	w.mu.Unlock()
+	if start {
+		go w.send()
 	}
 }
+
+func (w *relayWaker) send() {
+	for {
+		w.mu.Lock()
+		if len(w.pending) == 0 {
+			w.sending = false
+			w.mu.Unlock()
+			return
+		}
+		partitions := slices.Sorted(maps.Keys(w.pending))
+		clear(w.pending)
+		w.mu.Unlock()
+		var b strings.Builder
+		for i, p := range partitions {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(int(p)))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+		_, err := w.pool.Exec(ctx, notifySQL, b.String())
+		cancel()
+		if err != nil {
+			w.log.Debug("waking relays failed; they will poll", zap.Error(err))
+		}
+	}
+}
+
+// notifyTimeout bounds one NOTIFY: past it, the relays' poll finds the rows.
+const notifyTimeout = 5 * time.Second

@@ -112,7 +112,7 @@ func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
 		}
 	}
 	if len(touched) > 0 {
-		g.store.wakeRelays(ctx, touched...)
+		g.store.waker.wake(touched...)
 	}
 }
 

@@ -101,6 +101,7 @@ type Store struct {
 	group    *groupCommit // nil without Config.GroupCommit
 	reads    *readCache   // see readcache.go
 	aggs     *aggMetrics  // Update and aggregate loads, see retry.go
+	waker    *relayWaker  // NOTIFYs after Append's commits
 }
 
 // New returns a Store. The database must be migrated (see Migrate).
@@ -125,7 +126,8 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m, reads: reads, aggs: aggs}
+	s := &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m, reads: reads, aggs: aggs,
+		waker: &relayWaker{pool: cfg.Pool, log: cfg.Logger}}
 	if cfg.GroupCommit {
 		s.group = &groupCommit{store: s, max: cfg.GroupCommitMaxBatch, conns: cfg.GroupCommitConns}
 	}
