@@ -411,7 +411,12 @@ func (p *Projector) committed(start time.Time, applied []Event, skipped int) {
 // applyTx applies evs in tx and moves the checkpoint past them; events at or below the
 // checkpoint are skipped. It returns the applied events and the number skipped.
 func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.Event) ([]Event, int, error) {
-	// The transaction's settings and the checkpoint in one round trip.
+	if len(evs) == 0 {
+		return nil, 0, nil
+	}
+	// The transaction's settings, the checkpoint and its move past the batch, in one round
+	// trip. The move is right whatever the checkpoint was: the events above it are applied
+	// below, in this transaction, or the transaction fails as a whole.
 	b := &pgx.Batch{}
 	if p.target.schema != "" {
 		b.Queue(`SET LOCAL search_path TO ` + pgx.Identifier{p.target.schema}.Sanitize() + `, public`)
@@ -423,14 +428,15 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.E
 	b.Queue(`SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, p.target.checkpoint).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&checkpoint)
 	})
+	b.Queue(`UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1 AND sequence < $2`,
+		p.target.checkpoint, evs[len(evs)-1].Sequence)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, 0, fmt.Errorf("reading checkpoint: %w", err)
 	}
 	var applied []Event
 	skipped := 0
-	next := checkpoint
 	for _, d := range evs {
-		if d.Sequence <= next {
+		if d.Sequence <= checkpoint {
 			skipped++
 			continue
 		}
@@ -444,15 +450,9 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.E
 		if err != nil {
 			return nil, 0, &applyError{ev: ev, err: err}
 		}
-		next = ev.Sequence
 		applied = append(applied, ev)
 	}
-	if next == checkpoint {
-		return applied, skipped, nil
-	}
-	_, err := tx.Exec(ctx, `UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1`,
-		p.target.checkpoint, next)
-	return applied, skipped, err
+	return applied, skipped, nil
 }
 
 // decode turns a delivered event into the projection's Event, its data in the newest shape.
