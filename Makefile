@@ -20,7 +20,7 @@ test:
 ## catch-up consumption from sequence 1 by 1 and 4 group members
 bench:
 	$(GO) run ./cmd/bench
-	$(GO) test -run '^$$' -bench 'ValidateEncode' -benchtime 20000x ./internal/avro
+	$(GO) test -run '^$$' -bench 'ValidateEncode|EncodeValue' -benchtime 20000x ./internal/avro
 	$(GO) test -run '^$$' -bench 'DecodeUpcast' -benchtime 20000x .
 	$(GO) test -run '^$$' -bench 'Relays' -benchtime 2x ./internal/relay
 	$(GO) test -run '^$$' -bench 'Consume' -benchtime 20000x ./subscription

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -227,6 +228,20 @@ func stripAllRules(fields string) string {
 
 // BenchmarkValidateEncode measures validate+encode of a demo OrderPlaced (field rules
 // included) per event.
+// BenchmarkEncodeValue: Encode of a Go map, an OrderCancelled of about 300 bytes, with its
+// field rules (reason: minLength, maxLength) checked on the Avro binary.
+func BenchmarkEncodeValue(b *testing.B) {
+	s := loadSchema(b, "../../schemas/avro/order_cancelled.avsc")
+	v := map[string]any{"order_id": "5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10", "reason": strings.Repeat("r", 240),
+		"cancelled_at": time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Encode(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkValidateEncode(b *testing.B) {
 	s := loadSchema(b, "../../schemas/avro/order_placed.avsc")
 	in := []byte(`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","customer_id":"cust-0042",

@@ -38,6 +38,7 @@ type Schema struct {
 	fingerprint [32]byte
 	fullName    string
 	rules       map[*havro.Field]*fieldRules // nil: no field rules
+	binaryRules bool                         // the rules can be checked on Avro binary; see binrules.go
 
 	mu       sync.Mutex
 	resolved map[[32]byte]havro.Schema // writer fingerprint -> resolved schema, see ResolveDecode
@@ -62,6 +63,7 @@ func Parse(text string) (*Schema, error) {
 	canonical := s.String()
 	return &Schema{
 		rules:       rules,
+		binaryRules: binaryRulesApply(rec, rules),
 		avro:        s,
 		canonical:   canonical,
 		fingerprint: sha256.Sum256([]byte(canonical)),
@@ -100,7 +102,13 @@ func (s *Schema) Encode(v any) ([]byte, error) {
 	if err != nil || s.rules == nil {
 		return b, err
 	}
-	// Rules are checked on the native form, whatever Go value v was.
+	// Rules are checked on the Avro, whatever Go value v was.
+	if s.binaryRules {
+		if err := s.checkRulesBinary(b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 	native, err := decode(s.avro, s.avro, b)
 	if err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
