@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet/internal/outbox"
 )
 
 // The append is one statement. It never fails on a conflict or an already stored id: it
@@ -80,9 +80,9 @@ var (
 // so it must not depend on how full the tables were at that moment: planned on a young
 // database, its tables small and never analysed, the check for stored event ids scanned
 // pgjet.events sequentially, and each append took longer as the table grew (8 ms for 100
-// events at 18,000 events, against 2 ms) until autovacuum first analysed it. With sequential scans off while the plan is made, every table is
-// reached through its index whatever its size. Both settings are local to the append's
-// transaction.
+// events at 18,000 events, against 2 ms) until autovacuum first analysed it. With
+// sequential scans off while the plan is made, every table is reached through its index
+// whatever its size. Both settings are local to the append's transaction.
 const (
 	genericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
 		set_config('enable_seqscan', 'off', true)`
@@ -173,15 +173,12 @@ type relayWaker struct {
 	log  *zap.Logger
 
 	mu      sync.Mutex
-	pending map[int16]bool
+	pending [outbox.Partitions]bool
 	sending bool
 }
 
 func (w *relayWaker) wake(partitions ...int16) {
 	w.mu.Lock()
-	if w.pending == nil {
-		w.pending = make(map[int16]bool)
-	}
 	for _, p := range partitions {
 		w.pending[p] = true
 	}
@@ -195,22 +192,23 @@ func (w *relayWaker) wake(partitions ...int16) {
 
 func (w *relayWaker) send() {
 	for {
+		var b strings.Builder
 		w.mu.Lock()
-		if len(w.pending) == 0 {
+		for p, marked := range w.pending {
+			if marked {
+				if b.Len() > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(strconv.Itoa(p))
+			}
+		}
+		w.pending = [outbox.Partitions]bool{}
+		if b.Len() == 0 {
 			w.sending = false
 			w.mu.Unlock()
 			return
 		}
-		partitions := slices.Sorted(maps.Keys(w.pending))
-		clear(w.pending)
 		w.mu.Unlock()
-		var b strings.Builder
-		for i, p := range partitions {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(strconv.Itoa(int(p)))
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 		_, err := w.pool.Exec(ctx, notifySQL, b.String())
 		cancel()
