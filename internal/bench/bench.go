@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/demo"
@@ -296,29 +297,26 @@ func timed(ctx context.Context, d time.Duration, writers int, fn func(ctx contex
 	defer cancel()
 	var (
 		total atomic.Int64
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
+		g     errgroup.Group
 	)
 	start := time.Now()
 	for w := range writers {
-		wg.Go(func() {
+		g.Go(func() error {
 			for ctx.Err() == nil {
 				n, err := fn(ctx, w)
 				if err != nil {
-					if ctx.Err() == nil {
-						mu.Lock()
-						first = cmp.Or(first, err)
-						mu.Unlock()
+					if ctx.Err() != nil {
+						return nil // the deadline cut the call short
 					}
-					return
+					return err
 				}
 				total.Add(int64(n))
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	return float64(total.Load()) / time.Since(start).Seconds(), first
+	err := g.Wait()
+	return float64(total.Load()) / time.Since(start).Seconds(), err
 }
 
 // rawInsert writes n event rows and n outbox rows in one transaction with plain pgx: the
@@ -477,65 +475,56 @@ func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []
 	defer drop()
 	var (
 		moved atomic.Int64
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
+		g     errgroup.Group
 	)
 	start := time.Now()
 	for range 4 {
-		wg.Go(func() {
-			err := func() error {
-				for {
-					rows, err := pool.Query(ctx, `
-						WITH d AS (DELETE FROM raw_outbox WHERE position IN (
-							SELECT position FROM raw_outbox ORDER BY position LIMIT 500 FOR UPDATE SKIP LOCKED) RETURNING position)
-						SELECT e.event_id::text, e.stream_id, e.data FROM d JOIN raw_events e USING (position)`)
-					if err != nil {
-						return err
-					}
-					k := 0
-					var futs []jetstream.PubAckFuture
-					for rows.Next() {
-						var id, stream string
-						var payload []byte
-						if err := rows.Scan(&id, &stream, &payload); err != nil {
-							rows.Close()
-							return err
-						}
-						m := relayShaped("bench.pipe."+stream, id, payload)
-						f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute))
-						if err != nil {
-							rows.Close()
-							return err
-						}
-						futs = append(futs, f)
-						k++
-					}
-					if err := rows.Err(); err != nil {
-						return err
-					}
-					if k == 0 {
-						return nil
-					}
-					for _, f := range futs {
-						select {
-						case <-f.Ok():
-						case err := <-f.Err():
-							return err
-						}
-					}
-					moved.Add(int64(k))
+		g.Go(func() error {
+			for {
+				rows, err := pool.Query(ctx, `
+					WITH d AS (DELETE FROM raw_outbox WHERE position IN (
+						SELECT position FROM raw_outbox ORDER BY position LIMIT 500 FOR UPDATE SKIP LOCKED) RETURNING position)
+					SELECT e.event_id::text, e.stream_id, e.data FROM d JOIN raw_events e USING (position)`)
+				if err != nil {
+					return err
 				}
-			}()
-			if err != nil {
-				mu.Lock()
-				first = cmp.Or(first, err)
-				mu.Unlock()
+				k := 0
+				var futs []jetstream.PubAckFuture
+				for rows.Next() {
+					var id, stream string
+					var payload []byte
+					if err := rows.Scan(&id, &stream, &payload); err != nil {
+						rows.Close()
+						return err
+					}
+					m := relayShaped("bench.pipe."+stream, id, payload)
+					f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute))
+					if err != nil {
+						rows.Close()
+						return err
+					}
+					futs = append(futs, f)
+					k++
+				}
+				if err := rows.Err(); err != nil {
+					return err
+				}
+				if k == 0 {
+					return nil
+				}
+				for _, f := range futs {
+					select {
+					case <-f.Ok():
+					case err := <-f.Err():
+						return err
+					}
+				}
+				moved.Add(int64(k))
 			}
 		})
 	}
-	wg.Wait()
-	return float64(moved.Load()) / time.Since(start).Seconds(), first
+	err = g.Wait()
+	return float64(moved.Load()) / time.Since(start).Seconds(), err
 }
 
 // endToEnd runs 8 writers of 10-event appends over 2,048 streams for cfg.Duration with a
