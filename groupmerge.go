@@ -99,11 +99,9 @@ func mergedArgs(batch []*groupRequest, round []int) []any {
 		partitions = append(partitions, p.partition)
 		traceparents = append(traceparents, p.traceparent)
 		clientIDs = append(clientIDs, p.clientIDs)
-		for k := range p.ids {
+		for k, id := range p.ids {
 			evApp = append(evApp, int64(j+1))
 			evK = append(evK, int64(k+1))
-		}
-		for _, id := range p.ids {
 			ids = append(ids, id)
 		}
 		types = append(types, p.types...)

@@ -232,7 +232,7 @@ func (p *Projector) setup(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{p.target.schema}.Sanitize()); err != nil {
 				return err
 			}
-			if err := p.useSchema(ctx, tx); err != nil {
+			if _, err := tx.Exec(ctx, p.searchPathSQL()); err != nil {
 				return err
 			}
 		}
@@ -250,13 +250,10 @@ func (p *Projector) setup(ctx context.Context) error {
 	return nil
 }
 
-// useSchema points tx's search_path at the target's schema, then public.
-func (p *Projector) useSchema(ctx context.Context, tx pgx.Tx) error {
-	if p.target.schema == "" {
-		return nil
-	}
-	_, err := tx.Exec(ctx, `SET LOCAL search_path TO `+pgx.Identifier{p.target.schema}.Sanitize()+`, public`)
-	return err
+// searchPathSQL points a transaction's search_path at the target's schema, then public.
+// Only for a target with a schema.
+func (p *Projector) searchPathSQL() string {
+	return `SET LOCAL search_path TO ` + pgx.Identifier{p.target.schema}.Sanitize() + `, public`
 }
 
 // lead takes the projection's lock, positions the consumer at the checkpoint and applies
@@ -419,7 +416,7 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.E
 	// below, in this transaction, or the transaction fails as a whole.
 	b := &pgx.Batch{}
 	if p.target.schema != "" {
-		b.Queue(`SET LOCAL search_path TO ` + pgx.Identifier{p.target.schema}.Sanitize() + `, public`)
+		b.Queue(p.searchPathSQL())
 	}
 	if !p.cfg.SynchronousCommit {
 		b.Queue(`SET LOCAL synchronous_commit = off`)
@@ -431,7 +428,7 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.E
 	b.Queue(`UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1 AND sequence < $2`,
 		p.target.checkpoint, evs[len(evs)-1].Sequence)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, 0, fmt.Errorf("reading checkpoint: %w", err)
+		return nil, 0, fmt.Errorf("reading and moving the checkpoint: %w", err)
 	}
 	var applied []Event
 	skipped := 0
