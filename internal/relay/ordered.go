@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,7 +42,7 @@ func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Tim
 		jetstreamext.FastPublishFlowControl{Flow: flow, MaxOutstandingAcks: uint16(max(2, r.cfg.Window/int(flow))), AckTimeout: r.cfg.PublishTimeout},
 		jetstreamext.WithFastPublisherErrorHandler(func(err error) {
 			mu.Lock()
-			asyncErr = cmpErr(asyncErr, err)
+			asyncErr = cmp.Or(asyncErr, err)
 			mu.Unlock()
 		}))
 	if err != nil {
@@ -76,7 +77,7 @@ func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Tim
 		back, err := fp.Close(cctx)
 		cancel()
 		if err != nil {
-			sendErr = cmpErr(sendErr, fmt.Errorf("committing the batch: %w", err))
+			sendErr = cmp.Or(sendErr, fmt.Errorf("committing the batch: %w", err))
 		} else {
 			stored = max(stored, back.BatchSize)
 		}
@@ -93,7 +94,7 @@ func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Tim
 	}
 	if int(stored) < len(batch) && ctx.Err() == nil {
 		mu.Lock()
-		sendErr = cmpErr(sendErr, asyncErr)
+		sendErr = cmp.Or(sendErr, asyncErr)
 		mu.Unlock()
 		if sendErr == nil {
 			sendErr = errors.New("the server stored only part of the batch")

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,7 +56,7 @@ func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]i
 		for len(ready) > 0 && len(pending) < r.cfg.Window && ctx.Err() == nil {
 			if age := time.Since(readAt); age > r.cfg.Stream.DuplicateWindow/2 {
 				failures++
-				firstErr = cmpErr(firstErr, fmt.Errorf("batch read %s ago is stale; %d streams left for a fresh read", age.Round(time.Millisecond), len(ready)))
+				firstErr = cmp.Or(firstErr, fmt.Errorf("batch read %s ago is stale; %d streams left for a fresh read", age.Round(time.Millisecond), len(ready)))
 				ready = nil
 				break
 			}
@@ -66,7 +67,7 @@ func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]i
 			fut, err := r.js.PublishMsgAsync(r.message(x), jetstream.WithExpectStream(r.cfg.Stream.Name))
 			if err != nil {
 				failures++
-				firstErr = cmpErr(firstErr, fmt.Errorf("publishing %s (%s v%d): %w", x.eventID, x.stream, x.version, err))
+				firstErr = cmp.Or(firstErr, fmt.Errorf("publishing %s (%s v%d): %w", x.eventID, x.stream, x.version, err))
 				r.metrics.published.WithLabelValues("error").Inc()
 				continue // stream s stops for this batch
 			}
@@ -83,7 +84,7 @@ func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]i
 		r.metrics.latency.Observe(time.Since(p.start).Seconds())
 		if err != nil {
 			failures++
-			firstErr = cmpErr(firstErr, fmt.Errorf("publishing %s (%s v%d): %w", p.row.eventID, p.row.stream, p.row.version, err))
+			firstErr = cmp.Or(firstErr, fmt.Errorf("publishing %s (%s v%d): %w", p.row.eventID, p.row.stream, p.row.version, err))
 			r.metrics.published.WithLabelValues("error").Inc()
 			continue
 		}
@@ -105,13 +106,6 @@ func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]i
 		return done, fmt.Errorf("%d publishes failed, first: %w", failures, firstErr)
 	}
 	return done, ctx.Err()
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // wait waits for one acknowledgement. Cancelling ctx does not abandon it early: the message
