@@ -99,15 +99,7 @@ func TestGroupCommit(t *testing.T) {
 		SELECT count(*) FROM (SELECT stream_id, max(version) AS m, count(*) AS n FROM pgjet.events GROUP BY stream_id) x
 		WHERE x.m <> x.n`).Scan(&bad))
 	require.Zero(t, bad, "gap-free versions")
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	var grouped uint64
-	for _, f := range families {
-		if f.GetName() == "pgjet_append_group_size" {
-			grouped = f.GetMetric()[0].GetHistogram().GetSampleCount()
-		}
-	}
-	require.Positive(t, grouped, "no append was ever grouped")
+	require.Positive(t, gatheredValue(t, reg, "pgjet_append_group_size"), "no append was ever grouped")
 }
 
 // Appends expecting Any go through one statement for many appends. Streams shared by
@@ -178,17 +170,6 @@ func TestGroupCommitMergesAnyAppends(t *testing.T) {
 			FROM pgjet.events WINDOW w AS (PARTITION BY stream_id)) x
 		WHERE x.n <> x.m OR x.prev_pos >= x.position OR x.prev_tx > x.tx_id`).Scan(&bad))
 	require.Zero(t, bad, "gap-free versions; positions and stamps in version order")
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	var merged, fallbacks float64
-	for _, f := range families {
-		switch f.GetName() {
-		case "pgjet_append_group_merged_total":
-			merged = f.GetMetric()[0].GetCounter().GetValue()
-		case "pgjet_append_group_fallbacks_total":
-			fallbacks = f.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	require.Positive(t, merged, "no append went through the merged statement")
-	require.Zero(t, fallbacks, "a merged batch failed and was retried one append at a time")
+	require.Positive(t, gatheredValue(t, reg, "pgjet_append_group_merged_total"), "no append went through the merged statement")
+	require.Zero(t, gatheredValue(t, reg, "pgjet_append_group_fallbacks_total"), "a merged batch failed and was retried one append at a time")
 }

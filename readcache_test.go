@@ -28,20 +28,7 @@ func cachedStore(t testing.TB, pool *pgxpool.Pool, size int64) (*pgjet.Store, *p
 // readCacheCount returns pgjet_read_cache_reads_total{result}.
 func readCacheCount(t testing.TB, reg *prometheus.Registry, result string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != "pgjet_read_cache_reads_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if m.GetLabel()[0].GetValue() == result {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no pgjet_read_cache_reads_total{result=%q}", result)
-	return 0
+	return gatheredValue(t, reg, "pgjet_read_cache_reads_total", "result", result)
 }
 
 // The cache never answers other than Postgres: a store with a cache reads, in random

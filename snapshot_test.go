@@ -55,34 +55,6 @@ func storeWithRegistry(t *testing.T, pool *pgxpool.Pool) (*pgjet.Store, *prometh
 	return s, reg
 }
 
-// gatheredValue sums the counter samples (or histogram sample sums) of name whose labels include
-// the label=value pairs given.
-func gatheredValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
-				}
-				if !found {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue() + m.GetHistogram().GetSampleSum()
-		}
-	}
-	return total
-}
-
 type snapshotRow struct {
 	Schema  int
 	Version int64
