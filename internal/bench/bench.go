@@ -347,26 +347,23 @@ func rawInsert(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) erro
 // fillOutbox appends n events in 10-event appends over 2,048 streams and returns how many
 // rows the outbox holds.
 func fillOutbox(ctx context.Context, store *pgjet.Store, pool *pgxpool.Pool, n int) (int, error) {
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	var g errgroup.Group
 	per := n / 10 / 8
 	for w := range 8 {
-		wg.Go(func() {
+		g.Go(func() error {
 			for i := range per {
 				evs := make([]pgjet.EventData, 10)
 				for j := range evs {
 					evs[j] = event()
 				}
 				if _, err := store.Append(ctx, fmt.Sprintf("order-fill%d", (w*per+i)%2048), pgjet.Any, evs...); err != nil {
-					errs <- err
-					return
+					return err
 				}
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := g.Wait(); err != nil {
 		return 0, err
 	}
 	var pending int
@@ -534,16 +531,11 @@ func endToEnd(ctx context.Context, store *pgjet.Store, cfg Config) (float64, err
 	if _, err := cfg.Pool.Exec(ctx, `TRUNCATE pgjet.outbox`); err != nil {
 		return 0, err
 	}
-	rc := cfg.Relay
-	rc.Pool, rc.Conn = cfg.Pool, cfg.Conn
-	r, err := relay.New(rc)
+	stop, err := runRelay(ctx, cfg.Relay, cfg.Pool, cfg.Conn)
 	if err != nil {
 		return 0, err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	defer stop()
 	start := time.Now()
 	var appended atomic.Int64
 	if _, err := timed(ctx, cfg.Duration, 8, func(ctx context.Context, w int) (int, error) {
@@ -559,45 +551,52 @@ func endToEnd(ctx context.Context, store *pgjet.Store, cfg Config) (float64, err
 	}); err != nil {
 		return 0, err
 	}
-	for {
-		var n int
-		if err := cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox`).Scan(&n); err != nil {
-			return 0, err
-		}
-		if n == 0 {
-			return float64(appended.Load()) / time.Since(start).Seconds(), nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	if err := waitOutboxEmpty(ctx, cfg.Pool); err != nil {
+		return 0, err
 	}
+	return float64(appended.Load()) / time.Since(start).Seconds(), nil
 }
 
 // relayDrain runs a relay until the outbox is empty and returns events per second.
 func relayDrain(ctx context.Context, rc relay.Config, pool *pgxpool.Pool, nc *nats.Conn, pending int) (float64, error) {
-	rc.Pool, rc.Conn = pool, nc
-	r, err := relay.New(rc)
+	start := time.Now()
+	stop, err := runRelay(ctx, rc, pool, nc)
 	if err != nil {
 		return 0, err
 	}
+	defer stop()
+	if err := waitOutboxEmpty(ctx, pool); err != nil {
+		return 0, err
+	}
+	return float64(pending) / time.Since(start).Seconds(), nil
+}
+
+// runRelay starts a relay on pool and nc; stop ends it and waits until it has.
+func runRelay(ctx context.Context, rc relay.Config, pool *pgxpool.Pool, nc *nats.Conn) (stop func(), err error) {
+	rc.Pool, rc.Conn = pool, nc
+	r, err := relay.New(rc)
+	if err != nil {
+		return nil, err
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	start := time.Now()
 	go func() { done <- r.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	return func() { cancel(); <-done }, nil
+}
+
+// waitOutboxEmpty polls until pgjet.outbox holds no row.
+func waitOutboxEmpty(ctx context.Context, pool *pgxpool.Pool) error {
 	for {
 		var n int
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox`).Scan(&n); err != nil {
-			return 0, err
+			return err
 		}
 		if n == 0 {
-			return float64(pending) / time.Since(start).Seconds(), nil
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
