@@ -273,7 +273,7 @@ func ValidateStreamID(id string) error {
 var errRaceOnEventID = fmt.Errorf("%w: stored concurrently by another append; retry to get its result", ErrEventIDReused)
 
 // run performs the append in db, in one round trip: the append statement behind the
-// setting that plans it once (see genericPlans; inTx restores the caller's setting after
+// settings that plan it once (see genericPlans; inTx restores the caller's settings after
 // it), then a second query only for a retry or a conflict.
 func (p *prepared) run(ctx context.Context, db batcher, inTx bool) (AppendResult, error) {
 	sql, args := p.statement()
