@@ -19,7 +19,9 @@ import (
 //     positions increase with versions; ob inserts their outbox rows.
 //
 // The result has one row per append, in append order: whether it is a retry of stored ids,
-// the stream's new version, and the positions of its events.
+// the stream's new version, and the positions of its events. The positions are grouped by
+// stream once and joined, not gathered by a subquery per append: that subquery scanned all
+// of ev for each append, n^2 rows for n appends, and took a sixth of a 100-append batch.
 const mergedAnySQL = `
 WITH a AS (
 	SELECT * FROM unnest($1::text[], $2::int8[], $3::smallint[], $4::text[], $5::bool[])
@@ -47,9 +49,10 @@ ev AS (
 ob AS (
 	INSERT INTO pgjet.outbox (position, partition, traceparent)
 	SELECT ev.position, a.partition, a.traceparent FROM ev JOIN a ON a.stream = ev.stream_id)
-SELECT a.i IN (SELECT i FROM dup), c.version,
-	coalesce((SELECT array_agg(ev.position ORDER BY ev.version) FROM ev WHERE ev.stream_id = a.stream), '{}')
+SELECT a.i IN (SELECT i FROM dup), c.version, coalesce(p.positions, '{}')
 FROM a LEFT JOIN claim c ON c.stream_id = a.stream
+LEFT JOIN (SELECT stream_id, array_agg(position ORDER BY version) AS positions FROM ev GROUP BY stream_id) p
+	ON p.stream_id = a.stream
 ORDER BY a.i`
 
 // mergeable reports whether batch can go through mergedAnySQL: every append expects Any.
