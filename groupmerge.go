@@ -13,10 +13,17 @@ import (
 //   - dup finds appends whose ids (when the caller chose them) are stored already, each id
 //     looked up on its own through the unique index (LIMIT 1 keeps it a per-row lookup,
 //     whatever the planner thinks of the table);
-//   - claim locks or creates each stream's row in stream order, moves its version forward by
-//     the append's event count and its stamp to greatest(this transaction's id, last stamp);
-//   - ev inserts the events after their stream's claim, in stream then version order, so
-//     positions increase with versions; ob inserts their outbox rows.
+//   - claim locks or creates each stream's row in the order of a, moves its version forward
+//     by the append's event count and its stamp to greatest(this transaction's id, last
+//     stamp). Committers must all lock in one order, or two batches can deadlock; the
+//     caller passes the appends sorted by stream in Go (bytewise). Sorting here by stream
+//     would follow the database's collation, which may differ (en-US puts "order-a" before
+//     "order-B"). A retry's stream is locked too, in its place, without a change (a false
+//     DO UPDATE ... WHERE still locks the row): a later round may hold a new append to it.
+//     A retry of ids stored in another stream that does not exist yet creates nothing (the
+//     lookup, only made for retries, has LIMIT 1 to stay a per-row index lookup, as in dup);
+//   - ev inserts the events after their stream's claim, in the same order and then by
+//     version, so positions increase with versions; ob inserts their outbox rows.
 //
 // The result has one row per append, in append order: whether it is a retry of stored ids,
 // the stream's new version, and the positions of its events. The positions are grouped by
@@ -35,16 +42,18 @@ dup AS (
 	WHERE a.client_ids),
 claim AS (
 	INSERT INTO pgjet.streams AS s (stream_id, version, last_tx_id)
-	SELECT a.stream, a.n, pg_current_xact_id() FROM a WHERE a.i NOT IN (SELECT i FROM dup)
-	ORDER BY a.stream
+	SELECT a.stream, a.n, pg_current_xact_id() FROM a
+	WHERE a.i NOT IN (SELECT i FROM dup) OR (SELECT true FROM pgjet.streams x WHERE x.stream_id = a.stream LIMIT 1)
+	ORDER BY a.i
 	ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.version,
 		last_tx_id = greatest(EXCLUDED.last_tx_id, s.last_tx_id), updated_at = now()
+	WHERE s.stream_id NOT IN (SELECT a.stream FROM a JOIN dup ON dup.i = a.i)
 	RETURNING stream_id, version, last_tx_id),
 ev AS (
 	INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data, metadata, tx_id)
 	SELECT e.id, a.stream, c.version - a.n + e.k, e.type, e.schema_id, e.data, e.metadata, c.last_tx_id
 	FROM e JOIN a ON a.i = e.i JOIN claim c ON c.stream_id = a.stream
-	ORDER BY a.stream, e.k
+	ORDER BY a.i, e.k
 	RETURNING position, stream_id, version),
 ob AS (
 	INSERT INTO pgjet.outbox (position, partition, traceparent)

@@ -81,11 +81,18 @@ func AdminURL(t testing.TB) string {
 // when the test and its subtests have finished.
 func DB(t testing.TB) string {
 	t.Helper()
+	return DBWith(t, "")
+}
+
+// DBWith is DB with more options of CREATE DATABASE, such as a locale:
+// "LOCALE_PROVIDER icu ICU_LOCALE 'en-US'".
+func DBWith(t testing.TB, options string) string {
+	t.Helper()
 	admin := AdminURL(t)
 	name := DBPrefix + randomSuffix()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if err := adminExec(ctx, admin, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
+	if err := adminExec(ctx, admin, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0 "+options); err != nil {
 		t.Fatalf("pgtest: creating database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
@@ -106,7 +113,13 @@ func DB(t testing.TB) string {
 // closed, then the database dropped, when the test ends.
 func Pool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	u := DB(t)
+	return PoolOn(t, DB(t))
+}
+
+// PoolOn returns a pool connected to u, a database from [DB] or [DBWith], closed when
+// the test ends.
+func PoolOn(t testing.TB, u string) *pgxpool.Pool {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	pool, err := pgxpool.New(ctx, u)
