@@ -3,8 +3,10 @@ package bench
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pgjet/pgjet"
@@ -140,7 +143,8 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, err
 	}
 	// Group commit: many single-event writers share commits.
-	grouped, err := pgjet.New(pgjet.Config{Pool: cfg.Pool, GroupCommit: true})
+	groupReg := prometheus.NewRegistry()
+	grouped, err := pgjet.New(pgjet.Config{Pool: cfg.Pool, GroupCommit: true, Registerer: groupReg})
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +163,22 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 		report(Result{Name: "append, 1 event per call, 32 writers", Value: rates[1], Ceiling: rates[0], Unit: "ev/s", CeilingName: "one pgx statement per event, 32 writers"})
 		report(Result{Name: "append, 1 event per call, 32 writers, group commit", Value: rates[2], Ceiling: rates[0], Unit: "ev/s", CeilingName: "one pgx statement per event, 32 writers"})
+
+		// What batching alone can give on this machine: raw multi-row inserts of group
+		// commit's mean batch, from as many connections as it commits on.
+		size, err := meanGroup(groupReg)
+		if err != nil {
+			return nil, err
+		}
+		conns := 2 // pgjet.Config.GroupCommitConns's default
+		rates, err = interleavedLoads(ctx, cfg.Duration,
+			load{conns, func(ctx context.Context, w int) (int, error) { return size, rawInsert(ctx, cfg.Pool, data, size) }},
+			load{32, appendTo(grouped)})
+		if err != nil {
+			return nil, fmt.Errorf("append: %w", err)
+		}
+		report(Result{Name: "append, 32 writers, group commit, again", Value: rates[1], Ceiling: rates[0], Unit: "ev/s",
+			CeilingName: fmt.Sprintf("one pgx statement per %d events (its mean batch), %d writers", size, conns)})
 	}
 
 	// The relay scenario moves only its own events: drop what the append scenarios queued.
@@ -270,12 +290,27 @@ func format(v float64, unit string) string {
 // them in turn, in three rounds of d/3 each, and returns each one's units per second over
 // its own slices. A slow phase of the machine then weighs on all of them alike.
 func interleaved(ctx context.Context, d time.Duration, writers int, fns ...func(ctx context.Context, w int) (int, error)) ([]float64, error) {
-	units := make([]float64, len(fns))
-	spent := make([]time.Duration, len(fns))
+	loads := make([]load, len(fns))
+	for i, fn := range fns {
+		loads[i] = load{writers, fn}
+	}
+	return interleavedLoads(ctx, d, loads...)
+}
+
+// load is fn run from writers goroutines.
+type load struct {
+	writers int
+	fn      func(ctx context.Context, w int) (int, error)
+}
+
+// interleavedLoads is interleaved with its own number of writers for each function.
+func interleavedLoads(ctx context.Context, d time.Duration, loads ...load) ([]float64, error) {
+	units := make([]float64, len(loads))
+	spent := make([]time.Duration, len(loads))
 	for range 3 {
-		for i, fn := range fns {
+		for i, l := range loads {
 			start := time.Now()
-			rate, err := timed(ctx, d/3, writers, fn)
+			rate, err := timed(ctx, d/3, l.writers, l.fn)
 			if err != nil {
 				return nil, err
 			}
@@ -284,30 +319,47 @@ func interleaved(ctx context.Context, d time.Duration, writers int, fns ...func(
 			spent[i] += took
 		}
 	}
-	rates := make([]float64, len(fns))
-	for i := range fns {
+	rates := make([]float64, len(loads))
+	for i := range loads {
 		rates[i] = units[i] / spent[i].Seconds()
 	}
 	return rates, nil
 }
 
-// timed runs fn from writers goroutines for d and returns units per second.
+// meanGroup returns the mean number of appends in the shared transactions of the group
+// commit whose metrics reg holds (pgjet_append_group_size; batches of one are not counted).
+func meanGroup(reg *prometheus.Registry) (int, error) {
+	families, err := reg.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range families {
+		if f.GetName() == "pgjet_append_group_size" && len(f.GetMetric()) == 1 {
+			h := f.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() > 0 {
+				return max(1, int(math.Round(h.GetSampleSum()/float64(h.GetSampleCount())))), nil
+			}
+		}
+	}
+	return 0, errors.New("group commit made no shared transaction")
+}
+
+// timed runs fn from writers goroutines for d and returns units per second. A call under
+// way at d runs to its end: cancelling it would make pgx close its connection, and the next
+// scenario would pay for new connections (their first statements planned anew). With 1 s
+// slices on a slow machine that churn cost both pgjet and its ceilings several times over.
 func timed(ctx context.Context, d time.Duration, writers int, fn func(ctx context.Context, w int) (int, error)) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	var (
 		total atomic.Int64
 		g     errgroup.Group
 	)
 	start := time.Now()
+	end := start.Add(d)
 	for w := range writers {
 		g.Go(func() error {
-			for ctx.Err() == nil {
+			for time.Now().Before(end) {
 				n, err := fn(ctx, w)
 				if err != nil {
-					if ctx.Err() != nil {
-						return nil // the deadline cut the call short
-					}
 					return err
 				}
 				total.Add(int64(n))
