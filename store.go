@@ -127,7 +127,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m, reads: reads, aggs: aggs,
-		waker: &relayWaker{pool: cfg.Pool, log: cfg.Logger}}
+		waker: newRelayWaker(cfg.Pool, cfg.Logger)}
 	if cfg.GroupCommit {
 		s.group = &groupCommit{store: s, max: cfg.GroupCommitMaxBatch, conns: cfg.GroupCommitConns}
 	}
