@@ -26,6 +26,7 @@ func main() {
 		syncAlways bool
 		dur        time.Duration
 		events     int
+		rate       int
 		cpuprofile string
 		rc         relay.Config
 		only       string
@@ -38,6 +39,7 @@ func main() {
 	f.Int(&rc.Workers, "relay-workers", "", 0, "relay workers (0: the relay's default)")
 	f.Int(&rc.BatchSize, "relay-batch", "", 0, "relay batch size (0: the relay's default)")
 	f.Int(&rc.Window, "relay-window", "", 0, "relay publish window (0: the relay's default)")
+	f.Int(&rate, "latency-rate", "BENCH_LATENCY_RATE", 1000, "appends per second in the latency scenario")
 	f.String(&only, "only", "BENCH_ONLY", "", "run only these scenarios (comma-separated: append, groupcommit, relay, latency); default all")
 	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
 	c.LogLevel = "warn"
@@ -88,7 +90,7 @@ func main() {
 		if syncAlways {
 			mode = "sync_interval: always"
 		}
-		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, Relay: rc, Out: os.Stdout, JetStreamMode: mode, Only: only})
+		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, LatencyRate: rate, Relay: rc, Out: os.Stdout, JetStreamMode: mode, Only: only})
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}

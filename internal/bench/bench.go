@@ -658,12 +658,30 @@ func waitOutboxEmpty(ctx context.Context, pool *pgxpool.Pool) error {
 // JetStream subscriber running, and measures from each append's commit to the subscriber
 // receiving it and to the projector committing it.
 func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js50, js99 time.Duration, err error) {
+	// The relay and the projector have pools of their own, as cmd/relay and cmd/projector
+	// do. Sharing the writers' pool, they queued behind appends for connections whenever
+	// the writers fell behind, and published or projected hundreds of milliseconds late.
+	own := func() (*pgxpool.Pool, error) {
+		pc := cfg.Pool.Config()
+		pc.MaxConns = 4 // what the binaries get by default here: pgxpool's max(4, CPUs)
+		return pgxpool.NewWithConfig(ctx, pc)
+	}
+	relayPool, err := own()
+	if err != nil {
+		return
+	}
+	defer relayPool.Close()
+	projectorPool, err := own()
+	if err != nil {
+		return
+	}
+	defer projectorPool.Close()
 	var committed sync.Map // event id -> commit time
 	var warmed atomic.Bool
 	var projected, delivered []time.Duration
 	var mu sync.Mutex
 	pj, err := projection.New(projection.Config{
-		Pool: cfg.Pool, Conn: cfg.Conn, Registry: store.Registry(), Projection: demo.OrdersProjection(),
+		Pool: projectorPool, Conn: cfg.Conn, Registry: store.Registry(), Projection: demo.OrdersProjection(),
 		AfterCommit: func(evs []projection.Event) {
 			now := time.Now()
 			mu.Lock()
@@ -681,7 +699,7 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 		return
 	}
 	rc := cfg.Relay
-	rc.Pool, rc.Conn = cfg.Pool, cfg.Conn
+	rc.Pool, rc.Conn = relayPool, cfg.Conn
 	r, err := relay.New(rc)
 	if err != nil {
 		return
