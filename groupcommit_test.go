@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/pgtest"
+	"github.com/pgjet/pgjet/internal/promtest"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
@@ -99,7 +100,7 @@ func TestGroupCommit(t *testing.T) {
 		SELECT count(*) FROM (SELECT stream_id, max(version) AS m, count(*) AS n FROM pgjet.events GROUP BY stream_id) x
 		WHERE x.m <> x.n`).Scan(&bad))
 	require.Zero(t, bad, "gap-free versions")
-	require.Positive(t, gatheredValue(t, reg, "pgjet_append_group_size"), "no append was ever grouped")
+	require.Positive(t, promtest.Value(t, reg, "pgjet_append_group_size"), "no append was ever grouped")
 }
 
 // Appends expecting Any go through one statement for many appends. Streams shared by
@@ -170,6 +171,6 @@ func TestGroupCommitMergesAnyAppends(t *testing.T) {
 			FROM pgjet.events WINDOW w AS (PARTITION BY stream_id)) x
 		WHERE x.n <> x.m OR x.prev_pos >= x.position OR x.prev_tx > x.tx_id`).Scan(&bad))
 	require.Zero(t, bad, "gap-free versions; positions and stamps in version order")
-	require.Positive(t, gatheredValue(t, reg, "pgjet_append_group_merged_total"), "no append went through the merged statement")
-	require.Zero(t, gatheredValue(t, reg, "pgjet_append_group_fallbacks_total"), "a merged batch failed and was retried one append at a time")
+	require.Positive(t, promtest.Value(t, reg, "pgjet_append_group_merged_total"), "no append went through the merged statement")
+	require.Zero(t, promtest.Value(t, reg, "pgjet_append_group_fallbacks_total"), "a merged batch failed and was retried one append at a time")
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/pgtest"
+	"github.com/pgjet/pgjet/internal/promtest"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
@@ -28,7 +29,7 @@ func cachedStore(t testing.TB, pool *pgxpool.Pool, size int64) (*pgjet.Store, *p
 // readCacheCount returns pgjet_read_cache_reads_total{result}.
 func readCacheCount(t testing.TB, reg *prometheus.Registry, result string) float64 {
 	t.Helper()
-	return gatheredValue(t, reg, "pgjet_read_cache_reads_total", "result", result)
+	return promtest.Value(t, reg, "pgjet_read_cache_reads_total", "result", result)
 }
 
 // The cache never answers other than Postgres: a store with a cache reads, in random

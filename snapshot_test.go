@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/promtest"
 )
 
 // tally is the state of the counter aggregate: the counter's value and how many events set
@@ -89,20 +90,20 @@ func TestAggregateLoadsTheSameWithAndWithoutSnapshot(t *testing.T) {
 	require.Equal(t, tally{N: 23, Events: 23}, state)
 	require.Equal(t, int64(23), v)
 	require.Equal(t, snapshotRow{Schema: 1, Version: 23}, readSnapshot(t, pool, "counter-1"), "23 events replayed: a snapshot")
-	require.Equal(t, 23.0, gatheredValue(t, reg, "pgjet_aggregate_load_events"))
+	require.Equal(t, 23.0, promtest.Value(t, reg, "pgjet_aggregate_load_events"))
 
 	appendCounter(t, s, "counter-1", 23, 26)
 	state, v, err = with.Load(ctx, s, "counter-1")
 	require.NoError(t, err)
-	require.Equal(t, 23.0+3, gatheredValue(t, reg, "pgjet_aggregate_load_events"), "only the 3 events after the snapshot were read")
+	require.Equal(t, 23.0+3, promtest.Value(t, reg, "pgjet_aggregate_load_events"), "only the 3 events after the snapshot were read")
 	plain, pv, err := without.Load(ctx, s, "counter-1")
 	require.NoError(t, err)
 	require.Equal(t, plain, state)
 	require.Equal(t, pv, v)
 	require.Equal(t, tally{N: 26, Events: 26}, state)
 	require.Equal(t, snapshotRow{Schema: 1, Version: 23}, readSnapshot(t, pool, "counter-1"), "3 events replayed: no new snapshot")
-	require.Equal(t, 1.0, gatheredValue(t, reg, "pgjet_snapshot_writes_total", "result", "ok"))
-	require.Zero(t, gatheredValue(t, reg, "pgjet_snapshot_ignored_total"))
+	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_snapshot_writes_total", "result", "ok"))
+	require.Zero(t, promtest.Value(t, reg, "pgjet_snapshot_ignored_total"))
 
 	// Another aggregate type over the same stream keeps its own snapshot.
 	other := counterAggregate(1)
@@ -161,9 +162,9 @@ func TestAggregateIgnoresUnusableSnapshots(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tally{N: 12, Events: 12}, state, "the snapshot was not trusted")
 			require.Equal(t, int64(12), v)
-			require.Equal(t, 1.0, gatheredValue(t, reg, "pgjet_snapshot_ignored_total", "reason", c.reason))
-			require.Equal(t, 1.0, gatheredValue(t, reg, "pgjet_snapshot_ignored_total"))
-			require.Equal(t, 12.0+12, gatheredValue(t, reg, "pgjet_aggregate_load_events"), "the stream was replayed from its start")
+			require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_snapshot_ignored_total", "reason", c.reason))
+			require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_snapshot_ignored_total"))
+			require.Equal(t, 12.0+12, promtest.Value(t, reg, "pgjet_aggregate_load_events"), "the stream was replayed from its start")
 
 			// The unusable snapshot was replaced by a good one.
 			require.Equal(t, snapshotRow{Schema: 1, Version: 12}, readSnapshot(t, pool, "counter-3"))
@@ -171,8 +172,8 @@ func TestAggregateIgnoresUnusableSnapshots(t *testing.T) {
 			state, _, err = agg.Load(ctx, s, "counter-3")
 			require.NoError(t, err)
 			require.Equal(t, tally{N: 13, Events: 13}, state)
-			require.Equal(t, 12.0+12+1, gatheredValue(t, reg, "pgjet_aggregate_load_events"))
-			require.Equal(t, 1.0, gatheredValue(t, reg, "pgjet_snapshot_ignored_total"))
+			require.Equal(t, 12.0+12+1, promtest.Value(t, reg, "pgjet_aggregate_load_events"))
+			require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_snapshot_ignored_total"))
 		})
 	}
 }

@@ -13,12 +13,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet/internal/avro"
 	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/internal/subject"
 	"github.com/pgjet/pgjet/subscription"
@@ -179,38 +179,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// metric returns the value of the counter or gauge name with the given label values
-// (all labels must match), or 0.
+// metric returns the sum of the series of name whose labels include the given ones, or 0.
 func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue next
-				}
-			}
-			return value(m)
-		}
+	var pairs []string
+	for k, v := range labels {
+		pairs = append(pairs, k, v)
 	}
-	return 0
-}
-
-func value(m *dto.Metric) float64 {
-	if c := m.GetCounter(); c != nil {
-		return c.GetValue()
-	}
-	return m.GetGauge().GetValue()
+	return promtest.Value(t, reg, name, pairs...)
 }
 
 // waitMembers waits until n subscribers have pull requests waiting on the group's consumer.

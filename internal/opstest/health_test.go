@@ -11,6 +11,7 @@ import (
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/pgtest"
+	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/internal/service"
 )
@@ -48,15 +49,9 @@ func TestOutboxStatsAndAgeCheck(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(relay.NewOutboxCollector(pool, 0))
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue() + mf.GetMetric()[0].GetCounter().GetValue()
-	}
-	require.Equal(t, 5.0, got["pgjet_outbox_pending_rows"])
-	require.Greater(t, got["pgjet_outbox_oldest_age_seconds"], 85.0)
-	require.Contains(t, got, "pgjet_outbox_stats_errors_total")
+	require.Equal(t, 5.0, promtest.Must(t, reg, "pgjet_outbox_pending_rows"))
+	require.Greater(t, promtest.Must(t, reg, "pgjet_outbox_oldest_age_seconds"), 85.0)
+	promtest.Must(t, reg, "pgjet_outbox_stats_errors_total")
 
 	_, err = pool.Exec(ctx, `INSERT INTO pgjet.outbox (position, partition)
 		SELECT g, g % 32 FROM generate_series(100, 100 + $1) g`, 2*relay.OutboxCountCap)

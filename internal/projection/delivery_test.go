@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet/internal/projection"
+	"github.com/pgjet/pgjet/internal/promtest"
 )
 
 // A message the projector never receives (lost in flight, here taken by someone else from
@@ -62,7 +63,7 @@ func TestLostDeliveryIsReadAgainFromTheCheckpoint(t *testing.T) {
 
 	e.waitApplied(t, "ledger")
 	requireLedgerExact(t, e.pool, 40)
-	require.Equal(t, 1.0, counter(t, reg, "pgjet_projection_resets_total"), "one reset, at the gap")
+	require.Equal(t, 1.0, promtest.Must(t, reg, "pgjet_projection_resets_total"), "one reset, at the gap")
 }
 
 // The nats-server restarts three times while events are appended and projected: every
@@ -92,19 +93,4 @@ func TestNATSRestartsWhileApplying(t *testing.T) {
 	require.NoError(t, <-appended)
 	e.waitApplied(t, "ledger")
 	requireLedgerExact(t, e.pool, e.total())
-}
-
-// counter returns the value of the counter called name in reg.
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() == name {
-			require.Len(t, f.GetMetric(), 1)
-			return f.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

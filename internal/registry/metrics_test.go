@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/registry"
 )
 
@@ -26,28 +27,7 @@ func TestMetrics(t *testing.T) {
 
 	count := func(name string, labels ...string) float64 {
 		t.Helper()
-		mfs, err := promReg.Gather()
-		require.NoError(t, err)
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-		metric:
-			for _, m := range mf.GetMetric() {
-				got := map[string]string{}
-				for _, lp := range m.GetLabel() {
-					got[lp.GetName()] = lp.GetValue()
-				}
-				for i := 0; i < len(labels); i += 2 {
-					if got[labels[i]] != labels[i+1] {
-						continue metric
-					}
-				}
-				return m.GetCounter().GetValue()
-			}
-		}
-		t.Fatalf("no series %s%v", name, labels)
-		return 0
+		return promtest.Must(t, promReg, name, labels...)
 	}
 	const (
 		registrations = "pgjet_registry_registrations_total"

@@ -16,6 +16,7 @@ import (
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/outbox"
 	"github.com/pgjet/pgjet/internal/pgcluster"
+	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/relay"
 )
 
@@ -132,18 +133,7 @@ func TestRefusedEventHoldsBackOnlyItsStream(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, BatchPublish: batch, Registerer: reg})
 			waitUntil(t, 10*time.Second, "every other event published", func() bool { return streamMsgs(t, e.js) == uint64(len(committed)) })
-			failed := func() float64 {
-				families, err := reg.Gather()
-				require.NoError(t, err)
-				for _, f := range families {
-					for _, m := range f.GetMetric() {
-						if f.GetName() == "pgjet_relay_published_total" && m.GetLabel()[0].GetValue() == "error" {
-							return m.GetCounter().GetValue()
-						}
-					}
-				}
-				return 0
-			}
+			failed := func() float64 { return promtest.Value(t, reg, "pgjet_relay_published_total", "result", "error") }
 			before := failed()
 			waitUntil(t, 10*time.Second, "two more rounds, failing on the refused event", func() bool { return failed() >= before+2 })
 			got := readAll(t, e.js)
