@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/pgtest"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
@@ -334,20 +335,15 @@ func TestAppendTxNeedsNoSecondConnection(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	url := pgtestDB(t)
-	warm := poolFor(t, url)
+	url := pgtest.DB(t)
+	warm := pgtest.PoolOn(t, url)
 	require.NoError(t, pgjet.Migrate(ctx, warm))
 	w, err := pgjet.New(pgjet.Config{Pool: warm})
 	require.NoError(t, err)
 	_, err = w.Registry().RegisterFS(ctx, demoschemas.Files)
 	require.NoError(t, err)
 
-	cfg, err := pgxpool.ParseConfig(url)
-	require.NoError(t, err)
-	cfg.MaxConns = 1
-	one, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(one.Close)
+	one := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
 	s, err := pgjet.New(pgjet.Config{Pool: one}) // a cold registry cache
 	require.NoError(t, err)
 
@@ -367,15 +363,10 @@ func TestAppendTxNeedsNoSecondConnection(t *testing.T) {
 func TestAppendLeavesThePlanSettingsAlone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtestDB(t)
-	warm := poolFor(t, url)
+	url := pgtest.DB(t)
+	warm := pgtest.PoolOn(t, url)
 	require.NoError(t, pgjet.Migrate(ctx, warm))
-	cfg, err := pgxpool.ParseConfig(url)
-	require.NoError(t, err)
-	cfg.MaxConns = 1 // every call below runs on the same session
-	one, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(one.Close)
+	one := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 }) // every call below runs on the same session
 	for _, group := range []bool{false, true} {
 		s, err := pgjet.New(pgjet.Config{Pool: one, GroupCommit: group})
 		require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/pgtest"
 )
 
 // A transaction that took its id first but commits last must not be skipped by a reader
@@ -174,12 +175,12 @@ func TestReadAllNeverSkipsUnderConcurrentSlowWriters(t *testing.T) {
 func TestMigrateConcurrently(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtestDB(t)
+	url := pgtest.DB(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range 4 {
 		wg.Go(func() {
-			pool := poolFor(t, url)
+			pool := pgtest.PoolOn(t, url)
 			errs[i] = pgjet.Migrate(ctx, pool)
 		})
 	}
@@ -187,7 +188,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
-	pool := poolFor(t, url)
+	pool := pgtest.PoolOn(t, url)
 	var rows int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.migrations`).Scan(&rows))
 	require.Equal(t, latestMigration(), rows, "each migration recorded once")

@@ -19,12 +19,8 @@ func TestWakeUpsDoNotWaitForThePool(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.DB(t)
-	cfg, err := pgxpool.ParseConfig(url)
-	require.NoError(t, err)
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	const size = 2
+	pool := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = size })
 	require.NoError(t, Migrate(ctx, pool))
 	s, err := New(Config{Pool: pool})
 	require.NoError(t, err)
@@ -44,7 +40,7 @@ func TestWakeUpsDoNotWaitForThePool(t *testing.T) {
 		held = nil
 	}
 	t.Cleanup(release) // before the pool closes, which waits for them
-	for range cfg.MaxConns {
+	for range size {
 		c, err := pool.Acquire(ctx)
 		require.NoError(t, err)
 		held = append(held, c)

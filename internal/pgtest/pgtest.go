@@ -117,12 +117,20 @@ func Pool(t testing.TB) *pgxpool.Pool {
 }
 
 // PoolOn returns a pool connected to u, a database from [DB] or [DBWith], closed when
-// the test ends.
-func PoolOn(t testing.TB, u string) *pgxpool.Pool {
+// the test ends. Each configure function may change the pool's config first (its size,
+// say).
+func PoolOn(t testing.TB, u string, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, u)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		t.Fatalf("pgtest: pool: %v", err)
+	}
+	for _, f := range configure {
+		f(cfg)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("pgtest: pool: %v", err)
 	}
