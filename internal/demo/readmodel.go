@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,13 +26,14 @@ const Schema = "demo"
 // OrdersProjection keeps demo.orders: one row per order with its status and totals. Each
 // row records the stream version it reflects, so an event JetStream delivers again after
 // its duplicate window is recognised and ignored. It can be rebuilt (projector rebuild
-// orders): its tables are named unqualified, in the schema the projector hands it.
+// orders): its tables are named unqualified, in the schema the projector hands it. It
+// only writes, so it queues its statements: a batch of events is one round trip.
 func OrdersProjection() projection.Projection {
 	return projection.Projection{
 		Name:   ProjectionName,
 		Schema: Schema,
 		Setup:  setup,
-		Apply:  apply,
+		Queue:  queue,
 	}
 }
 
@@ -60,9 +60,8 @@ func setup(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-func apply(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
+func queue(_ context.Context, b *pgx.Batch, ev projection.Event) error {
 	d := ev.Data
-	var err error
 	switch ev.Type {
 	case TypeOrderPlaced:
 		items, _ := d["items"].([]any)
@@ -71,31 +70,27 @@ func apply(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
 			m, _ := it.(map[string]any)
 			total += asInt64(m["quantity"]) * asInt64(m["unit_price_cents"])
 		}
-		_, err = tx.Exec(ctx, `
+		b.Queue(`
 			INSERT INTO orders (order_id, stream_id, version, customer_id, status, item_count, total_cents, placed_at, updated_at)
 			VALUES ($1, $2, $3, $4, 'placed', $5, $6, $7, $7)
 			ON CONFLICT (order_id) DO NOTHING`,
 			d["order_id"], ev.StreamID, ev.Version, d["customer_id"], len(items), total, asTime(d["placed_at"]))
 	case TypePaymentCaptured:
-		err = update(ctx, tx, ev, `paid_cents = paid_cents + $4, status = 'paid'`, asInt64(d["amount_cents"]))
+		update(b, ev, `paid_cents = paid_cents + $4, status = 'paid'`, asInt64(d["amount_cents"]))
 	case TypeOrderShipped:
 		// Data is in OrderShipped's newest shape (version 3): older events were upcast.
-		err = update(ctx, tx, ev, `carrier = $4, carrier_code = $5, status = 'shipped'`, d["carrier_name"], d["carrier_code"])
+		update(b, ev, `carrier = $4, carrier_code = $5, status = 'shipped'`, d["carrier_name"], d["carrier_code"])
 	case TypeOrderCancelled:
-		err = update(ctx, tx, ev, `status = 'cancelled'`)
-	}
-	if err != nil {
-		return fmt.Errorf("demo.orders: %w", err)
+		update(b, ev, `status = 'cancelled'`)
 	}
 	return nil
 }
 
-// update applies a change to an order row once: only when the event is newer than the row.
-// set may use $4, $5 ... for args.
-func update(ctx context.Context, tx pgx.Tx, ev projection.Event, set string, args ...any) error {
-	_, err := tx.Exec(ctx, `UPDATE orders SET `+set+`, version = $3, updated_at = $2
+// update queues a change to an order row, applied once: only when the event is newer than
+// the row. set may use $4, $5 ... for args.
+func update(b *pgx.Batch, ev projection.Event, set string, args ...any) {
+	b.Queue(`UPDATE orders SET `+set+`, version = $3, updated_at = $2
 		WHERE order_id = $1 AND version < $3`, append([]any{ev.Data["order_id"], ev.Time, ev.Version}, args...)...)
-	return err
 }
 
 func asInt64(v any) int64 {

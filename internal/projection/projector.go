@@ -42,8 +42,17 @@ type Projection struct {
 	// Setup creates or migrates the read model's tables; it runs at every start, so it
 	// must be idempotent. Optional.
 	Setup func(ctx context.Context, tx pgx.Tx) error
-	// Apply changes the read model for one event, inside the batch's transaction.
+	// Apply changes the read model for one event, inside the batch's transaction. Each
+	// statement it runs is a round trip. Set Apply or Queue, not both.
 	Apply func(ctx context.Context, tx pgx.Tx, ev Event) error
+	// Queue, in place of Apply, adds to b the statements that change the read model for
+	// one event. The projector sends the statements of every event of a batch at once, in
+	// one round trip inside the batch's transaction, so a batch costs the same number of
+	// round trips whatever its size. For handlers that only write: a statement cannot
+	// depend on what an earlier one returns, though it sees what earlier ones changed.
+	// QueuedQuery callbacks (Exec, Query, QueryRow) run as the results arrive. A failing
+	// statement fails the batch, reported for its event, as an error of Apply would.
+	Queue func(ctx context.Context, b *pgx.Batch, ev Event) error
 }
 
 // Config configures a Projector.
@@ -114,8 +123,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("projection: Config.Projection.Schema %q must be 1-55 lower-case letters, digits or '_', not starting with a digit", c.Projection.Schema)
 	case reservedSchema(c.Projection.Schema):
 		return fmt.Errorf("projection: Config.Projection.Schema %q is shared with others; a projection needs a schema of its own", c.Projection.Schema)
-	case c.Projection.Apply == nil:
-		return errors.New("projection: Config.Projection.Apply is required")
+	case (c.Projection.Apply == nil) == (c.Projection.Queue == nil):
+		return errors.New("projection: set one of Config.Projection.Apply and Queue")
 	case c.BatchSize < 0:
 		return errors.New("projection: Config.BatchSize must not be negative")
 	}
@@ -430,8 +439,24 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.E
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, 0, fmt.Errorf("reading and moving the checkpoint: %w", err)
 	}
-	var applied []Event
-	skipped := 0
+	var (
+		applied []Event
+		skipped int
+		queued  = &pgx.Batch{}
+		spans   []trace.Span // of the queued events, as applied
+		failed  = -1         // the applied event whose queued statement failed
+	)
+	// endSpans ends the queued events' spans; err goes to the failed event's, or to all
+	// when no statement of one failed (a lost connection).
+	endSpans := func(err error) {
+		for i, span := range spans {
+			if failed >= 0 && i != failed {
+				endSpan(span, nil)
+			} else {
+				endSpan(span, err)
+			}
+		}
+	}
 	for _, d := range evs {
 		if d.Sequence <= checkpoint {
 			skipped++
@@ -439,17 +464,61 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.E
 		}
 		ev, err := p.decode(ctx, d)
 		if err != nil {
+			endSpans(nil)
 			return nil, 0, err
 		}
 		spanCtx, span := p.startSpan(ctx, d, ev)
-		err = p.cfg.Projection.Apply(spanCtx, tx, ev)
-		endSpan(span, err)
+		if p.cfg.Projection.Queue == nil {
+			err = p.cfg.Projection.Apply(spanCtx, tx, ev)
+			endSpan(span, err)
+		} else {
+			from := queued.Len()
+			if err = p.cfg.Projection.Queue(spanCtx, queued, ev); err != nil {
+				endSpan(span, err)
+				endSpans(nil)
+			} else {
+				spans = append(spans, span)
+				ownQueued(queued.QueuedQueries[from:], len(applied), &failed)
+			}
+		}
 		if err != nil {
 			return nil, 0, &applyError{ev: ev, err: err}
 		}
 		applied = append(applied, ev)
 	}
+	if queued.Len() > 0 {
+		err := tx.SendBatch(ctx, queued).Close()
+		endSpans(err)
+		if err != nil && failed >= 0 {
+			return nil, 0, &applyError{ev: applied[failed], err: err}
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("applying the batch's queued statements: %w", err)
+		}
+	} else {
+		endSpans(nil)
+	}
 	return applied, skipped, nil
+}
+
+// ownQueued makes each of qs, queued for the applied event i, record i in failed when it
+// fails first, and keeps what the queued query does with its result.
+func ownQueued(qs []*pgx.QueuedQuery, i int, failed *int) {
+	for _, q := range qs {
+		inner := q.Fn
+		q.Fn = func(br pgx.BatchResults) error {
+			var err error
+			if inner != nil {
+				err = inner(br)
+			} else {
+				_, err = br.Exec()
+			}
+			if err != nil && *failed < 0 {
+				*failed = i
+			}
+			return err
+		}
+	}
 }
 
 // decode turns a delivered event into the projection's Event, its data in the newest shape.

@@ -28,7 +28,10 @@ import (
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
-const childEnv = "PGJET_PROJECTOR_TEST_CHILD"
+const (
+	childEnv  = "PGJET_PROJECTOR_TEST_CHILD"
+	queuedEnv = "PGJET_PROJECTOR_TEST_QUEUED" // the child's projection queues its statements
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
@@ -39,23 +42,36 @@ func TestMain(m *testing.M) {
 }
 
 // counting records every application of every event, so a double application or a
-// reordering is visible: applying is deliberately not idempotent.
-func counting() projection.Projection {
-	return projection.Projection{
+// reordering is visible: applying is deliberately not idempotent. With queued, it queues
+// its statement (Projection.Queue) instead of running it (Apply).
+func counting(queued bool) projection.Projection {
+	const insert = `INSERT INTO applied (event_id, stream_id, version) VALUES ($1, $2, $3)`
+	p := projection.Projection{
 		Name: "counting",
 		Setup: func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS applied (
 				seq bigserial PRIMARY KEY, event_id text NOT NULL, stream_id text NOT NULL, version bigint NOT NULL)`)
 			return err
 		},
-		Apply: func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
+	}
+	if queued {
+		p.Queue = func(_ context.Context, b *pgx.Batch, ev projection.Event) error {
 			if ev.Data["reason"] == nil {
 				return fmt.Errorf("event %s was not decoded", ev.ID)
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO applied (event_id, stream_id, version) VALUES ($1, $2, $3)`, ev.ID, ev.StreamID, ev.Version)
-			return err
-		},
+			b.Queue(insert, ev.ID, ev.StreamID, ev.Version)
+			return nil
+		}
+		return p
 	}
+	p.Apply = func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
+		if ev.Data["reason"] == nil {
+			return fmt.Errorf("event %s was not decoded", ev.ID)
+		}
+		_, err := tx.Exec(ctx, insert, ev.ID, ev.StreamID, ev.Version)
+		return err
+	}
+	return p
 }
 
 func runChild() {
@@ -73,7 +89,7 @@ func runChild() {
 	if err != nil {
 		panic(err)
 	}
-	p, err := projection.New(projection.Config{Pool: pool, Conn: nc, Registry: reg, Projection: counting(), BatchSize: 10, IdleWait: 100 * time.Millisecond})
+	p, err := projection.New(projection.Config{Pool: pool, Conn: nc, Registry: reg, Projection: counting(os.Getenv(queuedEnv) == "1"), BatchSize: 10, IdleWait: 100 * time.Millisecond})
 	if err != nil {
 		panic(err)
 	}
@@ -91,8 +107,14 @@ func cancelled(i int) pgjet.EventData {
 // The projector process is SIGKILLed at random points while it applies; after a final
 // restart every event has been applied exactly once, each stream in version order, and
 // the checkpoint sits at the last JetStream sequence.
+// Both with Apply and with queued statements (Projection.Queue).
 func TestProjectorKilledAppliesExactlyOnce(t *testing.T) {
 	t.Parallel()
+	t.Run("apply", func(t *testing.T) { t.Parallel(); killedAppliesExactlyOnce(t, false) })
+	t.Run("queue", func(t *testing.T) { t.Parallel(); killedAppliesExactlyOnce(t, true) })
+}
+
+func killedAppliesExactlyOnce(t *testing.T, queued bool) {
 	ctx := context.Background()
 	url := pgtest.DB(t)
 	pool, err := pgxpool.New(ctx, url)
@@ -122,6 +144,9 @@ func TestProjectorKilledAppliesExactlyOnce(t *testing.T) {
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"=1", "DATABASE_URL="+url, "NATS_URL="+srv.ClientURL())
+		if queued {
+			cmd.Env = append(cmd.Env, queuedEnv+"=1")
+		}
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		require.NoError(t, err)

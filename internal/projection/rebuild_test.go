@@ -216,7 +216,7 @@ func TestRebuildRefuses(t *testing.T) {
 	e.run(t, fastConfig(ledger("live")))
 	e.waitApplied(t, "ledger")
 
-	cfg := fastConfig(counting())
+	cfg := fastConfig(counting(false))
 	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
 	_, err := projection.Rebuild(ctx, cfg, projection.RebuildOptions{})
 	require.ErrorIs(t, err, projection.ErrNoSchema)

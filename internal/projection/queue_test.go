@@ -1,0 +1,89 @@
+package projection_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/projection"
+)
+
+// Queued statements run as the batch's results arrive, their callbacks included; one that
+// fails rolls the whole batch back and is reported for its own event, as a failing Apply is.
+func TestQueuedStatementsFailForTheirEvent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	for i := range 5 {
+		_, err := e.store.Append(ctx, "order-q", pgjet.Any, cancelled(i))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { // all five published, so the first batch holds them all
+		s, err := e.js.Stream(ctx, "PGJET_EVENTS")
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		return err == nil && info.State.Msgs == 5
+	}, 10*time.Second, 10*time.Millisecond)
+	var (
+		mu     sync.Mutex
+		echoed []int64
+	)
+	p := projection.Projection{
+		Name: "queued",
+		Setup: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS queued (version bigint PRIMARY KEY CHECK (version <> 3))`)
+			return err
+		},
+		Queue: func(_ context.Context, b *pgx.Batch, ev projection.Event) error {
+			b.Queue(`SELECT $1::bigint`, ev.Version).QueryRow(func(row pgx.Row) error {
+				var v int64
+				err := row.Scan(&v)
+				mu.Lock()
+				echoed = append(echoed, v)
+				mu.Unlock()
+				return err
+			})
+			b.Queue(`INSERT INTO queued (version) VALUES ($1)`, ev.Version)
+			return nil
+		},
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	cfg := fastConfig(p)
+	cfg.BatchSize = 5
+	cfg.Logger = zap.New(core)
+	stop := e.run(t, cfg)
+
+	var failure observer.LoggedEntry
+	require.Eventually(t, func() bool {
+		for _, l := range logs.FilterMessage("applying batch failed; retrying").All() {
+			failure = l
+			return true
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no failed batch logged")
+	stop()
+	fields := failure.ContextMap()
+	require.Equal(t, "order-q", fields["stream"])
+	require.Equal(t, int64(3), fields["version"], "the failure is reported for the event whose statement failed: %v", fields)
+	require.Contains(t, fmt.Sprint(fields["error"]), "queued_version_check")
+
+	var rows int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM queued`).Scan(&rows))
+	require.Zero(t, rows, "versions 1 and 2 rolled back with the batch")
+	seq, err := projection.Checkpoint(ctx, e.pool, "queued")
+	require.NoError(t, err)
+	require.Zero(t, seq)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []int64{1, 2, 3}, echoed[:3], "callbacks ran in order, up to the failing statement")
+}
