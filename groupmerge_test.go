@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -83,15 +84,10 @@ func TestMergedAppendsLockInTheBatchOrder(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, pool := lockingStore(t, "LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
-	var collated []string
 	rows, err := pool.Query(ctx, `SELECT s FROM unnest(ARRAY['order-B', 'order-a']) s ORDER BY s`)
 	require.NoError(t, err)
-	for rows.Next() {
-		var s string
-		require.NoError(t, rows.Scan(&s))
-		collated = append(collated, s)
-	}
-	require.NoError(t, rows.Err())
+	collated, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
 	require.Equal(t, []string{"order-a", "order-B"}, collated, "the database's collation must disagree with Go's order")
 	for _, stream := range []string{"order-a", "order-B"} {
 		_, err := anyAppend(stream, uuid.New()).p.run(ctx, pool, false)

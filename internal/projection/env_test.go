@@ -104,13 +104,19 @@ func (e *env) appendCancelledBatches(t testing.TB, n int) {
 // waitRelayed waits until every appended event is in JetStream.
 func (e *env) waitRelayed(t testing.TB) {
 	t.Helper()
+	e.waitPublished(t, e.total())
+}
+
+// waitPublished waits until JetStream holds n events.
+func (e *env) waitPublished(t testing.TB, n int) {
+	t.Helper()
 	require.Eventually(t, func() bool {
 		s, err := e.js.Stream(context.Background(), "PGJET_EVENTS")
 		if err != nil {
 			return false
 		}
 		info, err := s.Info(context.Background())
-		return err == nil && info.State.Msgs == uint64(e.total())
+		return err == nil && info.State.Msgs == uint64(n)
 	}, 2*time.Minute, 20*time.Millisecond)
 }
 

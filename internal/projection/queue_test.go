@@ -26,14 +26,7 @@ func TestQueuedStatementsFailForTheirEvent(t *testing.T) {
 		_, err := e.store.Append(ctx, "order-q", pgjet.Any, cancelled(i))
 		require.NoError(t, err)
 	}
-	require.Eventually(t, func() bool { // all five published, so the first batch holds them all
-		s, err := e.js.Stream(ctx, "PGJET_EVENTS")
-		if err != nil {
-			return false
-		}
-		info, err := s.Info(ctx)
-		return err == nil && info.State.Msgs == 5
-	}, 10*time.Second, 10*time.Millisecond)
+	e.waitPublished(t, 5) // so the first batch holds all five
 	var (
 		mu     sync.Mutex
 		echoed []int64
