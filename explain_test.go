@@ -71,6 +71,8 @@ func accessPaths() []accessPath {
 		{name: "checkpoint read", source: "internal/projection/projector.go", sql: `SELECT sequence FROM pgjet.checkpoints WHERE name = $1`, args: []any{"proj-7"}},
 		{name: "checkpoint lock", source: "internal/projection/projector.go", sql: `SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, args: []any{"proj-7"}},
 		{name: "checkpoint update", source: "internal/projection/projector.go", sql: `UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1`, args: []any{"proj-7", int64(9)}},
+		{name: "checkpoint move (pgjet.move_checkpoint)", source: "internal/migrate/sql/0005_move_checkpoint.sql", sql: `UPDATE pgjet.checkpoints SET sequence = $3, updated_at = now()
+			WHERE name = $1 AND sequence = $2`, args: []any{"proj-7", int64(7), int64(9)}},
 		{name: "checkpoint delete", source: "internal/projection/rebuild.go", sql: `DELETE FROM pgjet.checkpoints WHERE name = $1`, args: []any{"proj-7"}},
 
 		{name: "registry: schema by id", source: "internal/registry/registry.go stored", sql: `SELECT schema FROM pgjet.schemas WHERE id = $1`, args: []any{7}},

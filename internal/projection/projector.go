@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,10 +47,10 @@ type Projection struct {
 	// statement it runs is a round trip. Set Apply or Queue, not both.
 	Apply func(ctx context.Context, tx pgx.Tx, ev Event) error
 	// Queue, in place of Apply, adds to b the statements that change the read model for
-	// one event. The projector sends the statements of every event of a batch at once, in
-	// one round trip inside the batch's transaction, so a batch costs the same number of
-	// round trips whatever its size. For handlers that only write: a statement cannot
-	// depend on what an earlier one returns, though it sees what earlier ones changed.
+	// one event. The projector sends the statements of every event of a batch at once,
+	// with the checkpoint's move, as one transaction in one round trip, whatever the
+	// batch's size. For handlers that only write: a statement cannot depend on what an
+	// earlier one returns, though it sees what earlier ones changed.
 	// QueuedQuery callbacks (Exec, Query, QueryRow) run as the results arrive. A failing
 	// statement fails the batch, reported for its event, as an error of Apply would.
 	Queue func(ctx context.Context, b *pgx.Batch, ev Event) error
@@ -57,7 +58,9 @@ type Projection struct {
 
 // Config configures a Projector.
 type Config struct {
-	// Pool is the Postgres pool of the read model and the checkpoints. Required.
+	// Pool is the Postgres pool of the read model and the checkpoints. Required. A running
+	// projector takes one connection out of it for good, the session it holds its lock and
+	// applies batches on (the pool opens another in its place).
 	Pool *pgxpool.Pool
 	// Conn is the NATS connection. Required.
 	Conn *nats.Conn
@@ -148,6 +151,12 @@ type Projector struct {
 	tracer  trace.Tracer
 
 	progress atomic.Int64 // unix nanos of the last applied batch or idle pull
+
+	// known is the checkpoint as this projector last read or committed it; knownOK is
+	// false after a failed batch, when it may be stale. Only the goroutine applying
+	// batches uses them.
+	known   uint64
+	knownOK bool
 }
 
 // target is where a projector instance keeps its state: the live projection's, or a
@@ -266,11 +275,11 @@ func (p *Projector) searchPathSQL() string {
 }
 
 // lead takes the projection's lock, positions the consumer at the checkpoint and applies
-// batches while the lock's session lives.
+// batches on the lock's session while it lives.
 func (p *Projector) lead(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, p.cfg.Pool.Config().ConnConfig.Copy())
+	conn, err := p.session(ctx)
 	if err != nil {
-		return fmt.Errorf("connecting the lock session: %w", err)
+		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var got bool
@@ -309,7 +318,7 @@ func (p *Projector) lead(ctx context.Context) error {
 			cur, err = p.reposition(ctx)
 		}
 		if err == nil {
-			n, err = p.step(ctx, cur)
+			n, err = p.step(ctx, conn, cur)
 		}
 		if err == nil {
 			backoff = 0
@@ -318,6 +327,9 @@ func (p *Projector) lead(ctx context.Context) error {
 		cur = nil
 		if ctx.Err() != nil {
 			break
+		}
+		if conn.IsClosed() {
+			return fmt.Errorf("session lost: %w", err)
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 		if errors.Is(err, subscription.ErrGap) {
@@ -334,6 +346,34 @@ func (p *Projector) lead(ctx context.Context) error {
 	return nil
 }
 
+// session returns the connection a projector holds its lock on and applies batches on: a
+// connection of the pool (so it has whatever the pool's AfterConnect gives its
+// connections), taken out of it for good. Its search_path is the target's schema (then
+// public) and, unless SynchronousCommit, its commits do not wait for the WAL flush, for the
+// whole session: so its statements are prepared where Setup put the tables, and a batch
+// needs no settings of its own.
+func (p *Projector) session(ctx context.Context) (*pgx.Conn, error) {
+	pc, err := p.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting the projector's session: %w", err)
+	}
+	conn := pc.Hijack()
+	b := &pgx.Batch{}
+	if p.target.schema != "" {
+		b.Queue(`SELECT set_config('search_path', quote_ident($1) || ', public', false)`, p.target.schema)
+	}
+	if !p.cfg.SynchronousCommit {
+		b.Queue(`SET synchronous_commit = off`)
+	}
+	if b.Len() > 0 {
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			conn.Close(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("setting up the projector's session: %w", err)
+		}
+	}
+	return conn, nil
+}
+
 // consumer creates a cursor that reads the projection's events from the one after the
 // checkpoint. The checkpoint in Postgres is the truth: whatever the consumer had delivered
 // to an earlier projector is dropped.
@@ -342,6 +382,7 @@ func (p *Projector) consumer(ctx context.Context) (*subscription.Cursor, error) 
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
+	p.known, p.knownOK = seq, true
 	return subscription.NewCursor(ctx, p.js, subscription.CursorConfig{
 		Stream: p.cfg.Stream, Name: p.target.consumer, Subjects: p.cfg.Projection.Filters,
 	}, seq)
@@ -359,8 +400,9 @@ func (p *Projector) reposition(ctx context.Context) (*subscription.Cursor, error
 	return cur, nil
 }
 
-// step fetches one batch and applies it. After an error the cursor must not be used again.
-func (p *Projector) step(ctx context.Context, cur *subscription.Cursor) (int, error) {
+// step fetches one batch and applies it on conn, the projector's session. After an error
+// the cursor must not be used again.
+func (p *Projector) step(ctx context.Context, conn *pgx.Conn, cur *subscription.Cursor) (int, error) {
 	evs, err := cur.Fetch(p.cfg.BatchSize, p.cfg.IdleWait)
 	if err != nil {
 		return 0, err
@@ -370,31 +412,48 @@ func (p *Projector) step(ctx context.Context, cur *subscription.Cursor) (int, er
 		p.metrics.lag.Set(0) // caught up: nothing waited for the whole pull
 		return 0, nil
 	}
-	if err := p.apply(ctx, evs); err != nil {
+	if err := p.apply(ctx, conn, evs); err != nil {
 		return len(evs), err
 	}
 	p.progress.Store(time.Now().UnixNano())
 	return len(evs), nil
 }
 
-// apply applies evs in one transaction with the checkpoint.
-func (p *Projector) apply(ctx context.Context, evs []subscription.Event) error {
+// apply applies evs on conn, the projector's session, in one transaction with the
+// checkpoint. A Queue projection whose checkpoint the projector knows sends the whole
+// batch in one round trip (applyPipelined); otherwise, or when the checkpoint has moved,
+// the transaction reads the checkpoint first and skips what is applied already (applyTx).
+func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, evs []subscription.Event) error {
 	start := time.Now()
 	var (
-		applied []Event
-		skipped int
+		applied    []Event
+		skipped    int
+		checkpoint uint64 // as the long way read it
+		err        error
 	)
 	// The batch commits or rolls back whole even if ctx is cancelled midway.
 	txCtx := context.WithoutCancel(ctx)
-	err := pgx.BeginFunc(txCtx, p.cfg.Pool, func(tx pgx.Tx) error {
-		var err error
-		applied, skipped, err = p.applyTx(txCtx, tx, evs)
-		return err
-	})
+	pipelined := p.cfg.Projection.Queue != nil && p.knownOK && evs[0].Sequence > p.known
+	if pipelined {
+		applied, err = p.applyPipelined(txCtx, conn, evs)
+		if errors.Is(err, errCheckpointMoved) {
+			p.log.Info("checkpoint moved by someone else; applying the batch the long way", zap.Uint64("expected", p.known))
+			pipelined = false
+		}
+	}
+	if !pipelined {
+		err = pgx.BeginFunc(txCtx, conn, func(tx pgx.Tx) error {
+			var err error
+			applied, skipped, checkpoint, err = p.applyTx(txCtx, tx, evs)
+			return err
+		})
+	}
 	if err != nil {
+		p.knownOK = false
 		p.metrics.batches.WithLabelValues("error").Inc()
 		return err
 	}
+	p.known, p.knownOK = max(checkpoint, evs[len(evs)-1].Sequence), true
 	p.committed(start, applied, skipped)
 	return nil
 }
@@ -414,22 +473,65 @@ func (p *Projector) committed(start time.Time, applied []Event, skipped int) {
 	}
 }
 
+// settings queues the settings of a batch's transaction, as the projector's session has
+// them for good (see session), for a transaction on another connection (a rebuild's swap):
+// the target's search_path and, unless SynchronousCommit, a commit that does not wait for
+// its WAL flush.
+func (p *Projector) settings(b *pgx.Batch) {
+	if p.target.schema != "" {
+		b.Queue(`SELECT set_config('search_path', quote_ident($1) || ', public', true)`, p.target.schema)
+	}
+	if !p.cfg.SynchronousCommit {
+		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	}
+}
+
+// errCheckpointMoved reports that applyPipelined found the checkpoint elsewhere than the
+// projector knew it, and changed nothing.
+var errCheckpointMoved = errors.New("projection: the checkpoint moved")
+
+// sqlstateCheckpointMoved is what pgjet.move_checkpoint raises (migration 0005).
+const sqlstateCheckpointMoved = "PJ001"
+
+// applyPipelined applies evs, all after the checkpoint the projector knows, on conn in
+// one round trip: one pipeline, one implicit transaction, of the checkpoint's move from
+// where the projector knows it to the batch's last event, then every event's queued
+// statements (the session has the settings). The move fails when the checkpoint is
+// elsewhere; then nothing after it runs, the transaction rolls back, and applyPipelined
+// returns errCheckpointMoved.
+func (p *Projector) applyPipelined(ctx context.Context, conn *pgx.Conn, evs []subscription.Event) ([]Event, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pgjet.move_checkpoint($1, $2, $3)`, p.target.checkpoint, p.known, evs[len(evs)-1].Sequence)
+	q := queuedEvents{batch: b, failed: -1}
+	for _, d := range evs {
+		if err := p.queue(ctx, &q, d); err != nil {
+			q.endSpans(nil)
+			return nil, err
+		}
+	}
+	err := conn.SendBatch(ctx, b).Close()
+	q.endSpans(err)
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == sqlstateCheckpointMoved {
+		return nil, errCheckpointMoved
+	}
+	if err != nil {
+		return nil, q.applyError(err)
+	}
+	return q.applied, nil
+}
+
 // applyTx applies evs in tx and moves the checkpoint past them; events at or below the
-// checkpoint are skipped. It returns the applied events and the number skipped.
-func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.Event) ([]Event, int, error) {
+// checkpoint are skipped. It returns the applied events, the number skipped and the
+// checkpoint it found.
+func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.Event) ([]Event, int, uint64, error) {
 	if len(evs) == 0 {
-		return nil, 0, nil
+		return nil, 0, 0, nil
 	}
 	// The transaction's settings, the checkpoint and its move past the batch, in one round
 	// trip. The move is right whatever the checkpoint was: the events above it are applied
 	// below, in this transaction, or the transaction fails as a whole.
 	b := &pgx.Batch{}
-	if p.target.schema != "" {
-		b.Queue(p.searchPathSQL())
-	}
-	if !p.cfg.SynchronousCommit {
-		b.Queue(`SET LOCAL synchronous_commit = off`)
-	}
+	p.settings(b)
 	var checkpoint uint64
 	b.Queue(`SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, p.target.checkpoint).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&checkpoint)
@@ -437,88 +539,109 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.E
 	b.Queue(`UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1 AND sequence < $2`,
 		p.target.checkpoint, evs[len(evs)-1].Sequence)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, 0, fmt.Errorf("reading and moving the checkpoint: %w", err)
+		return nil, 0, 0, fmt.Errorf("reading and moving the checkpoint: %w", err)
 	}
 	var (
-		applied []Event
 		skipped int
-		queued  = &pgx.Batch{}
-		spans   []trace.Span // of the queued events, as applied
-		failed  = -1         // the applied event whose queued statement failed
+		q       = queuedEvents{batch: &pgx.Batch{}, failed: -1}
 	)
-	// endSpans ends the queued events' spans; err goes to the failed event's, or to all
-	// when no statement of one failed (a lost connection).
-	endSpans := func(err error) {
-		for i, span := range spans {
-			if failed >= 0 && i != failed {
-				endSpan(span, nil)
-			} else {
-				endSpan(span, err)
-			}
-		}
-	}
 	for _, d := range evs {
 		if d.Sequence <= checkpoint {
 			skipped++
 			continue
 		}
+		if p.cfg.Projection.Queue != nil {
+			if err := p.queue(ctx, &q, d); err != nil {
+				q.endSpans(nil)
+				return nil, 0, 0, err
+			}
+			continue
+		}
 		ev, err := p.decode(ctx, d)
 		if err != nil {
-			endSpans(nil)
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		spanCtx, span := p.startSpan(ctx, d, ev)
-		if p.cfg.Projection.Queue == nil {
-			err = p.cfg.Projection.Apply(spanCtx, tx, ev)
-			endSpan(span, err)
-		} else {
-			from := queued.Len()
-			if err = p.cfg.Projection.Queue(spanCtx, queued, ev); err != nil {
-				endSpan(span, err)
-				endSpans(nil)
-			} else {
-				spans = append(spans, span)
-				ownQueued(queued.QueuedQueries[from:], len(applied), &failed)
-			}
-		}
+		err = p.cfg.Projection.Apply(spanCtx, tx, ev)
+		endSpan(span, err)
 		if err != nil {
-			return nil, 0, &applyError{ev: ev, err: err}
+			return nil, 0, 0, &applyError{ev: ev, err: err}
 		}
-		applied = append(applied, ev)
+		q.applied = append(q.applied, ev)
 	}
-	if queued.Len() > 0 {
-		err := tx.SendBatch(ctx, queued).Close()
-		endSpans(err)
-		if err != nil && failed >= 0 {
-			return nil, 0, &applyError{ev: applied[failed], err: err}
-		}
+	if q.batch.Len() > 0 {
+		err := tx.SendBatch(ctx, q.batch).Close()
+		q.endSpans(err)
 		if err != nil {
-			return nil, 0, fmt.Errorf("applying the batch's queued statements: %w", err)
+			return nil, 0, 0, q.applyError(err)
 		}
 	} else {
-		endSpans(nil)
+		q.endSpans(nil)
 	}
-	return applied, skipped, nil
+	return q.applied, skipped, checkpoint, nil
 }
 
-// ownQueued makes each of qs, queued for the applied event i, record i in failed when it
-// fails first, and keeps what the queued query does with its result.
-func ownQueued(qs []*pgx.QueuedQuery, i int, failed *int) {
-	for _, q := range qs {
-		inner := q.Fn
-		q.Fn = func(br pgx.BatchResults) error {
+// queuedEvents gathers the statements a Queue projection queues for a batch's events.
+type queuedEvents struct {
+	batch   *pgx.Batch
+	applied []Event
+	spans   []trace.Span // of the applied events
+	failed  int          // the applied event whose statement failed first; -1 for none
+}
+
+// queue decodes d and queues its statements in q, each failure of which is recorded as
+// d's. The event's span stays open until endSpans.
+func (p *Projector) queue(ctx context.Context, q *queuedEvents, d subscription.Event) error {
+	ev, err := p.decode(ctx, d)
+	if err != nil {
+		return err
+	}
+	spanCtx, span := p.startSpan(ctx, d, ev)
+	from := q.batch.Len()
+	if err := p.cfg.Projection.Queue(spanCtx, q.batch, ev); err != nil {
+		endSpan(span, err)
+		return &applyError{ev: ev, err: err}
+	}
+	i := len(q.applied)
+	for _, qq := range q.batch.QueuedQueries[from:] {
+		inner := qq.Fn
+		qq.Fn = func(br pgx.BatchResults) error {
 			var err error
 			if inner != nil {
 				err = inner(br)
 			} else {
 				_, err = br.Exec()
 			}
-			if err != nil && *failed < 0 {
-				*failed = i
+			if err != nil && q.failed < 0 {
+				q.failed = i
 			}
 			return err
 		}
 	}
+	q.spans = append(q.spans, span)
+	q.applied = append(q.applied, ev)
+	return nil
+}
+
+// endSpans ends the queued events' spans once their statements ran; err goes to the
+// failed event's span, or to all when no statement of one failed (a lost connection).
+func (q *queuedEvents) endSpans(err error) {
+	for i, span := range q.spans {
+		if q.failed >= 0 && i != q.failed {
+			endSpan(span, nil)
+		} else {
+			endSpan(span, err)
+		}
+	}
+}
+
+// applyError reports the failure of a batch's queued statements for the event whose
+// statement failed, when one did.
+func (q *queuedEvents) applyError(err error) error {
+	if q.failed >= 0 {
+		return &applyError{ev: q.applied[q.failed], err: err}
+	}
+	return fmt.Errorf("applying the batch's queued statements: %w", err)
 }
 
 // decode turns a delivered event into the projection's Event, its data in the newest shape.

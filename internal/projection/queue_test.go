@@ -80,3 +80,51 @@ func TestQueuedStatementsFailForTheirEvent(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, []int64{1, 2, 3}, echoed[:3], "callbacks ran in order, up to the failing statement")
 }
+
+// A Queue projector sends each batch as one pipeline that moves the checkpoint from where
+// the projector last left it. When someone else has moved it since (a rebuild's swap,
+// another instance), that pipeline changes nothing and the batch goes the long way: the
+// events at or below the checkpoint are skipped, not applied again.
+func TestMovedCheckpointIsNotOverwritten(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	pr := ledgerNamed("moved", "rm_moved", "g1")
+	pr.Apply = nil
+	pr.Queue = func(ctx context.Context, b *pgx.Batch, ev projection.Event) error {
+		b.Queue(`INSERT INTO applied (event_id, stream_id, version, sequence, gen) VALUES ($1, $2, $3, $4, 'g1')`,
+			ev.ID, ev.StreamID, ev.Version, ev.Sequence)
+		return nil
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	cfg := fastConfig(pr)
+	cfg.Logger = zap.New(core)
+	t.Cleanup(func() {
+		for _, l := range logs.All() {
+			t.Log(l.Message, l.ContextMap())
+		}
+	})
+	e.appendCancelled(t, 3)
+	e.run(t, cfg)
+	at := e.waitApplied(t, "moved")
+
+	// Someone else applies the next two events.
+	_, err := e.pool.Exec(ctx, `UPDATE pgjet.checkpoints SET sequence = $2 WHERE name = $1`, "moved", at+2)
+	require.NoError(t, err)
+	e.appendCancelled(t, 5)
+	last := e.waitApplied(t, "moved")
+	require.Equal(t, at+5, last)
+
+	rows, err := e.pool.Query(ctx, `SELECT sequence FROM rm_moved.applied ORDER BY seq`)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	want := []int64{}
+	for s := uint64(1); s <= last; s++ {
+		if s != at+1 && s != at+2 {
+			want = append(want, int64(s))
+		}
+	}
+	require.Equal(t, want, got, "applied once each, except the two applied elsewhere")
+	require.NotEmpty(t, logs.FilterMessage("checkpoint moved by someone else; applying the batch the long way").All())
+}

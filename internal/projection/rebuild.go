@@ -134,9 +134,9 @@ type rebuild struct {
 
 func (r *rebuild) run(ctx context.Context) (uint64, error) {
 	p := r.p
-	lock, err := pgx.ConnectConfig(ctx, p.cfg.Pool.Config().ConnConfig.Copy())
+	lock, err := p.session(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("connecting the lock session: %w", err)
+		return 0, err
 	}
 	defer lock.Close(context.WithoutCancel(ctx))
 	var got bool
@@ -250,7 +250,7 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *subscription
 			}
 			lastPing = time.Now()
 		}
-		n, err := p.step(ctx, cur)
+		n, err := p.step(ctx, lock, cur)
 		if errors.Is(err, subscription.ErrGap) {
 			p.log.Info("deliveries lost in flight; reading on from the checkpoint", zap.Error(err))
 			fresh, err := p.reposition(ctx)
@@ -324,7 +324,7 @@ func (r *rebuild) swap(ctx context.Context, cur *subscription.Cursor) (uint64, e
 				return fmt.Errorf("the stream delivered nothing after sequence %d, yet the live projection is at %d", seq, live)
 			}
 			fetched += len(delivered)
-			evs, _, err := p.applyTx(ctx, tx, delivered)
+			evs, _, _, err := p.applyTx(ctx, tx, delivered)
 			if err != nil {
 				return err
 			}
