@@ -54,9 +54,15 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 func (s *Store) runAlone(ctx context.Context, p *prepared) (AppendResult, error) {
 	res, err := p.run(ctx, s.pool, false)
 	if errors.Is(err, errRaceOnEventID) {
-		// Two retries of one append raced and the other stored the ids first; now that it
-		// has committed, running again finds its result.
-		res, err = p.run(ctx, s.pool, false)
+		// Another append stored some of the ids first and has committed: a retry of this
+		// one that raced it (its result is this one's), or an append that reused them (an
+		// error). The append statement looks up only one id (see lookups), so the second
+		// case ends here too. existing tells them apart; when the other append rolled
+		// back after all, running again stores the events.
+		var found bool
+		if res, found, err = p.existing(ctx, s.pool); err == nil && !found {
+			res, err = p.run(ctx, s.pool, false)
+		}
 	}
 	if err == nil && !res.Duplicate {
 		s.waker.wake(p.partition)
@@ -98,7 +104,8 @@ type prepared struct {
 	expected    ExpectedVersion
 	partition   int16
 	traceparent *string
-	clientIDs   bool // some ids came from the caller: the append may be a retry
+	clientIDs   bool      // some ids came from the caller: the append may be a retry
+	clientID    uuid.UUID // the first of them
 	ids         []uuid.UUID
 	types       []string
 	schemaIDs   []int32
@@ -140,8 +147,8 @@ func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID strin
 				return nil, err
 			}
 			p.ids[i] = id
-		} else {
-			p.clientIDs = true
+		} else if !p.clientIDs {
+			p.clientIDs, p.clientID = true, ev.ID
 		}
 		if seen[p.ids[i]] {
 			return nil, fmt.Errorf("%w: %s: event id %s appears twice", ErrInvalidAppend, at, p.ids[i])
@@ -276,7 +283,7 @@ var errRaceOnEventID = fmt.Errorf("%w: stored concurrently by another append; re
 // settings that plan it once (see genericPlans; inTx restores the caller's settings after
 // it), then a second query only for a retry or a conflict.
 func (p *prepared) run(ctx context.Context, db batcher, inTx bool) (AppendResult, error) {
-	sql, args := p.statement()
+	sql, args := p.statement(inTx)
 	b := &pgx.Batch{}
 	if inTx {
 		b.Queue(genericPlansSave)

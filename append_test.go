@@ -130,6 +130,23 @@ func TestIdempotentAppend(t *testing.T) {
 	require.True(t, prefix.Duplicate)
 	_, err = s.Append(ctx, "order-9", pgjet.Any, withID(cancelEvent("b"), b), withID(cancelEvent("c"), uuid.New()))
 	require.ErrorIs(t, err, pgjet.ErrEventIDReused, "stored ids mixed with new ones")
+	// Only the first id is looked up before the insert; a stored id after a new one fails
+	// the insert, and is explained the same way: alone, through group commit, and in a
+	// caller's transaction, which it must not abort.
+	grouped, err := pgjet.New(pgjet.Config{Pool: pool, GroupCommit: true})
+	require.NoError(t, err)
+	for _, store := range []*pgjet.Store{s, grouped} {
+		_, err = store.Append(ctx, "order-9", pgjet.Any, withID(cancelEvent("c"), uuid.New()), withID(cancelEvent("b"), b))
+		require.ErrorIs(t, err, pgjet.ErrEventIDReused, "new ids, then stored ones")
+		require.ErrorContains(t, err, "1 of the 2 event ids are stored already")
+	}
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = s.AppendTx(ctx, tx, "order-9", pgjet.Any, withID(cancelEvent("c"), uuid.New()), withID(cancelEvent("b"), b))
+	require.ErrorIs(t, err, pgjet.ErrEventIDReused, "new ids, then stored ones, in a transaction")
+	var one int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT 1`).Scan(&one), "the caller's transaction goes on")
+	require.NoError(t, tx.Rollback(ctx))
 	_, err = s.Append(ctx, "order-10", pgjet.Any, withID(cancelEvent("a"), a), withID(cancelEvent("b"), b))
 	require.ErrorIs(t, err, pgjet.ErrEventIDReused, "same ids, other stream")
 	_, err = s.Append(ctx, "order-9", pgjet.Exact(1), withID(cancelEvent("a"), a), withID(cancelEvent("b"), b))

@@ -38,7 +38,7 @@ var largeTables = []string{"events", "streams", "outbox", "checkpoints", "schema
 // A new query belongs here; docs/architecture.md ("Access paths") lists the plans.
 func accessPaths() []accessPath {
 	id := uuid.MustParse("0190c6a1-3e1f-7000-8000-000000000001")
-	appendArgs := []any{"order-7", int64(1), []uuid.UUID{id}, []string{"t.Ev"}, []int32{1}, [][]byte{{0}}, [][]byte{[]byte(`{}`)}, int16(3), (*string)(nil), true}
+	appendArgs := []any{"order-7", int64(1), []uuid.UUID{id}, []string{"t.Ev"}, []int32{1}, [][]byte{{0}}, [][]byte{[]byte(`{}`)}, int16(3), (*string)(nil), [][16]byte{id}}
 	return []accessPath{
 		{name: "stream read forward", source: "read.go ReadStream", sql: readForwardSQL, args: []any{"order-7", int64(1), 100}},
 		{name: "stream read backward", source: "read.go ReadStream", sql: readBackwardSQL, args: []any{"order-7", int64(math.MaxInt64), 100}},
@@ -55,7 +55,7 @@ func accessPaths() []accessPath {
 		{name: "append, expected exists", source: "appendsql.go", sql: claimExists, args: appendArgs, settings: genericPlans},
 		{name: "append, expected exact", source: "appendsql.go", sql: claimExact, args: append(appendArgs, int64(100)), settings: genericPlans},
 		{name: "group commit, appends expecting any", source: "groupmerge.go", sql: mergedAnySQL, settings: genericPlans,
-			args: []any{[]string{"order-7", "order-8"}, []int64{1, 1}, []int16{3, 4}, []*string{nil, nil}, []bool{true, true},
+			args: []any{[]string{"order-7", "order-8"}, []int64{1, 1}, []int16{3, 4}, []*string{nil, nil}, []*[16]byte{(*[16]byte)(&id), nil},
 				[]int64{1, 2}, []int64{1, 1}, [][16]byte{id, uuid.New()}, []string{"t.Ev", "t.Ev"}, []int32{1, 1},
 				[][]byte{{0}, {0}}, [][]byte{[]byte(`{}`), []byte(`{}`)}}},
 		{name: "snapshot load", source: "snapshot.go", sql: `SELECT schema_version, version, event_id, data FROM pgjet.snapshots

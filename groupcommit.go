@@ -121,7 +121,7 @@ func (g *groupCommit) runEach(ctx context.Context, batch []*groupRequest, outcom
 	b := &pgx.Batch{}
 	b.Queue(genericPlans)
 	for _, r := range batch {
-		sql, args := r.p.statement()
+		sql, args := r.p.statement(false)
 		b.Queue(sql, args...)
 	}
 	br := g.store.pool.SendBatch(ctx, b)

@@ -10,9 +10,9 @@ import (
 //
 //   - a holds one row per append ($1-$6), e one row per event ($7-$13: its append's row
 //     number and its place k in that append);
-//   - dup finds appends whose ids (when the caller chose them) are stored already, each id
-//     looked up on its own through the unique index (LIMIT 1 keeps it a per-row lookup,
-//     whatever the planner thinks of the table);
+//   - dup finds appends whose first caller-chosen id (lookup, NULL when pgjet generated
+//     every id; see prepared.lookups) is stored already, looked up through the unique
+//     index (LIMIT 1 keeps it a per-row lookup, whatever the planner thinks of the table);
 //   - claim locks or creates each stream's row in the order of a, moves its version forward
 //     by the append's event count and its stamp to greatest(this transaction's id, last
 //     stamp). Committers must all lock in one order, or two batches can deadlock; the
@@ -31,15 +31,14 @@ import (
 // of ev for each append, n^2 rows for n appends, and took a sixth of a 100-append batch.
 const mergedAnySQL = `
 WITH a AS (
-	SELECT * FROM unnest($1::text[], $2::int8[], $3::smallint[], $4::text[], $5::bool[])
-		WITH ORDINALITY AS a (stream, n, partition, traceparent, client_ids, i)),
+	SELECT * FROM unnest($1::text[], $2::int8[], $3::smallint[], $4::text[], $5::uuid[])
+		WITH ORDINALITY AS a (stream, n, partition, traceparent, lookup, i)),
 e AS (
 	SELECT * FROM unnest($6::int8[], $7::int8[], $8::uuid[], $9::text[], $10::int[], $11::bytea[], $12::jsonb[])
 		AS e (i, k, id, type, schema_id, data, metadata)),
 dup AS (
-	SELECT DISTINCT e.i FROM e JOIN a ON a.i = e.i
-	CROSS JOIN LATERAL (SELECT 1 FROM pgjet.events x WHERE x.event_id = e.id LIMIT 1) found
-	WHERE a.client_ids),
+	SELECT a.i FROM a
+	CROSS JOIN LATERAL (SELECT 1 FROM pgjet.events x WHERE x.event_id = a.lookup LIMIT 1) found),
 claim AS (
 	INSERT INTO pgjet.streams AS s (stream_id, version, last_tx_id)
 	SELECT a.stream, a.n, pg_current_xact_id() FROM a
@@ -99,7 +98,7 @@ func mergedArgs(batch []*groupRequest, round []int) []any {
 		counts, evApp, evK []int64
 		partitions         []int16
 		traceparents       []*string
-		clientIDs          []bool
+		lookups            []*[16]byte
 		ids                [][16]byte
 		schemaIDs          []int32
 		data, metadata     [][]byte
@@ -110,7 +109,12 @@ func mergedArgs(batch []*groupRequest, round []int) []any {
 		counts = append(counts, int64(len(p.ids)))
 		partitions = append(partitions, p.partition)
 		traceparents = append(traceparents, p.traceparent)
-		clientIDs = append(clientIDs, p.clientIDs)
+		var lookup *[16]byte
+		if p.clientIDs {
+			id := [16]byte(p.clientID)
+			lookup = &id
+		}
+		lookups = append(lookups, lookup)
 		for k, id := range p.ids {
 			evApp = append(evApp, int64(j+1))
 			evK = append(evK, int64(k+1))
@@ -121,7 +125,7 @@ func mergedArgs(batch []*groupRequest, round []int) []any {
 		data = append(data, p.data...)
 		metadata = append(metadata, p.metadata...)
 	}
-	return []any{streams, counts, partitions, traceparents, clientIDs, evApp, evK, ids, types, schemaIDs, data, metadata}
+	return []any{streams, counts, partitions, traceparents, lookups, evApp, evK, ids, types, schemaIDs, data, metadata}
 }
 
 // scanMerged reads one result row of mergedAnySQL into o.

@@ -35,7 +35,7 @@ func lockingStore(t *testing.T, dbOptions string) (*Store, *pgxpool.Pool) {
 // be told apart) or a new one.
 func anyAppend(stream string, id uuid.UUID) *groupRequest {
 	return &groupRequest{ctx: context.Background(), p: &prepared{stream: stream, expected: Any, partition: 1,
-		clientIDs: true, ids: []uuid.UUID{id}, types: []string{"t.Ev"}, schemaIDs: []int32{1},
+		clientIDs: true, clientID: id, ids: []uuid.UUID{id}, types: []string{"t.Ev"}, schemaIDs: []int32{1},
 		data: [][]byte{{0, 0, 0, 0, 1}}, metadata: [][]byte{[]byte(`{}`)}}}
 }
 
