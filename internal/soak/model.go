@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgjet/pgjet"
@@ -51,8 +52,27 @@ const applyModelSQL = `INSERT INTO streams AS s (stream_id, events, last_version
 		digest = encode(sha256(convert_to(s.digest || $3::text, 'UTF8')), 'hex')`
 
 // modelProjection is the read model. Its Apply reports to s.projectorBatch after changing
-// the row, so a fault can kill the projector with the batch's transaction open.
-func (s *system) modelProjection() projection.Projection {
+// the row, so a fault can kill the projector with the batch's transaction open. With
+// queued, it queues its statement instead (Projection.Queue), and reports as the
+// statement's result arrives: the batch's one pipeline is then sent, and may have
+// committed by the time the fault cuts it.
+func (s *system) modelProjection(queued bool) projection.Projection {
+	if queued {
+		return projection.Projection{
+			Name: modelName, Schema: modelSchema,
+			Setup: func(ctx context.Context, tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, setupModelSQL)
+				return err
+			},
+			Queue: func(_ context.Context, b *pgx.Batch, ev projection.Event) error {
+				b.Queue(applyModelSQL, ev.StreamID, ev.Version, ev.ID).Exec(func(pgconn.CommandTag) error {
+					s.projectorBatch.reached(0)
+					return nil
+				})
+				return nil
+			},
+		}
+	}
 	return projection.Projection{
 		Name: modelName, Schema: modelSchema,
 		Setup: func(ctx context.Context, tx pgx.Tx) error {

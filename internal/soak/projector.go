@@ -24,7 +24,7 @@ func (p *runningProjector) stop() {
 }
 
 // startProjector starts an instance of the read model's projector; the n-th instance of a
-// run is named by n.
+// run is named by n. Odd instances run the projection's Apply, even ones its Queue.
 func (s *system) startProjector(ctx context.Context, n int) (*runningProjector, error) {
 	pcfg, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
 	if err != nil {
@@ -44,7 +44,7 @@ func (s *system) startProjector(ctx context.Context, n int) (*runningProjector, 
 		return nil, err
 	}
 	p, err := projection.New(projection.Config{
-		Pool: pool, Conn: nc, Registry: s.store.Registry(), Projection: s.modelProjection(),
+		Pool: pool, Conn: nc, Registry: s.store.Registry(), Projection: s.modelProjection(n%2 == 0),
 		BatchSize: 50, IdleWait: 200 * time.Millisecond,
 		Logger: s.cfg.Logger.With(zap.String("instance", name)),
 	})
