@@ -41,7 +41,7 @@ func main() {
 	f.Int(&replicas, "replicas", "PGJET_STREAM_REPLICAS", 1, "JetStream stream replicas (3 in production)")
 	f.Duration(&dupWindow, "duplicate-window", "PGJET_DUPLICATE_WINDOW", 2*time.Minute, "JetStream duplicate window")
 	f.Duration(&maxAge, "max-age", "PGJET_MAX_AGE", 0, "JetStream retention by age; 0 keeps events forever")
-	f.Int(&batch, "batch-size", "RELAY_BATCH_SIZE", 500, "outbox rows read per batch")
+	f.Int(&batch, "batch-size", "RELAY_BATCH_SIZE", relay.DefaultBatchSize, "outbox rows read per batch")
 	f.Int(&window, "window", "RELAY_WINDOW", 512, "publishes in flight (unacknowledged) per worker")
 	f.Bool(&batchPublish, "batch-publish", "RELAY_BATCH_PUBLISH", false, "send a batch whose streams repeat as one ordered batch publish (nats-server 2.14+); see docs/architecture.md for its limit")
 	f.Int(&workers, "workers", "RELAY_WORKERS", 4, "partition-draining workers")

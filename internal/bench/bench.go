@@ -196,11 +196,13 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("raw publish: %w", err)
 		}
-		drain, err := rawDrain(ctx, cfg.Pool, data, cfg.RelayEvents)
+		// The raw loops move as many rows at a time as the relay reads.
+		rows := cmp.Or(cfg.Relay.BatchSize, relay.DefaultBatchSize)
+		drain, err := rawDrain(ctx, cfg.Pool, data, cfg.RelayEvents, rows)
 		if err != nil {
 			return nil, fmt.Errorf("raw drain: %w", err)
 		}
-		pipeline, err := rawPipeline(ctx, cfg.Pool, cfg.Conn, data, cfg.RelayEvents)
+		pipeline, err := rawPipeline(ctx, cfg.Pool, cfg.Conn, data, cfg.RelayEvents, rows)
 		if err != nil {
 			return nil, fmt.Errorf("raw pipeline: %w", err)
 		}
@@ -213,7 +215,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		report(Result{Name: fmt.Sprintf("relay: outbox -> JetStream (%d ev, 2048 streams)", pending), Value: relayed, Ceiling: min(rawPub, drain),
 			Unit: "ev/s", CeilingName: fmt.Sprintf("min(JetStream async publish %s, outbox DELETE..RETURNING %s)", format(rawPub, "ev/s"), format(drain, "ev/s"))})
 		report(Result{Name: "relay, beside both done at once", Value: relayed, Ceiling: pipeline,
-			Unit: "ev/s", CeilingName: "4 loops of DELETE..RETURNING 500 rows, then async publish of each (no order, no safety)"})
+			Unit: "ev/s", CeilingName: fmt.Sprintf("4 loops of DELETE..RETURNING %d rows, then async publish of each (no order, no safety)", rows)})
 
 		// The same with ordered batch publishes (relay.Config.BatchPublish), on a fresh fill.
 		if _, err := fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents); err != nil {
@@ -484,9 +486,9 @@ func rawPublish(ctx context.Context, nc *nats.Conn, data []byte, n int) (float64
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// rawDrain measures the outbox side alone: DELETE ... RETURNING of 500-row batches joined
+// rawDrain measures the outbox side alone: DELETE ... RETURNING of batches of rows joined
 // to their events, as one drainer, on a copy of n rows.
-func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) (float64, error) {
+func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n, rows int) (float64, error) {
 	if err := fillRaw(ctx, pool, data, n); err != nil {
 		return 0, err
 	}
@@ -495,8 +497,8 @@ func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) (floa
 	for {
 		var k int
 		err := pool.QueryRow(ctx, `
-			WITH d AS (DELETE FROM raw_outbox WHERE position IN (SELECT position FROM raw_outbox ORDER BY position LIMIT 500) RETURNING position)
-			SELECT count(*) FROM d JOIN raw_events e USING (position)`).Scan(&k)
+			WITH d AS (DELETE FROM raw_outbox WHERE position IN (SELECT position FROM raw_outbox ORDER BY position LIMIT $1) RETURNING position)
+			SELECT count(*) FROM d JOIN raw_events e USING (position)`, rows).Scan(&k)
 		if err != nil {
 			return 0, err
 		}
@@ -509,11 +511,11 @@ func rawDrain(ctx context.Context, pool *pgxpool.Pool, data []byte, n int) (floa
 }
 
 // rawPipeline measures both sides of the relay at once, on the same CPUs, without any of its
-// guarantees: 4 goroutines each DELETE ... RETURNING 500 rows joined to their events from a
+// guarantees: 4 goroutines each DELETE ... RETURNING batches of rows joined to their events from a
 // copy of n outbox rows, publish them asynchronously (the relay's message shape) and wait
 // for the acks. On a small machine the relay pays for Postgres and JetStream together,
 // which the two separate ceilings do not show.
-func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []byte, n int) (float64, error) {
+func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []byte, n, batch int) (float64, error) {
 	if err := fillRaw(ctx, pool, data, n); err != nil {
 		return 0, err
 	}
@@ -532,8 +534,8 @@ func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []
 			for {
 				rows, err := pool.Query(ctx, `
 					WITH d AS (DELETE FROM raw_outbox WHERE position IN (
-						SELECT position FROM raw_outbox ORDER BY position LIMIT 500 FOR UPDATE SKIP LOCKED) RETURNING position)
-					SELECT e.event_id::text, e.stream_id, e.data FROM d JOIN raw_events e USING (position)`)
+						SELECT position FROM raw_outbox ORDER BY position LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING position)
+					SELECT e.event_id::text, e.stream_id, e.data FROM d JOIN raw_events e USING (position)`, batch)
 				if err != nil {
 					return err
 				}

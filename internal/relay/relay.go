@@ -21,6 +21,9 @@ import (
 	"github.com/pgjet/pgjet/internal/outbox"
 )
 
+// DefaultBatchSize is Config.BatchSize's default.
+const DefaultBatchSize = 2000
+
 // Config configures a Relay.
 type Config struct {
 	// Pool is the Postgres pool holding the outbox. Required. The relay also opens two
@@ -35,7 +38,11 @@ type Config struct {
 	// RegistryURL is the schema registry's base URL, for ce-dataschema. Default
 	// "http://localhost:8080".
 	RegistryURL string
-	// BatchSize is the most outbox rows one worker reads at a time. Default 500.
+	// BatchSize is the most outbox rows one worker reads at a time. Default 2000: with a
+	// backlog, a batch spans more streams, and since a stream's events are published one
+	// at a time, more streams mean more publishes in flight (the bench's relay scenario,
+	// 10 events per stream in a row: 2000-row batches relayed 1.2-1.4x as fast as 500-row
+	// ones). Without a backlog batches are small anyway.
 	BatchSize int
 	// Window is the most publishes one worker has in flight. Default 512.
 	Window int
@@ -62,7 +69,7 @@ type Config struct {
 func (c *Config) setDefaults() {
 	c.Source = cmp.Or(c.Source, "pgjet")
 	c.RegistryURL = strings.TrimSuffix(cmp.Or(c.RegistryURL, "http://localhost:8080"), "/")
-	c.BatchSize = cmp.Or(c.BatchSize, 500)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
 	c.Window = cmp.Or(c.Window, 512)
 	c.Workers = cmp.Or(c.Workers, 4)
 	c.PollInterval = cmp.Or(c.PollInterval, time.Second)
