@@ -250,7 +250,7 @@ func (p *Projector) setup(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{p.target.schema}.Sanitize()); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, p.searchPathSQL()); err != nil {
+			if _, err := tx.Exec(ctx, setSearchPath, p.target.schema, true); err != nil {
 				return err
 			}
 		}
@@ -268,11 +268,9 @@ func (p *Projector) setup(ctx context.Context) error {
 	return nil
 }
 
-// searchPathSQL points a transaction's search_path at the target's schema, then public.
-// Only for a target with a schema.
-func (p *Projector) searchPathSQL() string {
-	return `SET LOCAL search_path TO ` + pgx.Identifier{p.target.schema}.Sanitize() + `, public`
-}
+// setSearchPath points search_path at the schema $1, then public: for the transaction
+// when $2 is true, for the session otherwise.
+const setSearchPath = `SELECT set_config('search_path', quote_ident($1) || ', public', $2)`
 
 // lead takes the projection's lock, positions the consumer at the checkpoint and applies
 // batches on the lock's session while it lives.
@@ -360,7 +358,7 @@ func (p *Projector) session(ctx context.Context) (*pgx.Conn, error) {
 	conn := pc.Hijack()
 	b := &pgx.Batch{}
 	if p.target.schema != "" {
-		b.Queue(`SELECT set_config('search_path', quote_ident($1) || ', public', false)`, p.target.schema)
+		b.Queue(setSearchPath, p.target.schema, false)
 	}
 	if !p.cfg.SynchronousCommit {
 		b.Queue(`SET synchronous_commit = off`)
@@ -473,13 +471,13 @@ func (p *Projector) committed(start time.Time, applied []Event, skipped int) {
 	}
 }
 
-// settings queues the settings of a batch's transaction, as the projector's session has
-// them for good (see session), for a transaction on another connection (a rebuild's swap):
-// the target's search_path and, unless SynchronousCommit, a commit that does not wait for
-// its WAL flush.
+// settings queues, for one transaction, the settings the projector's session has for good
+// (see session): the target's search_path and, unless SynchronousCommit, a commit that does
+// not wait for its WAL flush. applyTx needs them when it runs on another connection (a
+// rebuild's swap); on the session they repeat what it has.
 func (p *Projector) settings(b *pgx.Batch) {
 	if p.target.schema != "" {
-		b.Queue(`SELECT set_config('search_path', quote_ident($1) || ', public', true)`, p.target.schema)
+		b.Queue(setSearchPath, p.target.schema, true)
 	}
 	if !p.cfg.SynchronousCommit {
 		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
