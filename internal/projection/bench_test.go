@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -65,12 +64,7 @@ func BenchmarkProject(b *testing.B) {
 					name := fmt.Sprintf("bench%d", n)
 					pr := ledgerNamed(name, "rm_"+name, "bench")
 					if queued {
-						pr.Apply = nil
-						pr.Queue = func(_ context.Context, qb *pgx.Batch, ev projection.Event) error {
-							qb.Queue(`INSERT INTO applied (event_id, stream_id, version, sequence, gen) VALUES ($1, $2, $3, $4, 'bench')`,
-								ev.ID, ev.StreamID, ev.Version, ev.Sequence)
-							return nil
-						}
+						pr = queuedLedger(name, "rm_"+name, "bench")
 					}
 					start := time.Now()
 					stop := e.run(b, projection.Config{Projection: pr, BatchSize: batch, IdleWait: 100 * time.Millisecond})

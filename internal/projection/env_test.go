@@ -166,6 +166,21 @@ func (e *env) waitApplied(t testing.TB, name string) uint64 {
 // application of an event, marked with gen, so a lost, doubled or reordered event shows.
 func ledger(gen string) projection.Projection { return ledgerNamed("ledger", "rm_ledger", gen) }
 
+// ledgerInsert records one application of an event: $1-$4 the event's id, stream, version
+// and sequence, $5 the generation.
+const ledgerInsert = `INSERT INTO applied (event_id, stream_id, version, sequence, gen) VALUES ($1, $2, $3, $4, $5)`
+
+// queuedLedger is ledgerNamed queuing its statement (Projection.Queue) instead of running it.
+func queuedLedger(name, schema, gen string) projection.Projection {
+	p := ledgerNamed(name, schema, gen)
+	p.Apply = nil
+	p.Queue = func(_ context.Context, b *pgx.Batch, ev projection.Event) error {
+		b.Queue(ledgerInsert, ev.ID, ev.StreamID, ev.Version, ev.Sequence, gen)
+		return nil
+	}
+	return p
+}
+
 func ledgerNamed(name, schema, gen string) projection.Projection {
 	return projection.Projection{
 		Name:   name,
@@ -177,8 +192,7 @@ func ledgerNamed(name, schema, gen string) projection.Projection {
 			return err
 		},
 		Apply: func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
-			_, err := tx.Exec(ctx, `INSERT INTO applied (event_id, stream_id, version, sequence, gen) VALUES ($1, $2, $3, $4, $5)`,
-				ev.ID, ev.StreamID, ev.Version, ev.Sequence, gen)
+			_, err := tx.Exec(ctx, ledgerInsert, ev.ID, ev.StreamID, ev.Version, ev.Sequence, gen)
 			return err
 		},
 	}

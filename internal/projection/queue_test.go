@@ -89,13 +89,7 @@ func TestMovedCheckpointIsNotOverwritten(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, registerDemo(t))
-	pr := ledgerNamed("moved", "rm_moved", "g1")
-	pr.Apply = nil
-	pr.Queue = func(ctx context.Context, b *pgx.Batch, ev projection.Event) error {
-		b.Queue(`INSERT INTO applied (event_id, stream_id, version, sequence, gen) VALUES ($1, $2, $3, $4, 'g1')`,
-			ev.ID, ev.StreamID, ev.Version, ev.Sequence)
-		return nil
-	}
+	pr := queuedLedger("moved", "rm_moved", "g1")
 	core, logs := observer.New(zap.InfoLevel)
 	cfg := fastConfig(pr)
 	cfg.Logger = zap.New(core)

@@ -57,36 +57,31 @@ const applyModelSQL = `INSERT INTO streams AS s (stream_id, events, last_version
 // statement's result arrives: the batch's one pipeline is then sent, and may have
 // committed by the time the fault cuts it.
 func (s *system) modelProjection(queued bool) projection.Projection {
-	if queued {
-		return projection.Projection{
-			Name: modelName, Schema: modelSchema,
-			Setup: func(ctx context.Context, tx pgx.Tx) error {
-				_, err := tx.Exec(ctx, setupModelSQL)
-				return err
-			},
-			Queue: func(_ context.Context, b *pgx.Batch, ev projection.Event) error {
-				b.Queue(applyModelSQL, ev.StreamID, ev.Version, ev.ID).Exec(func(pgconn.CommandTag) error {
-					s.projectorBatch.reached(0)
-					return nil
-				})
-				return nil
-			},
-		}
-	}
-	return projection.Projection{
+	p := projection.Projection{
 		Name: modelName, Schema: modelSchema,
 		Setup: func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, setupModelSQL)
 			return err
 		},
-		Apply: func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
-			if _, err := tx.Exec(ctx, applyModelSQL, ev.StreamID, ev.Version, ev.ID); err != nil {
-				return err
-			}
-			s.projectorBatch.reached(0)
-			return nil
-		},
 	}
+	if queued {
+		p.Queue = func(_ context.Context, b *pgx.Batch, ev projection.Event) error {
+			b.Queue(applyModelSQL, ev.StreamID, ev.Version, ev.ID).Exec(func(pgconn.CommandTag) error {
+				s.projectorBatch.reached(0)
+				return nil
+			})
+			return nil
+		}
+		return p
+	}
+	p.Apply = func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
+		if _, err := tx.Exec(ctx, applyModelSQL, ev.StreamID, ev.Version, ev.ID); err != nil {
+			return err
+		}
+		s.projectorBatch.reached(0)
+		return nil
+	}
+	return p
 }
 
 // readModel returns the read model's rows.
