@@ -308,7 +308,13 @@ func (r *Relay) work(ctx context.Context, w int) {
 // BatchSQL reads the next outbox rows of the partitions in $1, at most $2, with their
 // events. Each partition is read through (partition, position) and the heads merged: a
 // single scan in position order filtered by partition would walk past every row of the
-// partitions other relays own. Only the rows kept are joined with their events.
+// partitions other relays own. Only the rows kept are joined with their events, each
+// looked up on its own (LIMIT 1 keeps the lookup per row whatever the planner thinks of
+// the tables: as a plain join, a plan made while pgjet.events held two rows walked all of
+// its primary key for every batch). The lookup is a range in position order, not an
+// equality, so that only events_pkey serves it: a position equality also fits
+// events_tx_position (tx_id, position) as a condition on its second column, and a plan
+// made while the table looked empty took that index, walking all of it for every row.
 const BatchSQL = `
 	WITH o AS MATERIALIZED (
 		SELECT o.position, o.traceparent
@@ -318,15 +324,22 @@ const BatchSQL = `
 			WHERE partition = p.partition ORDER BY position LIMIT $2) o
 		ORDER BY o.position LIMIT $2)
 	SELECT o.position, o.traceparent, e.event_id::text, e.stream_id, e.version, e.type, e.schema_id, e.data, e.created_at
-	FROM o JOIN pgjet.events e ON e.position = o.position
+	FROM o CROSS JOIN LATERAL (
+		SELECT event_id, stream_id, version, type, schema_id, data, created_at FROM pgjet.events
+		WHERE position BETWEEN o.position AND o.position ORDER BY position LIMIT 1) e
 	ORDER BY o.position`
 
-// indexPlans keeps BatchSQL on its indexes, for the read's own transaction. The outbox is a
-// queue: its rows come and go faster than autovacuum's statistics follow them, and with
-// stale statistics Postgres read every pending row of each partition through a bitmap and
-// sorted them (27-42 ms for 500 rows of 230,000 pending; 3.5 ms on the index), or merged
-// the batch with pgjet.events from its first position.
-const indexPlans = `SELECT set_config('enable_bitmapscan', 'off', true),
+// IndexPlans keeps BatchSQL on its indexes, for the read's own transaction. The outbox is a
+// queue: its rows come and go faster than autovacuum's statistics follow them. With stale
+// statistics Postgres read every pending row of each partition through a bitmap and sorted
+// them (27-42 ms for 500 rows of 230,000 pending; 3.5 ms on the index), or merged the batch
+// with pgjet.events from its first position. And a plan made while the tables were small
+// stays: pgx prepares the read, and Postgres keeps the generic plan it switches to after a
+// few executions until the tables are analysed again. Made on a young database analysed
+// while empty, that plan scanned pgjet.events once per outbox row; with autovacuum off, the
+// bench's latency scenario then slowed down as the table grew (commit -> JetStream p50 from
+// 1 ms to 30 ms within 15 s at 1,000 events/s).
+const IndexPlans = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
 	set_config('enable_mergejoin', 'off', true), set_config('enable_hashjoin', 'off', true)`
 
 // row is one outbox row joined with its event.
@@ -353,7 +366,7 @@ func (r *Relay) drain(ctx context.Context, mine []int16, perStream bool) (int, e
 	}
 	readAt := time.Now()
 	b := &pgx.Batch{}
-	b.Queue(indexPlans)
+	b.Queue(IndexPlans)
 	b.Queue(BatchSQL, parts, r.cfg.BatchSize)
 	br := r.cfg.Pool.SendBatch(ctx, b)
 	_, err := br.Exec()
@@ -388,7 +401,7 @@ func (r *Relay) drain(ctx context.Context, mine []int16, perStream bool) (int, e
 	}
 	done, pubErr := publish(ctx, batch, readAt)
 	if len(done) > 0 {
-		if err := r.delete(context.WithoutCancel(ctx), done); err != nil {
+		if err := r.delete(context.WithoutCancel(ctx), parts, done); err != nil {
 			return len(batch), fmt.Errorf("deleting %d published outbox rows: %w", len(done), err)
 		}
 	}
@@ -407,18 +420,28 @@ func repeatsStream(batch []row) bool {
 	return false
 }
 
-// delete removes published rows, in one round trip: the settings and the DELETE form one
+// DeleteSettings are the settings of the relay's delete, for its own transaction ($1: the
+// idle-in-transaction timeout in milliseconds). See delete; enable_seqscan is off for the
+// reason given at IndexPlans.
+const DeleteSettings = `SELECT set_config('synchronous_commit', 'off', true),
+	set_config('idle_in_transaction_session_timeout', $1, true), set_config('enable_seqscan', 'off', true)`
+
+// DeleteSQL deletes the published outbox rows at the positions in $1, of the partitions in
+// $2. The partitions add no rows to spare, but make a lookup of each row of any index of
+// the outbox: on positions alone, a plan made while the outbox looked empty took
+// outbox_partition_position, walking all of it for each delete.
+const DeleteSQL = `DELETE FROM pgjet.outbox WHERE position = ANY($1) AND partition = ANY($2)`
+
+// delete removes the published rows at positions, of partitions, in one round trip: the settings and the DELETE form one
 // implicit transaction, committed at the batch's end. It commits without waiting for the
 // WAL flush: a delete lost in a crash only means the rows are published again, and
 // JetStream drops the duplicates, so the relay never waits on an fsync. A relay cut off
 // from Postgres in the middle of the batch would leave the transaction open, holding the
 // rows' locks and blocking the relay that takes its partitions over; Postgres ends it
 // after the owner's idle timeout.
-func (r *Relay) delete(ctx context.Context, positions []int64) error {
+func (r *Relay) delete(ctx context.Context, partitions []int16, positions []int64) error {
 	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('synchronous_commit', 'off', true),
-		set_config('idle_in_transaction_session_timeout', $1, true)`,
-		strconv.FormatInt(r.owner.idleTimeout().Milliseconds(), 10))
-	b.Queue(`DELETE FROM pgjet.outbox WHERE position = ANY($1)`, positions)
+	b.Queue(DeleteSettings, strconv.FormatInt(r.owner.idleTimeout().Milliseconds(), 10))
+	b.Queue(DeleteSQL, positions, partitions)
 	return r.cfg.Pool.SendBatch(ctx, b).Close()
 }
