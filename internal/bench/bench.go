@@ -37,8 +37,8 @@ type Config struct {
 	Duration time.Duration
 	// RelayEvents is how many events the relay and raw-publish scenarios move. Default 50,000.
 	RelayEvents int
-	// LatencyRate and LatencyFor set the steady load of the latency scenario. Default 1,000
-	// events/s for 15s.
+	// LatencyRate and LatencyFor set the steady load of the latency scenario and how long it
+	// is measured, after 2 s of the same load unmeasured. Default 1,000 events/s for 15s.
 	LatencyRate int
 	LatencyFor  time.Duration
 	// Relay configures the relay under test (workers, batch size, window); zero values are
@@ -656,6 +656,9 @@ func waitOutboxEmpty(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 }
 
+// latencyWarmUp is how long the latency scenario's load runs before it is measured.
+const latencyWarmUp = 2 * time.Second
+
 // latency appends single events at a steady rate with a relay, a projector and a plain
 // JetStream subscriber running, and measures from each append's commit to the subscriber
 // receiving it and to the projector committing it.
@@ -745,20 +748,27 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 			break
 		}
 	}
+	// Then the load runs for latencyWarmUp before the clock starts: the pools open their
+	// connections and prepare their statements at the rate's concurrency, not in the sample.
 	interval := time.Second / time.Duration(cfg.LatencyRate)
-	deadline := time.Now().Add(cfg.LatencyFor)
+	measureFrom := time.Now().Add(latencyWarmUp)
+	deadline := measureFrom.Add(cfg.LatencyFor)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	sent := 0
-	for time.Now().Before(deadline) {
+	for i := 0; time.Now().Before(deadline); i++ {
 		<-tick.C
+		stream := fmt.Sprintf("order-lat%d", i%256)
+		measured := time.Now().After(measureFrom)
 		wg.Go(func() {
 			ev := event()
-			if _, err := store.Append(ctx, fmt.Sprintf("order-lat%d", sent%256), pgjet.Any, ev); err == nil {
+			if _, err := store.Append(ctx, stream, pgjet.Any, ev); err == nil && measured {
 				committed.Store(ev.ID.String(), time.Now())
 			}
 		})
-		sent++
+		if measured {
+			sent++
+		}
 	}
 	// Wait (bounded) for the stragglers.
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
