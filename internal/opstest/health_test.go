@@ -41,6 +41,7 @@ func TestOutboxStatsAndAgeCheck(t *testing.T) {
 	s, err = relay.ReadOutboxStats(ctx, pool)
 	require.NoError(t, err)
 	require.Equal(t, int64(5), s.Pending)
+	require.Zero(t, s.DeadRows)
 	require.True(t, s.Exact)
 	require.Greater(t, s.OldestAge, 85*time.Second)
 	require.Less(t, s.OldestAge, 10*time.Minute)
@@ -52,6 +53,18 @@ func TestOutboxStatsAndAgeCheck(t *testing.T) {
 	require.Equal(t, 5.0, promtest.Must(t, reg, "pgjet_outbox_pending_rows"))
 	require.Greater(t, promtest.Must(t, reg, "pgjet_outbox_oldest_age_seconds"), 85.0)
 	promtest.Must(t, reg, "pgjet_outbox_stats_errors_total")
+	require.Zero(t, promtest.Must(t, reg, "pgjet_outbox_dead_rows"))
+
+	// Deleted rows count as dead until a vacuum removes them (the statistics lag a little).
+	_, err = pool.Exec(ctx, `DELETE FROM pgjet.outbox WHERE position <= 2`)
+	require.NoError(t, err)
+	dead := func(want float64) func() bool {
+		return func() bool { v, _, err := promtest.Sum(reg, "pgjet_outbox_dead_rows"); return err == nil && v == want }
+	}
+	require.Eventually(t, dead(2), 15*time.Second, 50*time.Millisecond)
+	_, err = pool.Exec(ctx, `VACUUM pgjet.outbox`)
+	require.NoError(t, err)
+	require.Eventually(t, dead(0), 15*time.Second, 50*time.Millisecond)
 
 	_, err = pool.Exec(ctx, `INSERT INTO pgjet.outbox (position, partition)
 		SELECT g, g % 32 FROM generate_series(100, 100 + $1) g`, 2*relay.OutboxCountCap)

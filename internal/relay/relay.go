@@ -157,6 +157,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.log.Warn("the JetStream stream does not take batch publishes (nats-server before 2.14?); publishing one event per stream at a time")
 	}
 	defer r.owner.close(context.WithoutCancel(ctx))
+	r.warnWithoutAutovacuum(ctx)
 
 	var wg sync.WaitGroup
 	wg.Go(func() { r.listen(ctx) })
@@ -166,6 +167,28 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// autovacuumSQL reports whether autovacuum vacuums the outbox: on for the server and not
+// switched off for the table.
+const autovacuumSQL = `SELECT current_setting('autovacuum')::bool AND coalesce((
+	SELECT option_value::bool FROM pg_class c, pg_options_to_table(c.reloptions)
+	WHERE c.oid = 'pgjet.outbox'::regclass AND option_name = 'autovacuum_enabled'), true)`
+
+// warnWithoutAutovacuum logs a warning when nothing vacuums the outbox: the rows the relay
+// deletes would pile up in its table and indexes, and every read would step over them.
+func (r *Relay) warnWithoutAutovacuum(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var on bool
+	if err := r.cfg.Pool.QueryRow(ctx, autovacuumSQL).Scan(&on); err != nil {
+		r.log.Debug("cannot tell whether autovacuum runs on the outbox", zap.Error(err))
+		return
+	}
+	if !on {
+		r.log.Warn("autovacuum is off for pgjet.outbox: the published rows the relay deletes stay in the table and its indexes, and reads slow down as they pile up; " +
+			"turn autovacuum on or run VACUUM pgjet.outbox on a schedule (see pgjet_outbox_dead_rows)")
+	}
 }
 
 // Owned reports how many partitions this relay owns now.

@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/avro"
@@ -397,4 +399,29 @@ func TestAppendsWakeTheRelay(t *testing.T) {
 		want++
 		waitUntil(t, 5*time.Second, fmt.Sprintf("append %d published without a poll", i), func() bool { return streamMsgs(t, e.js) == want })
 	}
+}
+
+// A relay warns at start when nothing vacuums the outbox, and not when autovacuum runs on
+// it.
+func TestWarnsWithoutAutovacuum(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	var on bool
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT current_setting('autovacuum')::bool`).Scan(&on))
+	start := func() *observer.ObservedLogs {
+		core, logs := observer.New(zap.WarnLevel)
+		r := startOwnRelay(t, e.url, e.nc, relay.Config{Logger: zap.New(core)})
+		waitUntil(t, 10*time.Second, "the relay has joined", func() bool { return r.r.Ready() == nil })
+		r.stop()
+		return logs.FilterMessageSnippet("autovacuum is off for pgjet.outbox")
+	}
+	if on {
+		require.Zero(t, start().Len(), "autovacuum runs on this server")
+	} else {
+		t.Log("this server runs with autovacuum off")
+	}
+	_, err := e.pool.Exec(ctx, `ALTER TABLE pgjet.outbox SET (autovacuum_enabled = off)`)
+	require.NoError(t, err)
+	require.Equal(t, 1, start().Len())
 }
