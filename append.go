@@ -52,7 +52,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 // runAlone runs one append as its own transaction. One statement is its own transaction:
 // no BEGIN and COMMIT round trips.
 func (s *Store) runAlone(ctx context.Context, p *prepared) (AppendResult, error) {
-	res, err := p.run(ctx, s.pool, false)
+	res, err := s.runWaking(ctx, p)
 	if errors.Is(err, errRaceOnEventID) {
 		// Another append stored some of the ids first and has committed: a retry of this
 		// one that raced it (its result is this one's), or an append that reused them (an
@@ -61,13 +61,28 @@ func (s *Store) runAlone(ctx context.Context, p *prepared) (AppendResult, error)
 		// back after all, running again stores the events.
 		var found bool
 		if res, found, err = p.existing(ctx, s.pool); err == nil && !found {
-			res, err = p.run(ctx, s.pool, false)
+			res, err = s.runWaking(ctx, p)
 		}
 	}
-	if err == nil && !res.Duplicate {
-		s.waker.wake(p.partition)
-	}
 	return res, err
+}
+
+// runWaking runs the append as its own transaction, then wakes the relays of its
+// partition, in one round trip (see execWaking).
+func (s *Store) runWaking(ctx context.Context, p *prepared) (AppendResult, error) {
+	sql, args := p.statement(false)
+	var o outcome
+	err := execWaking(ctx, s.pool, []statement{{sql: genericPlans}, {sql: sql, args: args}}, []int16{p.partition},
+		func(i int, rows pgx.Rows) error {
+			if i == 1 {
+				return scanOne(rows, &o.dup, &o.last, &o.positions)
+			}
+			return nil
+		})
+	if err != nil {
+		return AppendResult{}, translate(err)
+	}
+	return p.result(ctx, s.pool, o)
 }
 
 // AppendTx is Append inside the caller's transaction: the events and outbox rows commit or
@@ -88,7 +103,7 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 	if err := s.runHooks(ctx, tx, p, events); err != nil {
 		return AppendResult{}, err
 	}
-	res, err = p.run(ctx, tx, true)
+	res, err = p.runInTx(ctx, tx)
 	if err == nil && !res.Duplicate {
 		if _, err := tx.Exec(ctx, notifySQL, strconv.Itoa(int(p.partition))); err != nil {
 			return AppendResult{}, translate(err)
@@ -279,24 +294,19 @@ func ValidateStreamID(id string) error {
 // errRaceOnEventID: a concurrent append stored one of our event ids first.
 var errRaceOnEventID = fmt.Errorf("%w: stored concurrently by another append; retry to get its result", ErrEventIDReused)
 
-// run performs the append in db, in one round trip: the append statement behind the
-// settings that plan it once (see genericPlans; inTx restores the caller's settings after
-// it), then a second query only for a retry or a conflict.
-func (p *prepared) run(ctx context.Context, db batcher, inTx bool) (AppendResult, error) {
-	sql, args := p.statement(inTx)
+// runInTx performs the append in the caller's transaction, in one round trip: the
+// settings that plan the statement once (genericPlans) with the caller's kept aside, the
+// statement, the caller's settings back; then a second query only for a retry or a
+// conflict.
+func (p *prepared) runInTx(ctx context.Context, tx batcher) (AppendResult, error) {
+	sql, args := p.statement(true)
 	b := &pgx.Batch{}
-	if inTx {
-		b.Queue(genericPlansSave)
-	} else {
-		b.Queue(genericPlans) // one implicit transaction with the append
-	}
+	b.Queue(genericPlansSave)
 	b.Queue(sql, args...)
-	if inTx {
-		b.Queue(genericPlansRestore)
-	}
+	b.Queue(genericPlansRestore)
 	var o outcome
 	err := func() error {
-		br := db.SendBatch(ctx, b)
+		br := tx.SendBatch(ctx, b)
 		defer br.Close()
 		if _, err := br.Exec(); err != nil {
 			return err
@@ -304,17 +314,15 @@ func (p *prepared) run(ctx context.Context, db batcher, inTx bool) (AppendResult
 		if err := o.scan(br.QueryRow()); err != nil {
 			return err
 		}
-		if inTx {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
 		return br.Close()
 	}()
 	if err != nil {
 		return AppendResult{}, translate(err)
 	}
-	return p.result(ctx, db, o)
+	return p.result(ctx, tx, o)
 }
 
 // batcher runs a pipelined batch and single queries: a pool or a transaction.

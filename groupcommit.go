@@ -104,66 +104,57 @@ func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
 		return
 	}
 	g.store.metrics.groupSize.Observe(float64(len(batch)))
-	var touched []int16
 	for i, r := range batch {
 		r.res, r.err = r.p.result(r.ctx, g.store.pool, outcomes[i])
-		if r.err == nil && !r.res.Duplicate {
-			touched = append(touched, r.p.partition)
-		}
-	}
-	if len(touched) > 0 {
-		g.store.waker.wake(touched...)
 	}
 }
 
-// runEach runs the batch as one pipelined transaction of one append statement each.
+// partitions returns the outbox partitions batch writes to, for its wake-up.
+func partitions(batch []*groupRequest) []int16 {
+	out := make([]int16, len(batch))
+	for i, r := range batch {
+		out[i] = r.p.partition
+	}
+	return out
+}
+
+// runEach runs the batch as one transaction of one append statement each, then wakes the
+// relays of its partitions, in one round trip (see execWaking).
 func (g *groupCommit) runEach(ctx context.Context, batch []*groupRequest, outcomes []outcome) error {
-	b := &pgx.Batch{}
-	b.Queue(genericPlans)
+	stmts := []statement{{sql: genericPlans}}
 	for _, r := range batch {
 		sql, args := r.p.statement(false)
-		b.Queue(sql, args...)
+		stmts = append(stmts, statement{sql: sql, args: args})
 	}
-	br := g.store.pool.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return err
-	}
-	for i := range batch {
-		if err := outcomes[i].scan(br.QueryRow()); err != nil {
-			return err
+	return execWaking(ctx, g.store.pool, stmts, partitions(batch), func(i int, rows pgx.Rows) error {
+		if i == 0 {
+			return nil
 		}
-	}
-	return br.Close()
+		o := &outcomes[i-1]
+		return scanOne(rows, &o.dup, &o.last, &o.positions)
+	})
 }
 
-// runMerged runs a batch of Any appends as one pipelined transaction of one statement per
-// round (see rounds), each for many appends.
+// runMerged runs a batch of Any appends as one transaction of one statement per round (see
+// rounds), each for many appends, then wakes the relays of its partitions, in one round
+// trip (see execWaking).
 func (g *groupCommit) runMerged(ctx context.Context, batch []*groupRequest, outcomes []outcome) error {
 	rs := rounds(batch)
-	b := &pgx.Batch{}
-	b.Queue(genericPlans)
+	stmts := []statement{{sql: genericPlans}}
 	for _, round := range rs {
-		b.Queue(mergedAnySQL, mergedArgs(batch, round)...)
+		stmts = append(stmts, statement{sql: mergedAnySQL, args: mergedArgs(batch, round)})
 	}
-	br := g.store.pool.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return err
-	}
-	for _, round := range rs {
-		rows, err := br.Query()
-		if err != nil {
-			return err
+	err := execWaking(ctx, g.store.pool, stmts, partitions(batch), func(i int, rows pgx.Rows) error {
+		if i == 0 {
+			return nil
 		}
+		round := rs[i-1]
 		n := 0
 		for rows.Next() {
 			if n == len(round) {
-				rows.Close()
 				return fmt.Errorf("pgjet: merged append returned more than %d rows", len(round))
 			}
 			if err := scanMerged(rows, &outcomes[round[n]]); err != nil {
-				rows.Close()
 				return err
 			}
 			n++
@@ -174,7 +165,10 @@ func (g *groupCommit) runMerged(ctx context.Context, batch []*groupRequest, outc
 		if n != len(round) {
 			return fmt.Errorf("pgjet: merged append returned %d rows for %d appends", n, len(round))
 		}
+		return nil
+	})
+	if err == nil {
+		g.store.metrics.groupMerged.Add(float64(len(batch)))
 	}
-	g.store.metrics.groupMerged.Add(float64(len(batch)))
-	return br.Close()
+	return err
 }

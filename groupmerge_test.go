@@ -90,7 +90,7 @@ func TestMergedAppendsLockInTheBatchOrder(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"order-a", "order-B"}, collated, "the database's collation must disagree with Go's order")
 	for _, stream := range []string{"order-a", "order-B"} {
-		_, err := anyAppend(stream, uuid.New()).p.run(ctx, pool, false)
+		_, err := s.runAlone(ctx, anyAppend(stream, uuid.New()).p)
 		require.NoError(t, err)
 	}
 
@@ -114,7 +114,7 @@ func TestMergedAppendsLockARetrysStreamInItsPlace(t *testing.T) {
 	s, pool := lockingStore(t, "")
 	stored := uuid.New()
 	for _, a := range []*groupRequest{anyAppend("order-x", stored), anyAppend("order-y", uuid.New())} {
-		_, err := a.p.run(ctx, pool, false)
+		_, err := s.runAlone(ctx, a.p)
 		require.NoError(t, err)
 	}
 

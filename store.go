@@ -101,7 +101,6 @@ type Store struct {
 	group    *groupCommit // nil without Config.GroupCommit
 	reads    *readCache   // see readcache.go
 	aggs     *aggMetrics  // Update and aggregate loads, see retry.go
-	waker    *relayWaker  // NOTIFYs after Append's commits
 }
 
 // New returns a Store. The database must be migrated (see Migrate).
@@ -126,8 +125,7 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m, reads: reads, aggs: aggs,
-		waker: newRelayWaker(cfg.Pool, cfg.Logger)}
+	s := &Store{cfg: cfg, pool: cfg.Pool, registry: reg, log: cfg.Logger, metrics: m, reads: reads, aggs: aggs}
 	if cfg.GroupCommit {
 		s.group = &groupCommit{store: s, max: cfg.GroupCommitMaxBatch, conns: cfg.GroupCommitConns}
 	}

@@ -2,68 +2,150 @@ package pgjet
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgjet/pgjet/internal/outbox"
 	"github.com/pgjet/pgjet/internal/pgtest"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
-// Wake-ups go out on the waker's own connection: with every pooled connection taken (by
-// appends waiting for their turn, say), the relays still hear of the appends that
-// committed. The connection closes once appends stop.
-func TestWakeUpsDoNotWaitForThePool(t *testing.T) {
+// An append wakes the relays of its partition in its own round trip, on its own
+// connection: with a pool of one connection, alone and through group commit. The wake-up
+// commits on its own, after the append: a listener hears of it once the events are there.
+func TestAppendsWakeTheirPartitions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.DB(t)
-	const size = 2
-	pool := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = size })
+	pool := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
 	require.NoError(t, Migrate(ctx, pool))
-	s, err := New(Config{Pool: pool})
-	require.NoError(t, err)
-	s.waker.idle = 200 * time.Millisecond
+	listener := listen(t, url)
 
+	for _, grouped := range []bool{false, true} {
+		s := demoStore(t, Config{Pool: pool, GroupCommit: grouped})
+		want := map[int16]bool{}
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for i := range 4 {
+			stream := fmt.Sprintf("order-wake-%v-%d", grouped, i)
+			want[outbox.PartitionOf(stream)] = true
+			wg.Go(func() {
+				_, err := s.Append(ctx, stream, Any, demoEvent())
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		got := map[int16]bool{}
+		for len(got) < len(want) {
+			payload := nextNotification(t, listener)
+			for _, p := range strings.Split(payload, ",") {
+				n, err := strconv.Atoi(p)
+				require.NoError(t, err)
+				got[int16(n)] = true
+			}
+		}
+		require.Equal(t, want, got, "group commit %v", grouped)
+		var pending int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox WHERE partition = ANY($1)`, slices.Collect(mapKeys(want))).Scan(&pending))
+		require.GreaterOrEqual(t, pending, 4)
+	}
+}
+
+// A prepared statement the server no longer has (DEALLOCATE, DISCARD ALL) is prepared
+// again, and the append goes through.
+func TestAppendPreparesDroppedStatementsAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	pool := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	require.NoError(t, Migrate(ctx, pool))
+	s := demoStore(t, Config{Pool: pool})
+	_, err := s.Append(ctx, "order-dropped", Any, demoEvent())
+	require.NoError(t, err)
+	sql, _ := (&prepared{expected: Any}).statement(false)
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	// Behind pgx's back: pgx still believes the statement is prepared.
+	_, err = conn.Conn().PgConn().Exec(ctx, "DEALLOCATE "+statementName(sql)).ReadAll()
+	require.NoError(t, err)
+	conn.Release()
+	res, err := s.Append(ctx, "order-dropped", Any, demoEvent())
+	require.NoError(t, err)
+	require.Equal(t, int64(2), res.LastVersion)
+
+	// The wake-up's statement alone: the append commits, its wake-up is lost, the next
+	// append's goes out.
+	listener := listen(t, url)
+	conn, err = pool.Acquire(ctx)
+	require.NoError(t, err)
+	_, err = conn.Conn().PgConn().Exec(ctx, "DEALLOCATE "+statementName(wakeSQL)).ReadAll()
+	require.NoError(t, err)
+	conn.Release()
+	res, err = s.Append(ctx, "order-dropped", Any, demoEvent())
+	require.NoError(t, err)
+	require.Equal(t, int64(3), res.LastVersion)
+	_, err = s.Append(ctx, "order-dropped", Any, demoEvent())
+	require.NoError(t, err)
+	require.Equal(t, strconv.Itoa(int(outbox.PartitionOf("order-dropped"))), nextNotification(t, listener))
+}
+
+// demoStore is a store with the demo schemas registered.
+func demoStore(t *testing.T, cfg Config) *Store {
+	t.Helper()
+	s, err := New(cfg)
+	require.NoError(t, err)
+	_, err = s.Registry().RegisterFS(context.Background(), demoschemas.Files)
+	require.NoError(t, err)
+	return s
+}
+
+// demoEvent is a demo OrderCancelled event.
+func demoEvent() EventData {
+	return EventData{Type: "pgjet.demo.order.OrderCancelled", Data: map[string]any{
+		"order_id": uuid.NewString(), "reason": "changed my mind", "cancelled_at": time.Now(),
+	}}
+}
+
+func listen(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
 	listener, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(func() { listener.Close(context.Background()) })
 	_, err = listener.Exec(ctx, `LISTEN pgjet_outbox`)
 	require.NoError(t, err)
+	return listener
+}
 
-	var held []*pgxpool.Conn
-	release := func() {
-		for _, c := range held {
-			c.Release()
+func nextNotification(t *testing.T, listener *pgx.Conn) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := listener.WaitForNotification(ctx)
+	require.NoError(t, err, "no wake-up")
+	return n.Payload
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
 		}
-		held = nil
 	}
-	t.Cleanup(release) // before the pool closes, which waits for them
-	for range size {
-		c, err := pool.Acquire(ctx)
-		require.NoError(t, err)
-		held = append(held, c)
-	}
-	s.waker.wake(7, 3)
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Second) // the NOTIFY's own timeout is 5 s
-	defer cancel()
-	n, err := listener.WaitForNotification(wctx)
-	require.NoError(t, err, "no wake-up while the pool was taken")
-	require.Equal(t, "3,7", n.Payload)
-	release()
-
-	wakers := func() (n int) {
-		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND application_name = 'pgjet relay wake-ups'`).Scan(&n))
-		return n
-	}
-	require.Eventually(t, func() bool { return wakers() == 0 }, 5*time.Second, 20*time.Millisecond,
-		"the waker's connection outlived its idle time")
-	s.waker.wake(1) // and a later wake-up connects again
-	wctx, cancel = context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	n, err = listener.WaitForNotification(wctx)
-	require.NoError(t, err)
-	require.Equal(t, "1", n.Payload)
 }
