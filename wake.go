@@ -134,6 +134,16 @@ func pipelineWaking(ctx context.Context, c *pgx.Conn, stmts []statement, partiti
 		}
 	}()
 	next, syncs := 0, 0
+	// finish ends the pipeline. Once the first Sync has come back without an error, the
+	// append has committed: what happens to the wake-up after that (even a lost connection)
+	// must not make it look failed, or a caller (or group commit) would run it again.
+	finish := func(err error) error {
+		closeErr := pl.Close()
+		if syncs > 0 && first == nil {
+			return nil
+		}
+		return errors.Join(first, err, closeErr)
+	}
 	// Each statement gives one result, each Sync one; a failed statement skips the rest of
 	// its transaction. The bound only guards against a pipeline that never ends.
 	for range 2*len(all) + 4 {
@@ -142,10 +152,10 @@ func pipelineWaking(ctx context.Context, c *pgx.Conn, stmts []statement, partiti
 		switch r := res.(type) {
 		case nil:
 			if err == nil {
-				return errors.Join(first, pl.Close())
+				return finish(nil)
 			}
 			if !errors.As(err, &pgErr) {
-				return errors.Join(err, pl.Close()) // the connection failed
+				return finish(err) // the connection failed
 			}
 			if syncs == 0 {
 				keep(err)
@@ -170,7 +180,7 @@ func pipelineWaking(ctx context.Context, c *pgx.Conn, stmts []statement, partiti
 			}
 		}
 	}
-	return errors.Join(first, errors.New("pgjet: the append's pipeline did not end"), pl.Close())
+	return finish(errors.New("pgjet: the append's pipeline did not end"))
 }
 
 // statementName names sql's prepared statement: the same on every connection, and short,
