@@ -81,20 +81,22 @@ func execWaking(ctx context.Context, pool *pgxpool.Pool, stmts []statement, part
 	}
 	defer conn.Release()
 	c := conn.Conn()
-	err = pipelineWaking(ctx, c, stmts, partitions, read)
+	wake := statement{sql: wakeSQL, args: []any{wakePayload(partitions)}}
+	err = pipelineWaking(ctx, c, stmts, wake, read)
 	if stalePrepared(err) {
 		for _, s := range append(stmts, statement{sql: wakeSQL}) {
 			if derr := c.Deallocate(ctx, statementName(s.sql)); derr != nil {
 				return errors.Join(err, derr)
 			}
 		}
-		err = pipelineWaking(ctx, c, stmts, partitions, read)
+		err = pipelineWaking(ctx, c, stmts, wake, read)
 	}
 	return err
 }
 
-func pipelineWaking(ctx context.Context, c *pgx.Conn, stmts []statement, partitions []int16, read func(i int, rows pgx.Rows) error) error {
-	all := append(slices.Clip(stmts), statement{sql: wakeSQL, args: []any{wakePayload(partitions)}})
+// pipelineWaking is execWaking on c, with wake as the wake-up.
+func pipelineWaking(ctx context.Context, c *pgx.Conn, stmts []statement, wake statement, read func(i int, rows pgx.Rows) error) error {
+	all := append(slices.Clip(stmts), wake)
 	descs := make([]*pgconn.StatementDescription, len(all))
 	for i, s := range all {
 		sd, err := c.Prepare(ctx, statementName(s.sql), s.sql)
@@ -130,7 +132,7 @@ func pipelineWaking(ctx context.Context, c *pgx.Conn, stmts []statement, partiti
 	defer func() {
 		// The wake-up's statement alone dropped: prepare it again next time.
 		if stalePrepared(wakeErr) {
-			_ = c.Deallocate(ctx, statementName(wakeSQL))
+			_ = c.Deallocate(ctx, statementName(wake.sql))
 		}
 	}()
 	next, syncs := 0, 0

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -148,4 +149,38 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 			}
 		}
 	}
+}
+
+// Once the append's transaction has committed, nothing that happens to the wake-up makes
+// the append look failed: not an error, not even the connection dying (a caller, or group
+// commit, would otherwise run it again). An error in the append's own transaction is the
+// append's, and nothing of it commits.
+func TestWakeUpFailureAfterCommitIsNotTheAppends(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	setup, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { setup.Close(context.Background()) })
+	_, err = setup.Exec(ctx, `CREATE TABLE appended (id int PRIMARY KEY)`)
+	require.NoError(t, err)
+	run := func(id int, wake string) error {
+		c, err := pgx.Connect(ctx, url)
+		require.NoError(t, err)
+		defer c.Close(context.Background())
+		return pipelineWaking(ctx, c, []statement{{sql: `INSERT INTO appended VALUES ($1)`, args: []any{id}}},
+			statement{sql: wake}, func(int, pgx.Rows) error { return nil })
+	}
+	count := func(id int) (n int) {
+		require.NoError(t, setup.QueryRow(ctx, `SELECT count(*) FROM appended WHERE id = $1`, id).Scan(&n))
+		return n
+	}
+
+	require.NoError(t, run(1, `SELECT 1/0`), "an error in the wake-up")
+	require.Equal(t, 1, count(1))
+	require.NoError(t, run(2, `SELECT pg_terminate_backend(pg_backend_pid())`), "the connection dying in the wake-up")
+	require.Equal(t, 1, count(2))
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, run(1, `SELECT 1`), &pgErr, "the append's own error")
+	require.Equal(t, "23505", pgErr.Code)
 }
