@@ -3,7 +3,6 @@ package pgjet
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,14 +21,12 @@ import (
 )
 
 // An append wakes the relays of its partition in its own round trip, on its own
-// connection: with a pool of one connection, alone and through group commit. The wake-up
-// commits on its own, after the append: a listener hears of it once the events are there.
+// connection (the pool has one): alone and through group commit, the wake-ups name every
+// partition the appends wrote to.
 func TestAppendsWakeTheirPartitions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.DB(t)
-	pool := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
-	require.NoError(t, Migrate(ctx, pool))
+	url, pool := oneConnection(t)
 	listener := listen(t, url)
 
 	for _, grouped := range []bool{false, true} {
@@ -60,9 +57,6 @@ func TestAppendsWakeTheirPartitions(t *testing.T) {
 			}
 		}
 		require.Equal(t, want, got, "group commit %v", grouped)
-		var pending int
-		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox WHERE partition = ANY($1)`, slices.Collect(mapKeys(want))).Scan(&pending))
-		require.GreaterOrEqual(t, pending, 4)
 	}
 }
 
@@ -71,9 +65,7 @@ func TestAppendsWakeTheirPartitions(t *testing.T) {
 func TestAppendPreparesDroppedStatementsAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.DB(t)
-	pool := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
-	require.NoError(t, Migrate(ctx, pool))
+	url, pool := oneConnection(t)
 	s := demoStore(t, Config{Pool: pool})
 	_, err := s.Append(ctx, "order-dropped", Any, demoEvent())
 	require.NoError(t, err)
@@ -141,14 +133,13 @@ func nextNotification(t *testing.T, listener *pgx.Conn) string {
 	return n.Payload
 }
 
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+// oneConnection returns a fresh, migrated database and a pool of one connection on it.
+func oneConnection(t *testing.T) (string, *pgxpool.Pool) {
+	t.Helper()
+	url := pgtest.DB(t)
+	pool := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	require.NoError(t, Migrate(context.Background(), pool))
+	return url, pool
 }
 
 // Once the append's transaction has committed, nothing that happens to the wake-up makes
