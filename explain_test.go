@@ -260,12 +260,12 @@ func leadingColumns(t *testing.T, conn *pgx.Conn) map[string]string {
 		WHERE n.nspname = 'pgjet'`)
 	require.NoError(t, err)
 	out := map[string]string{}
-	for rows.Next() {
-		var index, column string
-		require.NoError(t, rows.Scan(&index, &column))
+	var index, column string
+	_, err = pgx.ForEachRow(rows, []any{&index, &column}, func() error {
 		out[index] = column
-	}
-	require.NoError(t, rows.Err())
+		return nil
+	})
+	require.NoError(t, err)
 	return out
 }
 

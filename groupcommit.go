@@ -109,8 +109,8 @@ func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
 	}
 }
 
-// partitions returns the outbox partitions batch writes to, for its wake-up.
-func partitions(batch []*groupRequest) []int16 {
+// batchPartitions returns the outbox partitions batch writes to, for its wake-up.
+func batchPartitions(batch []*groupRequest) []int16 {
 	out := make([]int16, len(batch))
 	for i, r := range batch {
 		out[i] = r.p.partition
@@ -126,7 +126,7 @@ func (g *groupCommit) runEach(ctx context.Context, batch []*groupRequest, outcom
 		sql, args := r.p.statement(false)
 		stmts = append(stmts, statement{sql: sql, args: args})
 	}
-	return execWaking(ctx, g.store.pool, stmts, partitions(batch), func(i int, rows pgx.Rows) error {
+	return execWaking(ctx, g.store.pool, stmts, batchPartitions(batch), func(i int, rows pgx.Rows) error {
 		if i == 0 {
 			return nil
 		}
@@ -144,7 +144,7 @@ func (g *groupCommit) runMerged(ctx context.Context, batch []*groupRequest, outc
 	for _, round := range rs {
 		stmts = append(stmts, statement{sql: mergedAnySQL, args: mergedArgs(batch, round)})
 	}
-	err := execWaking(ctx, g.store.pool, stmts, partitions(batch), func(i int, rows pgx.Rows) error {
+	err := execWaking(ctx, g.store.pool, stmts, batchPartitions(batch), func(i int, rows pgx.Rows) error {
 		if i == 0 {
 			return nil
 		}

@@ -455,13 +455,13 @@ const DeleteSettings = `SELECT set_config('synchronous_commit', 'off', true),
 // outbox_partition_position, walking all of it for each delete.
 const DeleteSQL = `DELETE FROM pgjet.outbox WHERE position = ANY($1) AND partition = ANY($2)`
 
-// delete removes the published rows at positions, of partitions, in one round trip: the settings and the DELETE form one
-// implicit transaction, committed at the batch's end. It commits without waiting for the
-// WAL flush: a delete lost in a crash only means the rows are published again, and
-// JetStream drops the duplicates, so the relay never waits on an fsync. A relay cut off
-// from Postgres in the middle of the batch would leave the transaction open, holding the
-// rows' locks and blocking the relay that takes its partitions over; Postgres ends it
-// after the owner's idle timeout.
+// delete removes the published rows at positions, of partitions, in one round trip: the
+// settings and the DELETE form one implicit transaction, committed at the batch's end. It
+// commits without waiting for the WAL flush: a delete lost in a crash only means the rows
+// are published again, and JetStream drops the duplicates, so the relay never waits on an
+// fsync. A relay cut off from Postgres in the middle of the batch would leave the
+// transaction open, holding the rows' locks and blocking the relay that takes its
+// partitions over; Postgres ends it after the owner's idle timeout.
 func (r *Relay) delete(ctx context.Context, partitions []int16, positions []int64) error {
 	b := &pgx.Batch{}
 	b.Queue(DeleteSettings, strconv.FormatInt(r.owner.idleTimeout().Milliseconds(), 10))
