@@ -86,6 +86,15 @@ func (s *Schema) EncodeJSON(data []byte) ([]byte, error) {
 	return s.encode(v) // FromJSON checked the field rules
 }
 
+// EncodeJSONWire is EncodeJSON in the Confluent wire format, as EncodeWire is Encode.
+func (s *Schema) EncodeJSONWire(schemaID uint32, data []byte) ([]byte, error) {
+	v, err := s.FromJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	return s.appendEncoded(AppendWire(make([]byte, 0, WireHeaderSize), schemaID, nil), v)
+}
+
 // converter turns a parsed JSON tree into native values, collecting errors.
 type converter struct {
 	errs  []FieldError

@@ -376,6 +376,13 @@ func (r *fieldRules) checkCount(sink ruleSink, n int, v any, path string) {
 	}
 }
 
+// lengthMayFail reports whether str's length in characters may break minLen or maxLen,
+// judged from its length in bytes: a character takes 1 to 4 bytes. Counting the characters
+// of every string took a tenth of encoding a 300-byte event.
+func (r *fieldRules) lengthMayFail(str string) bool {
+	return r.maxLen >= 0 && len(str) > r.maxLen || r.minLen > 0 && len(str)/4 < r.minLen
+}
+
 func (r *fieldRules) checkScalar(sink ruleSink, t havro.Schema, v any, path string) {
 	if v == nil {
 		return
@@ -396,7 +403,7 @@ func (r *fieldRules) checkScalar(sink ruleSink, t havro.Schema, v any, path stri
 	if !ok || !isStringType(t) {
 		return
 	}
-	if r.minLen >= 0 || r.maxLen >= 0 {
+	if r.lengthMayFail(str) {
 		n := utf8.RuneCountInString(str)
 		if r.minLen >= 0 && n < r.minLen {
 			sink.fail(path, RuleMinLength, fmt.Sprintf("must be at least %s long, is %d", plural(r.minLen, "character"), n), str, true)

@@ -1,6 +1,7 @@
 package avro
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"reflect"
@@ -97,19 +98,29 @@ func (s *Schema) String() string { return s.canonical }
 // are checked too: a value that breaks one returns *ValidationError. The result is guaranteed to be
 // within Decode's limits (sizes, item counts, depth): what Encode returns
 // can always be decoded again.
-func (s *Schema) Encode(v any) ([]byte, error) {
-	b, err := s.encode(v)
+func (s *Schema) Encode(v any) ([]byte, error) { return s.appendChecked(nil, v) }
+
+// EncodeWire is Encode in the Confluent wire format (see AppendWire): the magic byte and
+// schemaID, then the Avro, in one allocation.
+func (s *Schema) EncodeWire(schemaID uint32, v any) ([]byte, error) {
+	return s.appendChecked(AppendWire(make([]byte, 0, WireHeaderSize), schemaID, nil), v)
+}
+
+// appendChecked returns prefix followed by v's Avro, its field rules checked.
+func (s *Schema) appendChecked(prefix []byte, v any) ([]byte, error) {
+	b, err := s.appendEncoded(prefix, v)
 	if err != nil || s.rules == nil {
 		return b, err
 	}
 	// Rules are checked on the Avro, whatever Go value v was.
+	payload := b[len(prefix):]
 	if s.binaryRules {
-		if err := s.checkRulesBinary(b); err != nil {
+		if err := s.checkRulesBinary(payload); err != nil {
 			return nil, err
 		}
 		return b, nil
 	}
-	native, err := decode(s.avro, s.avro, b)
+	native, err := decode(s.avro, s.avro, payload)
 	if err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
 	}
@@ -120,12 +131,30 @@ func (s *Schema) Encode(v any) ([]byte, error) {
 }
 
 // encode is Encode without the field rules.
-func (s *Schema) encode(v any) ([]byte, error) {
-	b, err := api.Marshal(s.avro, v)
+func (s *Schema) encode(v any) ([]byte, error) { return s.appendEncoded(nil, v) }
+
+// writers are hamba writers for appendEncoded; its result is a copy, so they are reused.
+var writers = sync.Pool{New: func() any { return havro.NewWriter(nil, 1024, havro.WithWriterConfig(api)) }}
+
+// appendEncoded returns a new slice holding prefix followed by v's Avro, without the field
+// rules. Writing the prefix first saves copying the Avro after it (the wire format's
+// header: see EncodeWire).
+func (s *Schema) appendEncoded(prefix []byte, v any) ([]byte, error) {
+	w := writers.Get().(*havro.Writer)
+	w.Reset(nil)
+	_, _ = w.Write(prefix) // appends to the buffer; without an io.Writer it cannot fail
+	w.WriteVal(s.avro, v)
+	err := w.Error
+	var b []byte
+	if err == nil {
+		b = bytes.Clone(w.Buffer())
+	}
+	w.Error = nil
+	writers.Put(w)
 	if err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
 	}
-	if err := checkEncoded(s.avro, b); err != nil {
+	if err := checkEncoded(s.avro, b[len(prefix):]); err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: the result would not decode: %w", s.fullName, err)
 	}
 	return b, nil

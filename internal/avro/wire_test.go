@@ -36,3 +36,35 @@ func TestSplitWireRejects(t *testing.T) {
 		require.ErrorIs(t, err, ErrNotWireFormat, "%x", b)
 	}
 }
+
+// EncodeWire and EncodeJSONWire are Encode and EncodeJSON behind the wire header: the same
+// bytes, and the same errors, field rules included.
+func TestEncodeWireIsEncodeWithTheHeader(t *testing.T) {
+	t.Parallel()
+	s := orderSchema(t)
+	native, err := s.FromJSON([]byte(validOrder))
+	require.NoError(t, err)
+	plain, err := s.Encode(native)
+	require.NoError(t, err)
+	wire, err := s.EncodeWire(42, native)
+	require.NoError(t, err)
+	require.Equal(t, AppendWire(nil, 42, plain), wire)
+	wire, err = s.EncodeJSONWire(42, []byte(validOrder))
+	require.NoError(t, err)
+	require.Equal(t, AppendWire(nil, 42, plain), wire)
+	_, err = s.EncodeJSONWire(42, []byte(`{"order_id": 1}`))
+	require.ErrorAs(t, err, new(*ValidationError))
+
+	ruled := ruleSchema(t, `{"name":"v","type":"string","maxLength":3}`)
+	for _, v := range []string{"abc", "abcd", "äöü", "ä😀üö"} {
+		rec := map[string]any{"v": v}
+		_, want := ruled.Encode(rec)
+		got, err := ruled.EncodeWire(7, rec)
+		require.Equal(t, want, err, v)
+		require.Equal(t, len([]rune(v)) > 3, err != nil, v)
+		if want == nil {
+			plain, _ := ruled.Encode(rec)
+			require.Equal(t, AppendWire(nil, 7, plain), got)
+		}
+	}
+}
