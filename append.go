@@ -125,7 +125,7 @@ type prepared struct {
 	types       []string
 	schemaIDs   []int32
 	data        [][]byte
-	metadata    [][]byte
+	metadata    [][]byte // nil for none, stored as '{}'
 }
 
 func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID string, expected ExpectedVersion, events []EventData) (*prepared, error) {
@@ -154,7 +154,6 @@ func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID strin
 	seen := make(map[uuid.UUID]bool, len(events))
 	var invalid ValidationError
 	for i, ev := range events {
-		at := "events[" + strconv.Itoa(i) + "]"
 		p.ids[i] = ev.ID
 		if ev.ID == uuid.Nil {
 			id, err := uuid.NewV7()
@@ -166,24 +165,24 @@ func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID strin
 			p.clientIDs, p.clientID = true, ev.ID
 		}
 		if seen[p.ids[i]] {
-			return nil, fmt.Errorf("%w: %s: event id %s appears twice", ErrInvalidAppend, at, p.ids[i])
+			return nil, fmt.Errorf("%w: %s: event id %s appears twice", ErrInvalidAppend, eventPath(i), p.ids[i])
 		}
 		seen[p.ids[i]] = true
 		if ev.Type == "" {
-			return nil, fmt.Errorf("%w: %s: type is required", ErrInvalidAppend, at)
+			return nil, fmt.Errorf("%w: %s: type is required", ErrInvalidAppend, eventPath(i))
 		}
 		if err := ValidateEventType(ev.Type); err != nil {
-			return nil, fmt.Errorf("%s.type: %w", at, err)
+			return nil, fmt.Errorf("%s.type: %w", eventPath(i), err)
 		}
 		p.types[i] = ev.Type
 		md, err := s.encodeMetadata(ev.Metadata)
 		if err != nil {
-			return nil, fmt.Errorf("%s.metadata: %w", at, err)
+			return nil, fmt.Errorf("%s.metadata: %w", eventPath(i), err)
 		}
 		p.metadata[i] = md
 		v, err := s.registry.LatestCachedTx(ctx, db, ev.Type)
 		if errors.Is(err, registry.ErrSubjectNotFound) {
-			return nil, fmt.Errorf("%w: %s: %q has no registered schema", ErrUnknownEventType, at, ev.Type)
+			return nil, fmt.Errorf("%w: %s: %q has no registered schema", ErrUnknownEventType, eventPath(i), ev.Type)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("looking up schema of %q: %w", ev.Type, err)
@@ -191,27 +190,27 @@ func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID strin
 		if name := v.Schema.FullName(); name != ev.Type {
 			// A subject registered by hand with another record's schema: encoding with it
 			// would publish ce-type ev.Type over data that is not of that type.
-			return nil, fmt.Errorf("%w: %s: subject %q holds a schema of record %q, not of %q", ErrUnknownEventType, at, ev.Type, name, ev.Type)
+			return nil, fmt.Errorf("%w: %s: subject %q holds a schema of record %q, not of %q", ErrUnknownEventType, eventPath(i), ev.Type, name, ev.Type)
 		}
-		payload, err := encode(v.Schema, ev.Data)
+		data, err := encodeWire(v.Schema, uint32(v.ID), ev.Data)
 		var verr *avro.ValidationError
 		if errors.As(err, &verr) {
 			for _, f := range verr.Fields {
 				invalid.Fields = append(invalid.Fields, FieldError{
-					Path: joinPath(at+".data", f.Path), Rule: f.Rule, Message: f.Message, Value: f.Value,
+					Path: joinPath(eventPath(i)+".data", f.Path), Rule: f.Rule, Message: f.Message, Value: f.Value,
 				})
 			}
 			continue
 		}
 		if err != nil {
-			invalid.Fields = append(invalid.Fields, FieldError{Path: at + ".data", Rule: "type", Message: err.Error()})
+			invalid.Fields = append(invalid.Fields, FieldError{Path: eventPath(i) + ".data", Rule: "type", Message: err.Error()})
 			continue
 		}
-		if len(payload) > s.cfg.MaxEventSize {
-			return nil, fmt.Errorf("%w: %s: data is %d bytes encoded, limit %d", ErrTooLarge, at, len(payload), s.cfg.MaxEventSize)
+		if size := len(data) - avro.WireHeaderSize; size > s.cfg.MaxEventSize {
+			return nil, fmt.Errorf("%w: %s: data is %d bytes encoded, limit %d", ErrTooLarge, eventPath(i), size, s.cfg.MaxEventSize)
 		}
 		p.schemaIDs[i] = int32(v.ID)
-		p.data[i] = avro.AppendWire(make([]byte, 0, 5+len(payload)), uint32(v.ID), payload)
+		p.data[i] = data
 	}
 	if len(invalid.Fields) > 0 {
 		return nil, &invalid
@@ -219,14 +218,19 @@ func (s *Store) prepare(ctx context.Context, db registry.Querier, streamID strin
 	return p, nil
 }
 
-func encode(s *avro.Schema, data any) ([]byte, error) {
+// eventPath names the append's event i in errors. It is built only for errors, not as one
+// more allocation for each event of every append.
+func eventPath(i int) string { return "events[" + strconv.Itoa(i) + "]" }
+
+// encodeWire encodes data, JSON or Go values, in the wire format with schemaID.
+func encodeWire(s *avro.Schema, schemaID uint32, data any) ([]byte, error) {
 	switch d := data.(type) {
 	case json.RawMessage:
-		return s.EncodeJSON(d)
+		return s.EncodeJSONWire(schemaID, d)
 	case nil:
-		return s.EncodeJSON([]byte("null"))
+		return s.EncodeJSONWire(schemaID, []byte("null"))
 	default:
-		return s.Encode(d)
+		return s.EncodeWire(schemaID, d)
 	}
 }
 
@@ -255,8 +259,8 @@ func (s *Store) encodeMetadata(md map[string]string) ([]byte, error) {
 	if size > s.cfg.MaxMetadataSize {
 		return nil, fmt.Errorf("%w: metadata is %d bytes, limit %d", ErrTooLarge, size, s.cfg.MaxMetadataSize)
 	}
-	if md == nil {
-		return []byte("{}"), nil
+	if len(md) == 0 {
+		return nil, nil // stored as '{}' (see appendCTE); no JSON for Postgres to parse
 	}
 	return json.Marshal(md)
 }
@@ -375,7 +379,7 @@ func (p *prepared) existing(ctx context.Context, db querier) (AppendResult, bool
 		switch {
 		case s.id != p.ids[i] || s.stream != p.stream || (i > 0 && s.version != got[i-1].version+1):
 			return AppendResult{}, false, reused(fmt.Sprintf("event %s is stored at %q version %d, not as part of this append", s.id, s.stream, s.version))
-		case s.typ != p.types[i] || !jsonEqual(s.metadata, p.metadata[i]):
+		case s.typ != p.types[i] || !jsonEqual(s.metadata, p.storedMetadata(i)):
 			return AppendResult{}, false, reused(fmt.Sprintf("event %s is stored with a different type or metadata", s.id))
 		}
 		same, err := p.sameData(ctx, s.data, p.data[i])
@@ -428,6 +432,14 @@ func (p *prepared) sameData(ctx context.Context, a, b []byte) (bool, error) {
 		return false, fmt.Errorf("comparing with the stored event: %w", err)
 	}
 	return jsonEqual(ja, jb), nil
+}
+
+// storedMetadata returns event i's metadata as stored: '{}' for none.
+func (p *prepared) storedMetadata(i int) []byte {
+	if p.metadata[i] == nil {
+		return []byte("{}")
+	}
+	return p.metadata[i]
 }
 
 // jsonEqual compares two JSON documents by value.

@@ -415,3 +415,54 @@ func TestAppendLeavesThePlanSettingsAlone(t *testing.T) {
 		require.Equal(t, "auto on", setting(one))
 	}
 }
+
+// An event without metadata is stored with '{}', whichever way it was appended, reads back
+// without any, and its retry is recognised; metadata given is stored as given, and a retry
+// with other metadata is refused.
+func TestMetadataStoredAndCompared(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	grouped, err := pgjet.New(pgjet.Config{Pool: pool, GroupCommit: true})
+	require.NoError(t, err)
+	inTx := func(ctx context.Context, stream string, expected pgjet.ExpectedVersion, events ...pgjet.EventData) (res pgjet.AppendResult, err error) {
+		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			res, err = s.AppendTx(ctx, tx, stream, expected, events...)
+			return err
+		})
+		return res, err
+	}
+	ways := map[string]func(context.Context, string, pgjet.ExpectedVersion, ...pgjet.EventData) (pgjet.AppendResult, error){
+		"alone": s.Append, "group commit": grouped.Append, "in a transaction": inTx,
+	}
+	for name, appendTo := range ways {
+		stream := "order-md-" + uuid.NewString()
+		plain, tagged := withID(cancelEvent("a"), uuid.New()), withID(cancelEvent("b"), uuid.New())
+		tagged.Metadata = map[string]string{"tenant": "t1"}
+		_, err := appendTo(ctx, stream, pgjet.Any, plain, tagged)
+		require.NoError(t, err, name)
+
+		var stored []string
+		rows, err := pool.Query(ctx, `SELECT metadata::text FROM pgjet.events WHERE stream_id = $1 ORDER BY version`, stream)
+		require.NoError(t, err)
+		stored, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		require.Equal(t, []string{`{}`, `{"tenant": "t1"}`}, stored, name)
+		read, err := s.ReadStream(ctx, stream, pgjet.Forward, 1, 10)
+		require.NoError(t, err)
+		require.Empty(t, read[0].Metadata, name)
+		require.Equal(t, map[string]string{"tenant": "t1"}, read[1].Metadata, name)
+
+		again, err := appendTo(ctx, stream, pgjet.Any, plain, tagged)
+		require.NoError(t, err, name)
+		require.True(t, again.Duplicate, name)
+		other := tagged
+		other.Metadata = map[string]string{"tenant": "t2"}
+		_, err = appendTo(ctx, stream, pgjet.Any, plain, other)
+		require.ErrorIs(t, err, pgjet.ErrEventIDReused, name)
+		plainWith := plain
+		plainWith.Metadata = map[string]string{"tenant": "t1"}
+		_, err = appendTo(ctx, stream, pgjet.Any, plainWith, tagged)
+		require.ErrorIs(t, err, pgjet.ErrEventIDReused, name)
+	}
+}

@@ -50,7 +50,7 @@ claim AS (
 	RETURNING stream_id, version, last_tx_id),
 ev AS (
 	INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data, metadata, tx_id)
-	SELECT e.id, a.stream, c.version - a.n + e.k, e.type, e.schema_id, e.data, e.metadata, c.last_tx_id
+	SELECT e.id, a.stream, c.version - a.n + e.k, e.type, e.schema_id, e.data, coalesce(e.metadata, '{}'), c.last_tx_id
 	FROM e JOIN a ON a.i = e.i JOIN claim c ON c.stream_id = a.stream
 	ORDER BY a.i, e.k
 	RETURNING position, stream_id, version),
