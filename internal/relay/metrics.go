@@ -14,6 +14,7 @@ type metrics struct {
 	latency     prometheus.Histogram
 	batch       prometheus.Histogram
 	owned       prometheus.Gauge
+	workers     prometheus.Gauge
 	lastPublish prometheus.Gauge
 }
 
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pgjet_relay_partitions_owned",
 			Help: "Outbox partitions this relay owns.",
 		}),
+		workers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgjet_relay_workers_draining",
+			Help: "Workers draining the owned partitions: 1 without a backlog, Config.Workers while batches come back full.",
+		}),
 		lastPublish: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgjet_relay_last_publish_timestamp_seconds",
 			Help: "Unix time of the last acknowledged publish.",
@@ -48,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.published.WithLabelValues(result)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.published, m.latency, m.batch, m.owned, m.lastPublish} {
+		for _, c := range []prometheus.Collector{m.published, m.latency, m.batch, m.owned, m.workers, m.lastPublish} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -46,7 +46,11 @@ type Config struct {
 	BatchSize int
 	// Window is the most publishes one worker has in flight. Default 512.
 	Window int
-	// Workers is how many goroutines drain owned partitions in parallel. Default 4.
+	// Workers is how many goroutines drain owned partitions in parallel while the outbox
+	// has a backlog (a batch came back full within the last second). Without one, a
+	// single worker reads every owned partition: fewer, larger reads on fewer sessions.
+	// At 1,000 events/s, commit -> JetStream p99 came out lower than with four workers
+	// always draining in 6 of 8 alternating runs (median 2.1 against 2.3 ms). Default 4.
 	Workers int
 	// PollInterval is how often partitions are checked without a notification, and how
 	// often ownership is rebalanced. Default 1s.
@@ -100,6 +104,14 @@ type Relay struct {
 	metrics *metrics
 	wake    []chan struct{} // one per worker
 
+	// level is how many workers drain: 1 without a backlog, Workers with one. Worker w
+	// drains the owned partitions p with p % level == w. lastFull is when a batch last came
+	// back full (UnixNano).
+	level    atomic.Int32
+	lastFull atomic.Int64
+	// parts keeps a partition to one worker at a time while level changes hands it over.
+	parts partitionClaims
+
 	// ordered is set when BatchPublish is on and the stream takes fast-ingest batches:
 	// publishOrdered then pipelines every event of a batch; otherwise publish sends one
 	// event per stream at a time.
@@ -136,6 +148,8 @@ func New(cfg Config) (*Relay, error) {
 	for range cfg.Workers {
 		r.wake = append(r.wake, make(chan struct{}, 1))
 	}
+	r.level.Store(1)
+	m.workers.Set(1)
 	return r, nil
 }
 
@@ -266,7 +280,7 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 			if err != nil || p < 0 || p >= outbox.Partitions {
 				continue
 			}
-			r.wakeWorker(p % r.cfg.Workers)
+			r.wakePartition(p)
 		}
 	}
 }
@@ -277,6 +291,9 @@ func (r *Relay) wakeAll() {
 	}
 }
 
+// wakePartition wakes the worker that drains partition p at the current level.
+func (r *Relay) wakePartition(p int) { r.wakeWorker(p % int(r.level.Load())) }
+
 func (r *Relay) wakeWorker(w int) {
 	select {
 	case r.wake[w] <- struct{}{}:
@@ -284,21 +301,23 @@ func (r *Relay) wakeWorker(w int) {
 	}
 }
 
-// work drains the owned partitions p with p % Workers == w until ctx ends.
+// backlogGrace is how long the relay keeps every worker draining after its last full
+// batch.
+const backlogGrace = time.Second
+
+// work drains, until ctx ends, the owned partitions p with p % level == w: all of them for
+// worker 0 while there is no backlog, a share of them for each worker while there is.
 func (r *Relay) work(ctx context.Context, w int) {
-	var mine []int16
-	for p := w; p < outbox.Partitions; p += r.cfg.Workers {
-		mine = append(mine, int16(p))
-	}
 	backoff := time.Duration(0)
 	poll := time.NewTimer(r.cfg.PollInterval)
 	defer poll.Stop()
-	perStream := false
 	for {
-		n, err := r.drain(ctx, mine, perStream)
-		// After a batch publish stopped short, the next batch goes one event per stream at a
-		// time: an event the server refuses then holds back only its own stream.
-		perStream = errors.Is(err, errBatchStopped)
+		level := int(r.level.Load())
+		var mine []int16
+		for p := w; p < outbox.Partitions && w < level; p += level {
+			mine = append(mine, int16(p))
+		}
+		n, err := r.drain(ctx, mine)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -309,8 +328,10 @@ func (r *Relay) work(ctx context.Context, w int) {
 			backoff = 0
 		}
 		if n == r.cfg.BatchSize && err == nil {
+			r.backlog()
 			continue // more waiting
 		}
+		r.settle()
 		wait := r.cfg.PollInterval
 		if backoff > 0 {
 			wait = backoff
@@ -326,6 +347,73 @@ func (r *Relay) work(ctx context.Context, w int) {
 		case <-poll.C:
 		}
 	}
+}
+
+// backlog records a full batch and, if one worker drained alone, sets every worker to work.
+func (r *Relay) backlog() {
+	r.lastFull.Store(time.Now().UnixNano())
+	if r.level.Swap(int32(r.cfg.Workers)) != int32(r.cfg.Workers) {
+		r.metrics.workers.Set(float64(r.cfg.Workers))
+		r.wakeAll()
+	}
+}
+
+// settle goes back to one worker once no batch has come back full for backlogGrace.
+func (r *Relay) settle() {
+	level := r.level.Load()
+	if level == 1 || time.Since(time.Unix(0, r.lastFull.Load())) < backlogGrace {
+		return
+	}
+	if r.level.CompareAndSwap(level, 1) {
+		r.metrics.workers.Set(1)
+		r.wakeWorker(0) // the other workers' partitions are its now
+	}
+}
+
+// partitionClaims are the partitions being drained. When the level changes, a worker may
+// be given partitions another is still draining: it leaves them, and the other wakes the
+// partitions' new worker when it is done, so that nothing waits for a poll.
+type partitionClaims struct {
+	mu     sync.Mutex
+	busy   [outbox.Partitions]bool
+	missed [outbox.Partitions]bool
+	// stopped marks the partitions of a batch publish that stopped short: their next batch
+	// goes one event per stream at a time, so that an event the server refuses holds back
+	// only its own stream.
+	stopped [outbox.Partitions]bool
+}
+
+// claim marks the partitions of parts that no worker drains as being drained, and returns
+// them, and whether one of them follows a batch publish that stopped short.
+func (c *partitionClaims) claim(parts []int16) (free []int16, perStream bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range parts {
+		if c.busy[p] {
+			c.missed[p] = true
+			continue
+		}
+		c.busy[p] = true
+		perStream = perStream || c.stopped[p]
+		free = append(free, p)
+	}
+	return free, perStream
+}
+
+// release ends the drain of parts, stopped if it ended in errBatchStopped, and returns the
+// partitions another worker was given meanwhile.
+func (c *partitionClaims) release(parts []int16, stopped bool) (missed []int16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range parts {
+		c.busy[p] = false
+		c.stopped[p] = stopped
+		if c.missed[p] {
+			c.missed[p] = false
+			missed = append(missed, p)
+		}
+	}
+	return missed
 }
 
 // BatchSQL reads the next outbox rows of the partitions in $1, at most $2, with their
@@ -378,21 +466,26 @@ type row struct {
 	createdAt   time.Time
 }
 
-// drain relays one batch of the owned partitions among mine and returns its size. perStream
-// publishes one event per stream at a time even where batch publishes are possible.
-func (r *Relay) drain(ctx context.Context, mine []int16, perStream bool) (int, error) {
+// drain relays one batch of the owned partitions among mine that no other worker drains,
+// and returns its size.
+func (r *Relay) drain(ctx context.Context, mine []int16) (n int, err error) {
 	r.owner.mu.RLock()
 	defer r.owner.mu.RUnlock()
-	parts := r.owner.ownedOf(mine)
+	parts, perStream := r.parts.claim(r.owner.ownedOf(mine))
 	if len(parts) == 0 {
 		return 0, nil
 	}
+	defer func() {
+		for _, p := range r.parts.release(parts, errors.Is(err, errBatchStopped)) {
+			r.wakePartition(int(p))
+		}
+	}()
 	readAt := time.Now()
 	b := &pgx.Batch{}
 	b.Queue(IndexPlans)
 	b.Queue(BatchSQL, parts, r.cfg.BatchSize)
 	br := r.cfg.Pool.SendBatch(ctx, b)
-	_, err := br.Exec()
+	_, err = br.Exec()
 	var batch []row
 	if err == nil {
 		var rows pgx.Rows

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -29,6 +30,7 @@ import (
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/pgcluster"
 	"github.com/pgjet/pgjet/internal/pgtest"
+	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/relay"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
@@ -440,4 +442,44 @@ func TestWarnsWithoutAutovacuum(t *testing.T) {
 	_, err := e.pool.Exec(ctx, `ALTER TABLE pgjet.outbox SET (autovacuum_enabled = off)`)
 	require.NoError(t, err)
 	require.Equal(t, 1, start().Len())
+}
+
+// Without a backlog one worker drains every partition; with one (batches coming back full)
+// all of them do, and a second after the last full batch one again. No poll runs here:
+// every event moves on its notification, whichever worker a partition has at the time.
+func TestWorkersFollowTheBacklog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	committed := map[string]string{}
+	appendTo := func(stream string, n int) {
+		evs := make([]pgjet.EventData, n)
+		for i := range evs {
+			evs[i] = cancelled(stream, i)
+		}
+		res, err := e.store.Append(ctx, stream, pgjet.Any, evs...)
+		require.NoError(t, err)
+		for _, id := range res.EventIDs {
+			committed[id.String()] = stream
+		}
+	}
+	for i := range 40 {
+		appendTo(fmt.Sprintf("order-backlog%d", i), 10)
+	}
+	reg := prometheus.NewRegistry()
+	draining := func() float64 { return promtest.Must(t, reg, "pgjet_relay_workers_draining") }
+	startOwnRelay(t, e.url, e.nc, relay.Config{Workers: 4, BatchSize: 20, PollInterval: time.Minute, Registerer: reg})
+	require.Eventually(t, func() bool { return draining() == 4 }, 10*time.Second, time.Millisecond, "all workers drain the backlog")
+	waitDrained(t, e.pool, 10*time.Second)
+
+	time.Sleep(1100 * time.Millisecond) // the backlog's grace
+	appendTo("order-after", 1)
+	waitDrained(t, e.pool, 5*time.Second)
+	require.Eventually(t, func() bool { return draining() == 1 }, 5*time.Second, 10*time.Millisecond, "one worker once the backlog is gone")
+	for i := range 64 { // most partitions: those of every worker at the backlog's level
+		appendTo(fmt.Sprintf("order-calm%d", i), 1)
+	}
+	waitDrained(t, e.pool, 5*time.Second)
+	require.Equal(t, 1.0, draining())
+	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
 }
