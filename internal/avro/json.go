@@ -92,7 +92,7 @@ func (s *Schema) EncodeJSONWire(schemaID uint32, data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.appendEncoded(AppendWire(make([]byte, 0, WireHeaderSize), schemaID, nil), v)
+	return s.appendEncoded(wireHeader(schemaID), v) // FromJSON checked the field rules
 }
 
 // converter turns a parsed JSON tree into native values, collecting errors.

@@ -103,7 +103,13 @@ func (s *Schema) Encode(v any) ([]byte, error) { return s.appendChecked(nil, v) 
 // EncodeWire is Encode in the Confluent wire format (see AppendWire): the magic byte and
 // schemaID, then the Avro, in one allocation.
 func (s *Schema) EncodeWire(schemaID uint32, v any) ([]byte, error) {
-	return s.appendChecked(AppendWire(make([]byte, 0, WireHeaderSize), schemaID, nil), v)
+	return s.appendChecked(wireHeader(schemaID), v)
+}
+
+// wireHeader returns the wire format's header for schemaID, with room for nothing more: the
+// encoders copy their result behind it.
+func wireHeader(schemaID uint32) []byte {
+	return AppendWire(make([]byte, 0, WireHeaderSize), schemaID, nil)
 }
 
 // appendChecked returns prefix followed by v's Avro, its field rules checked.
