@@ -106,8 +106,8 @@ func (s *Schema) EncodeWire(schemaID uint32, v any) ([]byte, error) {
 	return s.appendChecked(wireHeader(schemaID), v)
 }
 
-// wireHeader returns the wire format's header for schemaID, with room for nothing more: the
-// encoders copy their result behind it.
+// wireHeader returns the wire format's header for schemaID, which EncodeWire and
+// EncodeJSONWire put before the Avro.
 func wireHeader(schemaID uint32) []byte {
 	return AppendWire(make([]byte, 0, WireHeaderSize), schemaID, nil)
 }
