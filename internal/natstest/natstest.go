@@ -91,6 +91,14 @@ func Cluster(t testing.TB, n int) []*embednats.Server {
 	for i, p := range routePorts {
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
 	}
+	// The store directories come first: cleanups run last-registered first, so the nodes
+	// are shut down before their directories are removed. Made inside the loop, each
+	// directory was removed while its node still ran, and a node still writing made the
+	// removal fail the test ("directory not empty").
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+	}
 	nodes := make([]*embednats.Server, 0, n)
 	t.Cleanup(func() { shutdownAll(nodes) })
 	for i := range n {
@@ -101,7 +109,7 @@ func Cluster(t testing.TB, n int) []*embednats.Server {
 			}
 		}
 		s, err := embednats.Start(embednats.Options{
-			Dir:        t.TempDir(),
+			Dir:        dirs[i],
 			Port:       clientPorts[i],
 			ServerName: fmt.Sprintf("n%d", i+1),
 			LazySync:   true,
