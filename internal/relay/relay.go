@@ -120,6 +120,10 @@ type Relay struct {
 	// rebalanced holds the outcome of the latest rebalance (a nil error when it worked);
 	// nil before the first one. Read by Ready.
 	rebalanced atomic.Pointer[error]
+
+	// published, set only by tests before Run, is called once a batch of the partitions
+	// parts is published, before its rows are deleted and the partitions released.
+	published func(parts []int16)
 }
 
 // New checks cfg and returns a Relay.
@@ -516,6 +520,9 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (n int, err error) {
 		publish = r.publishOrdered
 	}
 	done, pubErr := publish(ctx, batch, readAt)
+	if r.published != nil {
+		r.published(parts)
+	}
 	if len(done) > 0 {
 		if err := r.delete(context.WithoutCancel(ctx), parts, done); err != nil {
 			return len(batch), fmt.Errorf("deleting %d published outbox rows: %w", len(done), err)
