@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/avro"
 	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/outbox"
 	"github.com/pgjet/pgjet/internal/pgcluster"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/promtest"
@@ -485,4 +488,71 @@ func TestWorkersFollowTheBacklog(t *testing.T) {
 	waitDrained(t, e.pool, 5*time.Second)
 	require.Equal(t, 1.0, draining())
 	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
+}
+
+// A running relay hands a partition over between workers without losing a wake-up. Worker
+// 0, alone without a backlog, is held inside a batch of partition p while the level rises
+// and p becomes worker 1's. Worker 1, woken by the stream's next event, finds p still held
+// and leaves it; when worker 0 lets go, it wakes p's worker, which publishes the event at
+// once, in order. With the poll a minute away, a lost wake-up fails the test.
+func TestPartitionHandOverInRunningRelay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	const workers = 4
+	stream := ""
+	for i := 0; stream == ""; i++ { // a stream of a partition that is not worker 0's at the higher level
+		if s := fmt.Sprintf("order-handover%d", i); outbox.PartitionOf(s)%workers == 1 {
+			stream = s
+		}
+	}
+	p := outbox.PartitionOf(stream)
+	appendOne := func(n int) string {
+		res, err := e.store.Append(ctx, stream, pgjet.Any, cancelled(stream, n))
+		require.NoError(t, err)
+		return res.EventIDs[0].String()
+	}
+
+	r, err := relay.New(relay.Config{Pool: e.pool, Conn: e.nc, Workers: workers, PollInterval: time.Minute})
+	require.NoError(t, err)
+	held, release := make(chan struct{}), make(chan struct{})
+	var holding atomic.Bool
+	relay.HoldAfterPublish(r, func(parts []int16) {
+		if slices.Contains(parts, p) && holding.CompareAndSwap(false, true) {
+			close(held)
+			<-release
+		}
+	})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	waitUntil(t, 10*time.Second, "the relay owns every partition", func() bool {
+		return r.Ready() == nil && r.Owned() == outbox.Partitions
+	})
+
+	first := appendOne(1)
+	select {
+	case <-held: // worker 0 published the first event and holds p
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not publish the first event")
+	}
+	require.Equal(t, workers, relay.RaiseLevel(r), "every worker drains; p is worker 1's")
+	second := appendOne(2)
+	waitUntil(t, 10*time.Second, "worker 1 leaves the partition worker 0 holds", func() bool { return relay.Missed(r, p) })
+	close(release)
+
+	var got []string
+	waitUntil(t, 10*time.Second, "the second event published without waiting for the poll", func() bool {
+		got = got[:0]
+		for _, m := range readAll(t, e.js) {
+			require.Equal(t, int64(len(got)+1), m.version, "the stream's events in version order")
+			got = append(got, m.id)
+		}
+		return len(got) == 2
+	})
+	require.Equal(t, []string{first, second}, got)
 }
