@@ -674,8 +674,8 @@ func waitOutboxEmpty(ctx context.Context, pool *pgxpool.Pool) error {
 // latencyWarmUp is how long the latency scenario's load runs before it is measured.
 const latencyWarmUp = 2 * time.Second
 
-// latency appends single events at a steady rate with a relay, a projector and a plain
-// JetStream subscriber running, and measures from each append's commit to the subscriber
+// latency appends single events at a steady rate with a relay, a projector and an ordered
+// JetStream consumer running, and measures from each append's commit to the consumer
 // receiving it and to the projector committing it.
 func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js50, js99 time.Duration, err error) {
 	// The relay and the projector have pools of their own, as cmd/relay and cmd/projector
@@ -740,18 +740,6 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 	defer func() { cancel(); wg.Wait() }()
 	wg.Go(func() { _ = r.Run(rctx) })
 	wg.Go(func() { _ = pj.Run(rctx) })
-	sub, err := cfg.Conn.Subscribe("pgjet.events.>", func(m *nats.Msg) {
-		now := time.Now()
-		if t, ok := committed.Load(m.Header.Get("ce-id")); ok {
-			mu.Lock()
-			delivered = append(delivered, now.Sub(t.(time.Time)))
-			mu.Unlock()
-		}
-	})
-	if err != nil {
-		return
-	}
-	defer sub.Unsubscribe()
 	// Warm up: the relay has its stream and partitions and the projector its consumer once
 	// a first event went all the way; only then does the clock run.
 	for warm := time.Now().Add(30 * time.Second); ; {
@@ -763,6 +751,30 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 			break
 		}
 	}
+	// The consumer, made once the relay has made the stream, is a JetStream one: a message
+	// reaches it once the stream has stored it. (A core NATS subscription on the subjects,
+	// which the bench used until 2026-11-27 18:00, gets each publish as the stream does,
+	// before it is stored.)
+	cons, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return
+	}
+	oc, err := cons.OrderedConsumer(ctx, "PGJET_EVENTS", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return
+	}
+	cc, err := oc.Consume(func(m jetstream.Msg) {
+		now := time.Now()
+		if t, ok := committed.Load(m.Headers().Get("ce-id")); ok {
+			mu.Lock()
+			delivered = append(delivered, now.Sub(t.(time.Time)))
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		return
+	}
+	defer cc.Stop()
 	// Then the load runs for latencyWarmUp before the clock starts: the pools open their
 	// connections and prepare their statements at the rate's concurrency, not in the sample.
 	interval := time.Second / time.Duration(cfg.LatencyRate)
