@@ -755,11 +755,11 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 	// reaches it once the stream has stored it. (A core NATS subscription on the subjects,
 	// which the bench used until 2026-11-27 18:00, gets each publish as the stream does,
 	// before it is stored.)
-	cons, err := jetstream.New(cfg.Conn)
+	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
 		return
 	}
-	oc, err := cons.OrderedConsumer(ctx, "PGJET_EVENTS", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	oc, err := js.OrderedConsumer(ctx, "PGJET_EVENTS", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
 		return
 	}

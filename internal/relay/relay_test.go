@@ -530,6 +530,9 @@ func TestPartitionHandOverInRunningRelay(t *testing.T) {
 		cancel()
 		require.NoError(t, <-done)
 	})
+	var released sync.Once
+	let := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(let) // first: a failed test must not leave worker 0 held
 	waitUntil(t, 10*time.Second, "the relay owns every partition", func() bool {
 		return r.Ready() == nil && r.Owned() == outbox.Partitions
 	})
@@ -543,7 +546,7 @@ func TestPartitionHandOverInRunningRelay(t *testing.T) {
 	require.Equal(t, workers, relay.RaiseLevel(r), "every worker drains; p is worker 1's")
 	second := appendOne(2)
 	waitUntil(t, 10*time.Second, "worker 1 leaves the partition worker 0 holds", func() bool { return relay.Missed(r, p) })
-	close(release)
+	let()
 
 	var got []string
 	waitUntil(t, 10*time.Second, "the second event published without waiting for the poll", func() bool {
