@@ -121,8 +121,8 @@ type Relay struct {
 	// nil before the first one. Read by Ready.
 	rebalanced atomic.Pointer[error]
 
-	// published, set only by tests before Run, is called once a batch of the partitions
-	// parts is published, before its rows are deleted and the partitions released.
+	// published, set only by tests before Run, is called after each publish of a batch of
+	// the partitions parts, before its rows are deleted and the partitions released.
 	published func(parts []int16)
 }
 
