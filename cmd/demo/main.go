@@ -70,7 +70,7 @@ func main() {
 		fmt.Printf("  appended   %6d events for %d orders (%.0f events/s; %d version conflicts)\n", s.Appended, s.Orders, float64(s.Appended)/s.Elapsed.Seconds(), s.Conflicts)
 		fmt.Printf("  relayed    %6d to JetStream stream PGJET_EVENTS, e.g. subject %s\n", s.Relayed, s.SampleSubject)
 		fmt.Printf("  projected  %6d into demo.orders: %s\n", s.Projected, statuses(s.Statuses))
-		fmt.Printf("  end-to-end latency, append -> projected: p50 %s   p99 %s   max %s   (first second, warming up: max %s)\n", ms(s.P50), ms(s.P99), ms(s.Max), ms(s.WarmUpMax))
+		fmt.Printf("  end-to-end latency, append -> projected: p50 %s   p99 %s   max %s   (first %s, warming up: max %s)\n", ms(s.P50), ms(s.P99), ms(s.Max), s.WarmUp, ms(s.WarmUpMax))
 		if s.Relayed != s.Appended || s.Projected != s.Appended {
 			return fmt.Errorf("appended %d but relayed %d and projected %d", s.Appended, s.Relayed, s.Projected)
 		}

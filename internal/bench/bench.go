@@ -752,9 +752,8 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 		}
 	}
 	// The consumer, made once the relay has made the stream, is a JetStream one: a message
-	// reaches it once the stream has stored it. (A core NATS subscription on the subjects,
-	// which the bench used until 2026-11-27 18:00, gets each publish as the stream does,
-	// before it is stored.)
+	// reaches it once the stream has stored it. (A core NATS subscription on the subjects
+	// would get each publish as the stream does, before it is stored.)
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
 		return

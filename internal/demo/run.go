@@ -60,9 +60,9 @@ type Summary struct {
 	// P50, P99 and Max are the end-to-end latencies from the append transaction's start to
 	// the projector applying the event, of the events appended after the warm-up.
 	P50, P99, Max time.Duration
-	// WarmUpMax is the largest of those latencies among the events appended during the
-	// warm-up.
-	WarmUpMax time.Duration
+	// WarmUp is how long after the first append events counted as warming up, and
+	// WarmUpMax the largest latency among them.
+	WarmUp, WarmUpMax time.Duration
 	// Statuses counts demo.orders rows by status.
 	Statuses map[string]int
 	// SampleSubject is the JetStream subject of the first event.
@@ -126,14 +126,15 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
+	failed := make(chan error, 2) // the relay or the projector stopped with an error
 	wg.Go(func() {
 		if err := rl.Run(runCtx); err != nil {
-			log.Error("relay", zap.Error(err))
+			failed <- fmt.Errorf("relay: %w", err)
 		}
 	})
 	wg.Go(func() {
 		if err := pj.Run(runCtx); err != nil {
-			log.Error("projector", zap.Error(err))
+			failed <- fmt.Errorf("projector: %w", err)
 		}
 	})
 
@@ -144,9 +145,15 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	// Appending starts once the relay holds its partitions and the projector has its
 	// consumer: events appended before then wait for the pipeline to start, and made the
 	// summary's p99 a measure of start-up (20-60 ms) rather than of the flow.
-	if err := waitReady(ctx, rl, js); err != nil {
+	if err := waitReady(ctx, rl, js, failed); err != nil {
 		return Summary{}, err
 	}
+	// The warm-up ends on the database's clock, which stamps the events' times.
+	var dbNow time.Time
+	if err := cfg.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbNow); err != nil {
+		return Summary{}, err
+	}
+	lat.measureFrom(dbNow.Add(cfg.WarmUp))
 	var appended, conflicts atomic.Int64
 	progress := func(final bool) (relayed, projected int) {
 		relayed = streamMsgs(ctx, js)
@@ -164,7 +171,6 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	defer ticker.Stop()
 	appendErr := make(chan error, 1)
 	start := time.Now()
-	lat.measureFrom(start.Add(cfg.WarmUp))
 	go func() {
 		appendErr <- appendOrders(runCtx, writerURL, cfg, &appended, &conflicts)
 	}()
@@ -173,6 +179,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		select {
 		case <-ctx.Done():
 			return Summary{}, ctx.Err()
+		case err := <-failed:
+			return Summary{}, err
 		case err := <-appendErr:
 			if err != nil {
 				return Summary{}, err
@@ -189,6 +197,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.Elapsed = time.Since(start)
 	sum.Orders, sum.Appended, sum.Conflicts = cfg.Orders, int(appended.Load()), int(conflicts.Load())
 	sum.P50, sum.P99, sum.Max, sum.WarmUpMax = lat.quantiles()
+	sum.WarmUp = cfg.WarmUp
 	sum.WriterURL = writerURL
 	sum.Statuses = map[string]int{}
 	rows, err := cfg.Pool.Query(ctx, `SELECT status, count(*) FROM demo.orders GROUP BY status`)
@@ -212,22 +221,25 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 }
 
 // waitReady waits, at most readyWithin, until rl has joined the relay group and the
-// orders projection's consumer exists.
-func waitReady(parent context.Context, rl *relay.Relay, js jetstream.JetStream) error {
-	ctx, cancel := context.WithTimeout(parent, readyWithin)
-	defer cancel()
+// orders projection's consumer exists; it returns early with what comes on failed.
+func waitReady(ctx context.Context, rl *relay.Relay, js jetstream.JetStream, failed <-chan error) error {
+	deadline := time.Now().Add(readyWithin)
 	for {
 		relayErr := rl.Ready()
-		_, consumerErr := js.Consumer(ctx, "PGJET_EVENTS", projection.ConsumerName(ProjectionName))
+		lookup, cancel := context.WithTimeout(ctx, time.Second)
+		_, consumerErr := js.Consumer(lookup, "PGJET_EVENTS", projection.ConsumerName(ProjectionName))
+		cancel()
 		if relayErr == nil && consumerErr == nil {
 			return nil
 		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("relay and projector not ready within %s: relay: %v; projector's consumer: %v", readyWithin, relayErr, consumerErr)
+		}
 		select {
 		case <-ctx.Done():
-			if parent.Err() != nil {
-				return parent.Err()
-			}
-			return fmt.Errorf("relay and projector not ready within %s: relay: %v; projector's consumer: %v", readyWithin, relayErr, consumerErr)
+			return ctx.Err()
+		case err := <-failed:
+			return err
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -324,8 +336,8 @@ func streamMsgs(ctx context.Context, js jetstream.JetStream) int {
 	return int(info.State.Msgs)
 }
 
-// latencies collects the end-to-end latencies of projected events, apart for the events
-// appended before from.
+// latencies collects the end-to-end latencies of projected events, apart from those of
+// the events appended before from.
 type latencies struct {
 	mu     sync.Mutex
 	from   time.Time
