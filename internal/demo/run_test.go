@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
@@ -54,4 +55,18 @@ func TestRun(t *testing.T) {
 		FROM demo.orders WHERE status = 'shipped'`).Scan(&shipped, &withCarrier))
 	require.Positive(t, shipped)
 	require.Equal(t, shipped, withCarrier)
+}
+
+// A relay that cannot start ends the demo with its own error, not a timeout after waiting
+// for it to be ready: here another JetStream stream holds the events' subjects.
+func TestRunFailsWhenTheRelayCannotStart(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"pgjet.events.>"}})
+	require.NoError(t, err)
+	_, err = demo.Run(ctx, demo.Config{Pool: pool, Conn: nc, Orders: 10})
+	require.ErrorContains(t, err, "relay: ")
+	require.ErrorContains(t, err, "overlap", "the relay's own error, not a timeout waiting for it")
 }
