@@ -217,8 +217,9 @@ func TestPlannedOnceQueriesUseIndexesOnAYoungDatabase(t *testing.T) {
 // checkIndexed fails t if plan scans a large table sequentially where q does not allow it,
 // or walks a whole index: an index scan with conditions on none but later columns of the
 // index (leading maps index names to their first column), or with no condition at all
-// unless a Limit right above it stops it (the first rows in the index's order). Such walks are what a planner that believes a table
-// empty picks where sequential scans are off, or where two indexes cost the same.
+// unless a Limit right above it stops it (the first rows in the index's order). Such walks
+// are what a planner that believes a table empty picks where sequential scans are off, or
+// where two indexes cost the same.
 func checkIndexed(t *testing.T, q accessPath, plan []planNode, kind string, leading map[string]string) {
 	t.Helper()
 	large := map[string]bool{}

@@ -27,8 +27,8 @@ import (
 // transaction commits without waiting for its flush: a wake-up lost in a crash only waits
 // for the relays' poll. If the append fails, the NOTIFY still runs; a relay woken for
 // nothing reads an empty batch. If the NOTIFY fails, or its connection dies, after the
-// append committed, the append has succeeded all the same. AppendTx cannot act after the caller's commit, so it
-// notifies inside the caller's transaction (see AppendTx).
+// append committed, the append has succeeded all the same. AppendTx cannot act after the
+// caller's commit, so it notifies inside the caller's transaction (see AppendTx).
 //
 // Before, one goroutine per store sent the NOTIFYs after the appends' commits, on a
 // session of its own, many appends sharing one. That put a round trip on another

@@ -67,7 +67,8 @@ const streamInfoTTL = 2 * time.Second
 
 // StreamCollector exports the state of the JetStream events stream, asked at scrape time
 // at most once per 2s: pgjet_jetstream_stream_messages, _bytes, _last_sequence and
-// _consumers, labelled with the JetStream stream name (label "jetstream"; "stream" means an event stream id in pgjet). A failed ask leaves them out of that scrape.
+// _consumers, labelled with the JetStream stream name (label "jetstream"; "stream" means an
+// event stream id in pgjet). A failed ask leaves them out of that scrape.
 type StreamCollector struct {
 	js   jetstream.JetStream
 	name string

@@ -31,7 +31,8 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Conn is the NATS connection. Required.
 	Conn *nats.Conn
-	// Stream describes the JetStream stream; the relay creates it at start, or updates it where its settings differ.
+	// Stream describes the JetStream stream; the relay creates it at start, or updates it
+	// where its settings differ.
 	Stream StreamConfig
 	// Source is the CloudEvents source of every event. Default "pgjet".
 	Source string
