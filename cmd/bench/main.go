@@ -13,7 +13,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/bench"
 	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/relay"
@@ -59,23 +58,11 @@ func main() {
 		if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
 			return err
 		}
-		admin, err := service.OpenPostgres(ctx, c.DatabaseURL, dir, 0, log)
-		if err != nil {
-			return err
-		}
-		defer admin.Close(context.WithoutCancel(ctx))
-		url, err := admin.FreshDatabase(ctx, "pgjet_bench")
-		if err != nil {
-			return err
-		}
-		pg, err := service.OpenPostgres(ctx, url, dir, 40, log)
+		pg, err := service.OpenFresh(ctx, c.DatabaseURL, dir, "pgjet_bench", 40, log)
 		if err != nil {
 			return err
 		}
 		defer pg.Close(context.WithoutCancel(ctx))
-		if err := pgjet.Migrate(ctx, pg.Pool); err != nil {
-			return err
-		}
 		ns, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), LazySync: !syncAlways})
 		if err != nil {
 			return err

@@ -14,7 +14,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/demo"
 	"github.com/pgjet/pgjet/internal/service"
 )
@@ -35,23 +34,11 @@ func main() {
 		if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
 			return err
 		}
-		admin, err := service.OpenPostgres(ctx, c.DatabaseURL, dir, 0, log)
-		if err != nil {
-			return err
-		}
-		defer admin.Close(context.WithoutCancel(ctx))
-		url, err := admin.FreshDatabase(ctx, "pgjet_demo")
-		if err != nil {
-			return err
-		}
-		pg, err := service.OpenPostgres(ctx, url, dir, 32, log)
+		pg, err := service.OpenFresh(ctx, c.DatabaseURL, dir, "pgjet_demo", 32, log)
 		if err != nil {
 			return err
 		}
 		defer pg.Close(context.WithoutCancel(ctx))
-		if err := pgjet.Migrate(ctx, pg.Pool); err != nil {
-			return err
-		}
 		demoNATS := c
 		demoNATS.DataDir = dir
 		nc, err := demoNATS.ConnectNATS(ctx, "pgjet-demo", log)
@@ -61,7 +48,7 @@ func main() {
 		defer nc.Close()
 
 		fmt.Printf("pgjet demo: %d orders at %d events/s through the HTTP writer -> Postgres outbox -> relay -> JetStream -> projector\n", orders, rate)
-		fmt.Printf("  Postgres %s   NATS %s\n", service.RedactDSN(url), service.RedactNATSURL(nc.URL))
+		fmt.Printf("  Postgres %s   NATS %s\n", service.RedactDSN(pg.URL), service.RedactNATSURL(nc.URL))
 		s, err := demo.Run(ctx, demo.Config{Pool: pg.Pool, Conn: nc.Conn, Orders: orders, Rate: rate, Clients: clients, Progress: os.Stdout, Logger: log})
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/pgcluster"
 )
@@ -26,6 +27,7 @@ type Postgres struct {
 	Pool    *pgxpool.Pool
 	URL     string
 	cluster *pgcluster.Cluster
+	admin   *Postgres // what OpenFresh created the database with
 }
 
 // OpenPostgres connects to url. With url empty it tries LocalPostgres, and if nothing
@@ -88,6 +90,36 @@ func (p *Postgres) Close(ctx context.Context) {
 	if p.cluster != nil {
 		_ = p.cluster.Stop(ctx)
 	}
+	if p.admin != nil {
+		p.admin.Close(ctx)
+	}
+}
+
+// OpenFresh opens Postgres as OpenPostgres does, drops database db there if it exists,
+// creates it empty with pgjet's migrations, and returns a pool of maxConns connections on
+// it. The demo and the bench start clean with it. Closing the result also closes the
+// connection db was created on and stops a throwaway cluster.
+func OpenFresh(ctx context.Context, url, dataDir, db string, maxConns int, log *zap.Logger) (*Postgres, error) {
+	admin, err := OpenPostgres(ctx, url, dataDir, 2, log)
+	if err != nil {
+		return nil, err
+	}
+	dbURL, err := admin.FreshDatabase(ctx, db)
+	if err != nil {
+		admin.Close(ctx)
+		return nil, err
+	}
+	pg, err := OpenPostgres(ctx, dbURL, dataDir, maxConns, log)
+	if err != nil {
+		admin.Close(ctx)
+		return nil, err
+	}
+	pg.admin = admin
+	if err := pgjet.Migrate(ctx, pg.Pool); err != nil {
+		pg.Close(ctx)
+		return nil, fmt.Errorf("migrating database %s: %w", db, err)
+	}
+	return pg, nil
 }
 
 // NATS is a connection and, without a configured server, the embedded one behind it.
@@ -153,14 +185,13 @@ func (n *NATS) Close() {
 var ErrNotReady = errors.New("not ready")
 
 // FreshDatabase drops db on p's server if it exists, creates it empty, and returns its URL.
-// The demo and the bench use it to start clean.
 func (p *Postgres) FreshDatabase(ctx context.Context, db string) (string, error) {
 	ident := pgx.Identifier{db}.Sanitize()
 	if _, err := p.Pool.Exec(ctx, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`); err != nil {
-		return "", fmt.Errorf("dropping the demo database: %w", err)
+		return "", fmt.Errorf("dropping database %s: %w", db, err)
 	}
 	if _, err := p.Pool.Exec(ctx, `CREATE DATABASE `+ident); err != nil {
-		return "", fmt.Errorf("creating the demo database: %w", err)
+		return "", fmt.Errorf("creating database %s: %w", db, err)
 	}
 	return withDatabase(p.URL, db)
 }

@@ -1,0 +1,54 @@
+package service
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/pgjet/pgjet/internal/migrate"
+	"github.com/pgjet/pgjet/internal/pgtest"
+)
+
+// OpenFresh (the demo's and the bench's start) gives an empty, migrated database each time,
+// whatever the last run left there, and its Close also closes the connection it created
+// the database on.
+func TestOpenFreshStartsEmptyAndMigrated(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	name := strings.ToLower(pgtest.DBPrefix + "open_fresh")
+	url := pgtest.DB(t)
+	t.Cleanup(func() {
+		admin, err := pgx.Connect(context.WithoutCancel(ctx), url)
+		if err == nil {
+			_, _ = admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+			_ = admin.Close(context.WithoutCancel(ctx))
+		}
+	})
+
+	pg, err := OpenFresh(ctx, url, t.TempDir(), name, 3, zap.NewNop())
+	require.NoError(t, err)
+	require.Contains(t, pg.URL, "/"+name)
+	require.EqualValues(t, 3, pg.Pool.Config().MaxConns)
+	v, err := migrate.Version(ctx, pg.Pool)
+	require.NoError(t, err)
+	require.Equal(t, migrate.Latest(), v)
+	_, err = pg.Pool.Exec(ctx, "CREATE TABLE left_behind (id int)")
+	require.NoError(t, err)
+	admin := pg.admin
+	pg.Close(ctx)
+	require.Error(t, admin.Pool.Ping(ctx), "Close must close the connection the database was created on")
+
+	pg, err = OpenFresh(ctx, url, t.TempDir(), name, 3, zap.NewNop())
+	require.NoError(t, err)
+	defer pg.Close(ctx)
+	var left bool
+	require.NoError(t, pg.Pool.QueryRow(ctx, "SELECT to_regclass('left_behind') IS NOT NULL").Scan(&left))
+	require.False(t, left, "a second OpenFresh must start from an empty database")
+	v, err = migrate.Version(ctx, pg.Pool)
+	require.NoError(t, err)
+	require.Equal(t, migrate.Latest(), v)
+}
