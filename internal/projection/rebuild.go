@@ -138,14 +138,16 @@ func (r *rebuild) run(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer lock.Close(context.WithoutCancel(ctx))
 	var got bool
 	if err := lock.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockClassProjection, p.target.checkpoint).Scan(&got); err != nil {
+		lock.Close(context.WithoutCancel(ctx))
 		return 0, err
 	}
 	if !got {
+		lock.Close(context.WithoutCancel(ctx))
 		return 0, ErrRebuildRunning
 	}
+	defer r.unlock(ctx, lock)
 	if !r.opts.Resume {
 		if err := r.reset(ctx); err != nil {
 			return 0, err
@@ -193,6 +195,29 @@ func (r *rebuild) run(ctx context.Context) (uint64, error) {
 		if cur, err = p.consumer(ctx); err != nil {
 			return 0, err
 		}
+	}
+}
+
+// unlock gives up the rebuild's lock and closes its session before Rebuild returns.
+// Closing alone is not enough: the server releases a closed session's locks when its
+// backend exits, which may be after Close has returned, and a rebuild started at once then
+// failed with ErrRebuildRunning. When the unlock cannot be sent (an interruption broke the
+// session), unlock waits up to 5 s for the server to let the lock go.
+func (r *rebuild) unlock(ctx context.Context, lock *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	pid := lock.PgConn().PID()
+	_, err := lock.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, lockClassProjection, r.p.target.checkpoint)
+	lock.Close(ctx)
+	if err == nil {
+		return
+	}
+	for ctx.Err() == nil {
+		var held bool
+		if r.p.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND locktype = 'advisory')`, pid).Scan(&held) != nil || !held {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
