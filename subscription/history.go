@@ -2,11 +2,14 @@ package subscription
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
@@ -43,19 +46,29 @@ const replayBatch = 500
 // transaction id not yet assigned (pg_snapshot_xmax). Every event stored in JetStream up
 // to L was committed before L was noted, so by a transaction with id below X. ReadAll
 // returns only events of transactions below the horizon (the oldest running transaction),
-// so the replay reads on until it is empty AND the horizon has passed X: then every
-// event JetStream holds up to L has been delivered from Postgres, and live delivery
-// starts at L+1. Events after L that the replay delivered too (committed before the end
+// so the replay reads on until a read is empty AND the horizon, taken just before that
+// read, had passed X: then every transaction below X had ended when the read began, the
+// read saw all their events, and every event JetStream holds up to L has been delivered
+// from Postgres; live delivery starts at L+1. (The horizon taken after an empty read would
+// not do: a transaction below X that commits between the two lets the horizon pass X
+// while a younger one's event, published before L, was still behind it at the read.) Events after L that the replay delivered too (committed before the end
 // of the replay, published after L was noted) are skipped by (stream, version): a
 // stream's events reach JetStream in version order, so any version at or below the last
 // one replayed for its stream is a repeat.
+//
+// Errors that may pass (a Postgres connection lost, the registry out of reach) are retried
+// with backoff where they happen, so the replay goes on from where it was.
 func (s *Subscriber) replay(ctx, hctx context.Context) (uint64, error) {
-	stream, err := s.js.Stream(ctx, s.cfg.Stream)
-	if err != nil {
-		return 0, fmt.Errorf("reading stream %q: %w", s.cfg.Stream, err)
-	}
-	last := stream.CachedInfo().State.LastSeq
-	xmax, err := s.snapshotBound(ctx, "pg_snapshot_xmax")
+	var last, xmax uint64
+	err := s.untilPassed(ctx, "reading the seam", func() error {
+		stream, err := s.js.Stream(ctx, s.cfg.Stream)
+		if err != nil {
+			return fmt.Errorf("reading stream %q: %w", s.cfg.Stream, err)
+		}
+		last = stream.CachedInfo().State.LastSeq
+		xmax, err = s.snapshotBound(ctx, "pg_snapshot_xmax")
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -67,15 +80,24 @@ func (s *Subscriber) replay(ctx, hctx context.Context) (uint64, error) {
 	cursor := s.cfg.Start.pos
 	replayed := 0
 	for {
-		evs, err := s.cfg.History.ReadAll(ctx, cursor, replayBatch)
+		var (
+			horizon uint64
+			evs     []pgjet.RecordedEvent
+		)
+		err := s.untilPassed(ctx, "reading history", func() error {
+			var err error
+			if horizon, err = s.snapshotBound(ctx, "pg_snapshot_xmin"); err != nil {
+				return err
+			}
+			if evs, err = s.cfg.History.ReadAll(ctx, cursor, replayBatch); err != nil {
+				return fmt.Errorf("reading history: %w", err)
+			}
+			return nil
+		})
 		if err != nil {
-			return 0, fmt.Errorf("reading history: %w", err)
+			return 0, err
 		}
 		if len(evs) == 0 {
-			horizon, err := s.snapshotBound(ctx, "pg_snapshot_xmin")
-			if err != nil {
-				return 0, err
-			}
 			if horizon >= xmax {
 				break
 			}
@@ -140,9 +162,18 @@ func (s *Subscriber) historic(ctx context.Context, scheme subject.Scheme, r pgje
 		Time: r.CreatedAt, SchemaID: r.SchemaID, Traceparent: r.Metadata["traceparent"], Subject: subj,
 		Delivered: 1, Raw: r.Data,
 	}
-	if s.cfg.Decoder != nil {
-		if ev.Data, err = s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type); err != nil {
-			return Event{}, false, fmt.Errorf("decoding %s %s: %w", ev.Type, ev.ID, err)
+	// A replayed event cannot be naked or dead-lettered: a decoding failure (the registry
+	// out of reach) is retried, as a handler's is.
+	for attempt := uint64(1); s.cfg.Decoder != nil; attempt++ {
+		if ev.Data, err = s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type); err == nil {
+			break
+		}
+		s.metrics.events.WithLabelValues("failed").Inc()
+		delay := backoff(s.cfg.BackoffMin, s.cfg.BackoffMax, attempt)
+		s.log.Warn("decoding a replayed event failed; retrying", zap.String("event_id", ev.ID), zap.String("type", ev.Type),
+			zap.Duration("retry_in", delay), zap.Error(err))
+		if !sleep(ctx, delay) {
+			return Event{}, false, ctx.Err()
 		}
 	}
 	if s.cfg.Predicate != nil && !s.cfg.Predicate(ev) {
@@ -169,6 +200,41 @@ func (s *Subscriber) deliverHistoric(ctx, hctx context.Context, events []Event) 
 			return ctx.Err()
 		}
 	}
+}
+
+// untilPassed runs fn until it succeeds, ctx ends, or it fails with an error that will not
+// pass by itself (see passing), retrying with backoff up to RetryMax.
+func (s *Subscriber) untilPassed(ctx context.Context, what string, fn func() error) error {
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, s.cfg.RetryMax) {
+		err := fn()
+		if err == nil || ctx.Err() != nil || !passing(err) {
+			return err
+		}
+		s.log.Warn(what+" failed; retrying", zap.Duration("retry_in", delay), zap.Error(err))
+		if !sleep(ctx, delay) {
+			return ctx.Err()
+		}
+	}
+}
+
+// passing reports whether err may go away by itself: what transient accepts, and any
+// error that is not an answer of a server (a lost connection, a timeout). Of the answers,
+// only Postgres's classes of lost connections (08), resources (53), an operator's shutdown
+// (57) and rolled-back transactions (40) pass; the rest (a missing table, a missing
+// privilege, a JetStream API error) need someone to act.
+func passing(err error) bool {
+	if transient(err) {
+		return true
+	}
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+		switch pgErr.Code[:min(2, len(pgErr.Code))] {
+		case "08", "53", "57", "40":
+			return true
+		}
+		return false
+	}
+	var apiErr *jetstream.APIError
+	return !errors.As(err, &apiErr)
 }
 
 // snapshotBound returns fn (pg_snapshot_xmin or pg_snapshot_xmax) of the current snapshot.

@@ -5,13 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/natstest"
@@ -118,4 +123,134 @@ func TestStartFromPostgresPosition(t *testing.T) {
 			require.Equal(t, int64(i+1), v, "stream %s out of order: %v", s, vs)
 		}
 	}
+}
+
+// seamHistory is the store, with a hook run after each empty read of the replay.
+type seamHistory struct {
+	*pgjet.Store
+	afterEmpty func()
+}
+
+func (h *seamHistory) ReadAll(ctx context.Context, after pgjet.AllPosition, limit int) ([]pgjet.RecordedEvent, error) {
+	evs, err := h.Store.ReadAll(ctx, after, limit)
+	if err == nil && len(evs) == 0 && h.afterEmpty != nil {
+		h.afterEmpty()
+	}
+	return evs, err
+}
+
+// The seam holds when an older transaction ends right after an empty read: a younger
+// transaction's event, already in JetStream but behind the horizon at that read, must still
+// be replayed. (The horizon taken after the read passed the seam there, and the replay
+// ended without it: the event was in neither the replay nor the live part.)
+func TestReplaySeamTakesTheHorizonBeforeTheRead(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	store, err := pgjet.New(pgjet.Config{Pool: pool})
+	require.NoError(t, err)
+	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	srv := natstest.Server(t)
+	nc, js := natstest.Connect(t, srv)
+
+	older, err := pool.Begin(ctx) // holds the horizon back
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = older.Rollback(context.Background()) })
+	_, err = older.Exec(ctx, `SELECT pg_current_xact_id()`)
+	require.NoError(t, err)
+	_, err = store.Append(ctx, "order-1", pgjet.NoStream, pgjet.EventData{ID: uuid.New(), Type: cancelled, Data: json.RawMessage(
+		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":"x","cancelled_at":"2026-11-26T10:00:00Z"}`)})
+	require.NoError(t, err)
+	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	rctx, stopRelay := context.WithCancel(context.Background())
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- r.Run(rctx) }()
+	t.Cleanup(func() { stopRelay(); <-relayDone })
+	eventually(t, "the event in JetStream", func() bool {
+		s, err := js.Stream(ctx, subscription.DefaultStream)
+		return err == nil && s.CachedInfo().State.Msgs == 1
+	})
+
+	var once sync.Once
+	h := &seamHistory{Store: store, afterEmpty: func() { once.Do(func() { require.NoError(t, older.Commit(ctx)) }) }}
+	var rec recorder
+	run(t, newSub(t, js, subscription.Config{
+		Group: "seam", Start: subscription.FromPosition(pgjet.AllPosition{}), History: h, Postgres: pool,
+		Handler: rec.handle, Logger: zaptest.NewLogger(t),
+	}))
+	// The replay delivers before it creates the consumer.
+	eventually(t, "the replay to end", func() bool {
+		_, err := js.Consumer(ctx, subscription.DefaultStream, "seam")
+		return err == nil
+	})
+	require.Equal(t, []string{"order-1/1"}, keys(rec.all()))
+}
+
+// failingHistory fails its first read with err, then reads the store.
+type failingHistory struct {
+	*pgjet.Store
+	err   error
+	calls atomic.Int32
+}
+
+func (h *failingHistory) ReadAll(ctx context.Context, after pgjet.AllPosition, limit int) ([]pgjet.RecordedEvent, error) {
+	if h.calls.Add(1) == 1 {
+		return nil, fmt.Errorf("reading all events: %w", h.err)
+	}
+	return h.Store.ReadAll(ctx, after, limit)
+}
+
+// A subscription starting from a Postgres position waits for the events stream, as every
+// subscription does, and rides out a Postgres error that passes (a terminated session);
+// one that needs an operator (a missing table) ends Run with it.
+func TestStartFromPositionWaitsOutPassingErrors(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	store, err := pgjet.New(pgjet.Config{Pool: pool})
+	require.NoError(t, err)
+	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	srv := natstest.Server(t)
+	nc, js := natstest.Connect(t, srv) // no events stream until the relay starts
+	event := pgjet.EventData{Type: cancelled, Data: json.RawMessage(
+		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":"x","cancelled_at":"2026-11-26T10:00:00Z"}`)}
+	_, err = store.Append(ctx, "order-1", pgjet.NoStream, event)
+	require.NoError(t, err)
+
+	logs, observed := observer.New(zap.WarnLevel)
+	h := &failingHistory{Store: store, err: &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}}
+	var rec recorder
+	run(t, newSub(t, js, subscription.Config{
+		Group: "waits", Start: subscription.FromPosition(pgjet.AllPosition{}), History: h, Postgres: pool,
+		Handler: rec.handle, Logger: zap.New(zapcore.NewTee(logs, zaptest.NewLogger(t).Core())),
+	}))
+	eventually(t, "the subscription to wait for the stream", func() bool {
+		return observed.FilterMessageSnippet("looking up the consumer failed").Len() > 0
+	})
+	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	rctx, stopRelay := context.WithCancel(context.Background())
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- r.Run(rctx) }()
+	t.Cleanup(func() { stopRelay(); <-relayDone })
+	eventually(t, "the replayed event", func() bool { return rec.len() == 1 })
+	require.Equal(t, 1, observed.FilterMessageSnippet("reading history failed").Len())
+	_, err = store.Append(ctx, "order-1", 1, event)
+	require.NoError(t, err)
+	eventually(t, "the live event", func() bool { return rec.len() == 2 })
+	require.Equal(t, []string{"order-1/1", "order-1/2"}, keys(rec.all()))
+
+	broken := &failingHistory{Store: store, err: &pgconn.PgError{Code: "42P01", Message: `relation "pgjet.events" does not exist`}}
+	s := newSub(t, js, subscription.Config{
+		Group: "broken", Start: subscription.FromPosition(pgjet.AllPosition{}), History: broken, Postgres: pool,
+		Handler: rec.handle, Logger: zaptest.NewLogger(t),
+	})
+	rctx2, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
+	require.ErrorContains(t, s.Run(rctx2), "does not exist")
 }

@@ -138,14 +138,21 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	}()
 
 	if s.cfg.Start.kind == startPosition {
-		_, err := s.js.Consumer(ctx, s.cfg.Stream, s.name)
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			s.replayed = map[string]int64{}
-			if s.liveStart, err = s.replay(ctx, hctx); err != nil {
-				return s.quiet(ctx, fmt.Errorf("subscription: %w", err))
+		exists := true
+		err := s.untilPassed(ctx, "looking up the consumer", func() error {
+			_, err := s.js.Consumer(ctx, s.cfg.Stream, s.name)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				exists, err = false, nil
+			} else if err != nil {
+				err = fmt.Errorf("consumer %q on stream %q: %w", s.name, s.cfg.Stream, err)
 			}
-		case err != nil:
+			return err
+		})
+		if err == nil && !exists {
+			s.replayed = map[string]int64{}
+			s.liveStart, err = s.replay(ctx, hctx)
+		}
+		if err != nil {
 			return s.quiet(ctx, fmt.Errorf("subscription: %w", err))
 		}
 	}
