@@ -417,13 +417,19 @@ func (s *Subscriber) leave(ctx context.Context, m *member) {
 }
 
 // handleOrdered handles msg of partition feed f, provided this member still holds the
-// partition's lease. The partitions of one member take turns at the handler.
-func (s *Subscriber) handleOrdered(ctx context.Context, f *feed, msg jetstream.Msg) {
+// partition's lease and its worker has not been stopped (wctx) while msg waited: the
+// partitions of one member take turns at the handler, and a member that is leaving returns
+// the events still waiting, as it does those fetched and not handled.
+func (s *Subscriber) handleOrdered(wctx, hctx context.Context, f *feed, msg jetstream.Msg) {
 	s.handleMu.Lock()
 	defer s.handleMu.Unlock()
+	if wctx.Err() != nil {
+		_ = msg.Nak()
+		return
+	}
 	if !f.leased() {
 		_ = msg.NakWithDelay(s.cfg.PartitionLease / 4)
 		return
 	}
-	s.handle(ctx, f, []jetstream.Msg{msg})
+	s.handle(hctx, f, []jetstream.Msg{msg})
 }

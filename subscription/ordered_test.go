@@ -333,3 +333,85 @@ func TestOrderedGroupConfig(t *testing.T) {
 		require.ErrorContains(t, err, f)
 	}
 }
+
+// A handler cut off by the shutdown (DrainTimeout after Run's context) has not failed its
+// event: with MaxDeliver 1 nothing is dead-lettered or parked. In an ordered member the
+// events of the other partitions, fetched and waiting for the handler, are returned
+// without reaching it. The next member gets every event at once, not after AckWait.
+func TestShutdownReturnsEventsWithoutFailingThem(t *testing.T) {
+	t.Parallel()
+	for _, ordered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			group := fmt.Sprintf("shutdown-%v", ordered)
+			reg := prometheus.NewRegistry()
+			var (
+				mu       sync.Mutex
+				stopping bool
+				late     []string
+			)
+			entered := make(chan struct{}, 1)
+			blocking := func(ctx context.Context, ev subscription.Event) error {
+				mu.Lock()
+				if stopping {
+					late = append(late, fmt.Sprintf("%s/%d", ev.StreamID, ev.Version))
+				}
+				mu.Unlock()
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				<-ctx.Done() // a long job that honours its context
+				return ctx.Err()
+			}
+			cfg := subscription.Config{Group: group, Handler: blocking, MaxDeliver: 1, DrainTimeout: 200 * time.Millisecond,
+				AckWait: time.Minute, Registerer: reg}
+			if ordered {
+				cfg.Ordered, cfg.Partitions, cfg.PartitionLease = true, 4, time.Second
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- newSub(t, e.js, cfg).Run(ctx) }()
+			for i := range 8 {
+				e.publish(t, fmt.Sprintf("order-%d", i), placed)
+			}
+			<-entered
+			if ordered { // every partition's worker holds its first event, waiting for the handler
+				name, err := subscription.EnsurePartitionedStream(t.Context(), e.js, subscription.DefaultStream, "pgjet.events", 4)
+				require.NoError(t, err)
+				eventually(t, "a waiting event in every partition", func() bool {
+					stream, err := e.js.Stream(t.Context(), name)
+					if err != nil {
+						return false
+					}
+					waiting, n := 0, 0
+					for info := range stream.ListConsumers(t.Context()).Info() {
+						n++
+						if info.NumAckPending == 1 || info.NumPending == 0 {
+							waiting++
+						}
+					}
+					return n == 4 && waiting == 4
+				})
+			}
+			mu.Lock()
+			stopping = true
+			mu.Unlock()
+			cancel()
+			require.NoError(t, <-done)
+			mu.Lock()
+			require.Empty(t, late, "handler calls begun after Run's context was cancelled")
+			mu.Unlock()
+			dls, err := subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, group)
+			require.NoError(t, err)
+			require.Empty(t, dls)
+			require.Zero(t, metric(t, reg, "pgjet_subscription_events_total", map[string]string{"result": "failed"}))
+
+			var next recorder
+			cfg.Handler, cfg.Registerer = next.handle, nil
+			run(t, newSub(t, e.js, cfg))
+			eventually(t, "every event", func() bool { return next.len() == 8 })
+		})
+	}
+}

@@ -400,7 +400,7 @@ func (s *Subscriber) consume(ctx, hctx context.Context, f *feed, cons jetstream.
 			}
 		}
 		if f.partition >= 0 {
-			s.handleOrdered(hctx, f, msg)
+			s.handleOrdered(ctx, hctx, f, msg)
 		} else {
 			s.handle(hctx, f, batch)
 		}
@@ -535,7 +535,16 @@ func (s *Subscriber) skip(m jetstream.Msg) {
 
 // fail naks m with backoff, or dead-letters it when it had its deliveries (or at once when
 // permanent) and then terminates it. In an ordered group the dead letter parks its stream.
+// A failure after the handlers' context ended (ctx: DrainTimeout after Run's) is the
+// shutdown's, not the event's: m goes back to the server at once, for another member or the
+// next run, and is neither counted as failed nor dead-lettered.
 func (s *Subscriber) fail(ctx context.Context, f *feed, m jetstream.Msg, ev Event, reason error, permanent bool) {
+	if !permanent && ctx.Err() != nil {
+		_ = m.Nak()
+		s.log.Info("handling cut off by the shutdown; the event goes back to the server", zap.String("event_id", ev.ID),
+			zap.Uint64("sequence", ev.Sequence), zap.Error(reason))
+		return
+	}
 	n := ev.Delivered
 	if permanent || (s.cfg.MaxDeliver > 0 && n >= uint64(s.cfg.MaxDeliver)) {
 		if s.cfg.MaxDeliver > 0 {
