@@ -272,6 +272,15 @@ func (c *Config) validate() ([]string, error) {
 	if c.MaxDeliver < -1 || c.MaxDeliver == 0 {
 		bad("MaxDeliver", "%d must be positive or -1", c.MaxDeliver)
 	}
+	for _, d := range []struct {
+		field string
+		d     time.Duration
+	}{{"InactiveThreshold", c.InactiveThreshold}, {"BatchWait", c.BatchWait}, {"AckWait", c.AckWait},
+		{"BackoffMin", c.BackoffMin}, {"DrainTimeout", c.DrainTimeout}, {"RetryMax", c.RetryMax}} {
+		if d.d < 0 {
+			bad(d.field, "%s is negative", d.d)
+		}
+	}
 	if c.BackoffMax < c.BackoffMin {
 		bad("BackoffMax", "%s is less than BackoffMin %s", c.BackoffMax, c.BackoffMin)
 	}

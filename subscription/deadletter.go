@@ -76,21 +76,37 @@ type DeadLetter struct {
 
 // EnsureDeadLetterStream creates the dead-letter stream if it does not exist (file
 // storage, no limits: dead letters stay until re-driven or purged). An existing stream is
-// left as it is, so operators may set limits.
+// left as it is, so operators may set limits, but it must take the dead letters' subjects
+// (cfg.Prefix.>): otherwise every dead letter would fail and its event be redelivered for
+// ever, so EnsureDeadLetterStream fails instead.
 func EnsureDeadLetterStream(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig) error {
 	cfg = cfg.withDefaults()
+	want := cfg.Prefix + ".>"
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "pgjet dead letters: events subscriptions gave up on",
-		Subjects:    []string{cfg.Prefix + ".>"},
+		Subjects:    []string{want},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  2 * time.Minute,
 	})
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("creating dead-letter stream %q: %w", cfg.Stream, err)
 	}
-	return nil
+	s, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("looking up dead-letter stream %q: %w", cfg.Stream, err)
+	}
+	for _, subj := range s.CachedInfo().Config.Subjects {
+		if covers(subj, want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("dead-letter stream %q takes %v, not the dead letters' subjects %s: set DeadLetterPrefix to match it, or add %s to it",
+		cfg.Stream, s.CachedInfo().Config.Subjects, want, want)
 }
 
 // letter says where a dead letter comes from and where it goes.

@@ -9,7 +9,7 @@ import (
 // metrics of one subscriber, labelled with its group ("" for ephemeral consumers).
 // Subscribers of the same group in one process share the series.
 type metrics struct {
-	events        *prometheus.CounterVec // by result: handled, skipped, failed, deadlettered
+	events        *prometheus.CounterVec // by result: handled, skipped, failed, deadlettered, held
 	redeliveries  prometheus.Counter
 	deadLetters   prometheus.Counter
 	missedBeats   prometheus.Counter
@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer, group string) (*metrics, error) {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgjet_subscription_events_total",
-			Help: "Events delivered to the subscription, by result: handled, skipped (by the predicate), failed (naked), deadlettered or held (behind a parked stream).",
+			Help: "Events delivered to the subscription, by result: handled, skipped (rejected by the predicate or, in a replay, the filters; a repeat; re-driven for another group), failed (naked), deadlettered or held (behind a parked stream).",
 		}, []string{"result"}),
 		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgjet_subscription_redeliveries_total",

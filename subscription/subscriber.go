@@ -191,10 +191,13 @@ func (s *Subscriber) Run(ctx context.Context) error {
 }
 
 // follow consumes f from cons until ctx is cancelled (nil), re-establishing the consumer
-// whenever it is lost. It fails only when the NATS connection is closed for good.
+// whenever it is lost. It fails only when the NATS connection is closed for good. The
+// delay before re-establishing doubles while losses follow each other, and starts again
+// from 50ms after a consumer that lasted longer than RetryMax.
 func (s *Subscriber) follow(ctx, hctx context.Context, f *feed, cons jetstream.Consumer) error {
 	retry := time.Duration(0)
 	for {
+		since := time.Now()
 		err := s.consume(ctx, hctx, f, cons)
 		if ctx.Err() != nil {
 			return nil
@@ -203,6 +206,9 @@ func (s *Subscriber) follow(ctx, hctx context.Context, f *feed, cons jetstream.C
 			return fmt.Errorf("subscription: %w", nats.ErrConnectionClosed) // it never comes back
 		}
 		s.metrics.recoveries.Inc()
+		if time.Since(since) > s.cfg.RetryMax {
+			retry = 0
+		}
 		retry = min(max(2*retry, 50*time.Millisecond), s.cfg.RetryMax)
 		s.log.Warn("consumer lost; re-establishing it", zap.String("feed", f.name), zap.Error(err), zap.Duration("retry_in", retry))
 		for {

@@ -507,6 +507,8 @@ func TestConfigValidation(t *testing.T) {
 			[]string{"Config.Filters[0]", "Config.Filters[1]", "Config.Filters[2]"}},
 		{"bad prefix and sequence", subscription.Config{Handler: h, Prefix: "a.*", Start: subscription.FromSequence(0)}, []string{"Config.Prefix", "Config.Start"}},
 		{"dead letters inside events", subscription.Config{Handler: h, DeadLetterPrefix: "pgjet.events.dead"}, []string{"Config.DeadLetterPrefix"}},
+		{"negative durations", subscription.Config{Handler: h, InactiveThreshold: -1, BatchWait: -1, AckWait: -1, BackoffMin: -1, DrainTimeout: -1, RetryMax: -time.Second},
+			[]string{"Config.InactiveThreshold", "Config.BatchWait", "Config.AckWait", "Config.BackoffMin", "Config.DrainTimeout", "Config.RetryMax: -1s is negative"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := subscription.New(nil, tt.cfg)
@@ -519,6 +521,26 @@ func TestConfigValidation(t *testing.T) {
 	s, err := subscription.New(nil, subscription.Config{Handler: h})
 	require.Nil(t, s)
 	require.ErrorContains(t, err, "JetStream is nil")
+}
+
+// A dead-letter stream that does not take the dead letters' subjects (an operator's, or a
+// changed DeadLetterPrefix) stops Run at the start: every dead letter would fail, and its
+// event be redelivered for ever.
+func TestDeadLetterStreamMustTakeTheDeadLetters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, err := e.js.CreateStream(t.Context(), jetstream.StreamConfig{Name: subscription.DefaultDeadLetterStream, Subjects: []string{"elsewhere.>"}})
+	require.NoError(t, err)
+	s := newSub(t, e.js, subscription.Config{Group: "mismatch", Handler: func(context.Context, subscription.Event) error { return nil }})
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	err = s.Run(ctx)
+	require.ErrorContains(t, err, `takes [elsewhere.>], not the dead letters' subjects pgjet.deadletter.>`)
+
+	// One that takes them, limits of its own and all, is used as it is.
+	_, err = e.js.UpdateStream(t.Context(), jetstream.StreamConfig{Name: subscription.DefaultDeadLetterStream, Subjects: []string{"elsewhere.>", "pgjet.deadletter.>"}, MaxMsgs: 1000})
+	require.NoError(t, err)
+	require.NoError(t, subscription.EnsureDeadLetterStream(t.Context(), e.js, subscription.DeadLetterConfig{}))
 }
 
 // A member whose connection dies mid-stream loses no event: what it had in flight goes to
