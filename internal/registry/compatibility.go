@@ -56,9 +56,13 @@ func (c Compatibility) check(candidate *avro.Schema, registered []Version) []Bre
 	if !c.transitive() {
 		registered = registered[len(registered)-1:]
 	}
-	sc := havro.NewSchemaCompatibility()
 	var breaks []Break
 	for _, v := range registered {
+		// A checker per version: hamba caches answers by the schemas' canonical forms,
+		// which leave defaults out, so versions that differ only in a default would share
+		// the first one's answer (v1 with a default can read data without the field, v2
+		// without one cannot).
+		sc := havro.NewSchemaCompatibility()
 		if c.backward() {
 			if err := sc.Compatible(candidate.Avro(), v.Schema.Avro()); err != nil {
 				breaks = append(breaks, Break{Version: v.Version, Direction: "backward", Reason: err.Error()})

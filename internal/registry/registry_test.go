@@ -85,6 +85,29 @@ func contains(levels []registry.Compatibility, l registry.Compatibility) bool {
 
 // TestTransitive registers v1, v2 and a v3 that is compatible with v2 but not with v1:
 // the plain levels accept v3, the transitive ones reject it, naming version 1.
+// Versions that differ only in a default have the same canonical form; each is still
+// checked on its own: v1 (note with a default) reads data without note, v2 (no default)
+// does not, so a schema without note breaks FORWARD_TRANSITIVE through v2 alone.
+func TestTransitiveChecksVersionsThatDifferOnlyInDefaults(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	reg := newRegistry(t, newPool(t))
+	for _, level := range []registry.Compatibility{registry.ForwardTransitive, registry.FullTransitive} {
+		subject := "defaults." + string(level)
+		require.NoError(t, reg.SetCompatibility(ctx, subject, level))
+		for _, text := range []string{record(fID, fNoteDefault), record(fID, fNote)} {
+			_, err := reg.Register(ctx, subject, text)
+			require.NoError(t, err)
+		}
+		err := reg.CheckCompatibility(ctx, subject, record(fID))
+		var incompatible *registry.IncompatibleError
+		require.ErrorAs(t, err, &incompatible, string(level))
+		require.Len(t, incompatible.Breaks, 1, string(level))
+		require.Equal(t, 2, incompatible.Breaks[0].Version)
+		require.Equal(t, "forward", incompatible.Breaks[0].Direction)
+	}
+}
+
 func TestTransitive(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
