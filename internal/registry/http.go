@@ -1,12 +1,14 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -160,16 +162,17 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, newAPIError(http.StatusInternalServerError, codeStore, backendErrorMessage))
 		}
 	}()
-	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
-		u := *r.URL
-		u.Path = strings.TrimRight(p, "/")
-		u.RawPath = strings.TrimRight(u.RawPath, "/")
-		if u.Path == "" {
-			u.Path, u.RawPath = "/", ""
+	// A trailing slash is dropped, on the escaped path: a subject may end in an encoded one
+	// ("a%2F" is subject "a/"; "/config/%2F" must not become "/config").
+	if ep := r.URL.EscapedPath(); len(ep) > 1 && strings.HasSuffix(ep, "/") {
+		trimmed := cmp.Or(strings.TrimRight(ep, "/"), "/")
+		if p, err := url.PathUnescape(trimmed); err == nil {
+			u := *r.URL
+			u.Path, u.RawPath = p, trimmed
+			r2 := *r
+			r2.URL = &u
+			r = &r2
 		}
-		r2 := *r
-		r2.URL = &u
-		r = &r2
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &utf8Body{ReadCloser: r.Body}

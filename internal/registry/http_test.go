@@ -259,6 +259,15 @@ func TestHTTPConfig(t *testing.T) {
 	require.JSONEq(t, `{"compatibilityLevel":"BACKWARD_TRANSITIVE"}`, c.get("/config/s").body)
 	require.JSONEq(t, `{"compatibilityLevel":"BACKWARD_TRANSITIVE"}`, c.get("/config/s?defaultToGlobal=true").body)
 	require.JSONEq(t, `{"compatibilityLevel":"FULL"}`, c.get("/config").body)
+
+	// A subject may end in an encoded slash: it is not a trailing slash to drop.
+	for _, path := range []string{"/config/%2F", "/config/%2F/", "/config/a%2F"} {
+		c.send(http.MethodPut, path, map[string]any{"compatibility": "NONE"})
+		require.JSONEq(t, `{"compatibilityLevel":"FULL"}`, c.get("/config").body, path)
+		c.get("/config/a").requireError(t, 404, 40408)
+	}
+	require.JSONEq(t, `{"compatibilityLevel":"NONE"}`, c.get("/config/a%2F").body)
+	require.JSONEq(t, `{"compatibilityLevel":"NONE"}`, c.get("/config/a%2F/").body, "a real trailing slash is still dropped")
 }
 
 func TestHTTPCompatibility(t *testing.T) {
