@@ -2,6 +2,7 @@ package avro
 
 import (
 	"crypto/sha256"
+	"strings"
 	"testing"
 
 	havro "github.com/hamba/avro/v2"
@@ -51,6 +52,29 @@ func TestParseRejects(t *testing.T) {
 			require.ErrorContains(t, err, tt.wantErr)
 		})
 	}
+}
+
+// nestedArrays is a record with one field of arrays nested n deep.
+func nestedArrays(n int) string {
+	return `{"type":"record","name":"Deep","fields":[{"name":"a","type":` +
+		strings.Repeat(`{"type":"array","items":`, n) + `"int"` + strings.Repeat(`}`, n) + `}]}`
+}
+
+// A schema nesting deeper than MaxDepth is refused before hamba parses it (checking its
+// compatibility would take minutes); brackets inside strings do not count.
+func TestParseRefusesDeepNesting(t *testing.T) {
+	t.Parallel()
+	ok := nestedArrays(MaxDepth - 3) // the record, its fields and the field take three levels
+	_, err := Parse(ok)
+	require.NoError(t, err)
+	_, err = Parse(nestedArrays(MaxDepth - 2))
+	require.ErrorContains(t, err, "nesting deeper than 128")
+	_, err = Parse(nestedArrays(100_000))
+	require.ErrorContains(t, err, "nesting deeper than 128")
+
+	doc := `{"type":"record","name":"R","doc":"` + strings.Repeat(`[{\"`, 300) + `","fields":[{"name":"a","type":"int"}]}`
+	_, err = Parse(doc)
+	require.NoError(t, err)
 }
 
 // Each Parse has its own cache: versions of one record name do not collide,

@@ -187,6 +187,10 @@ func TestHTTPErrors(t *testing.T) {
 		"schema": v1, "references": []any{map[string]any{"name": "x", "subject": "y", "version": 1}},
 	}).requireError(t, 422, 42201, "references")
 	c.send(http.MethodPost, "/subjects/s", schemaBody("nope")).requireError(t, 422, 42201)
+	deep := `{"type":"record","name":"t.Ev","fields":[{"name":"a","type":` +
+		strings.Repeat(`{"type":"array","items":`, 10_000) + `"int"` + strings.Repeat(`}`, 10_000) + `}]}`
+	c.send(http.MethodPost, "/compatibility/subjects/s/versions", schemaBody(deep)).requireError(t, 422, 42201, "nesting deeper than 128")
+	c.send(http.MethodPost, "/subjects/s/versions", schemaBody(deep)).requireError(t, 422, 42201, "nesting deeper than 128")
 
 	// 409: the message names the version that breaks and why.
 	r = c.send(http.MethodPost, "/subjects/s/versions", schemaBody(record(fID, fNote)))
