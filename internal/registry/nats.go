@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -176,7 +177,7 @@ func decodeRequest(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return httpError(http.StatusBadRequest, "malformed request: "+err.Error())
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return httpError(http.StatusBadRequest, "malformed request: data after the JSON object")
 	}
 	return nil
@@ -211,14 +212,20 @@ type subjectRequest struct {
 	Version json.RawMessage `json:"version,omitempty"`
 }
 
-// parseVersionMember parses an optional version member: a positive number, "latest", -1 or absent.
+// parseVersionMember parses an optional version member as the HTTP API parses a version
+// path segment (see parseVersion): 1 to 2^31-1, "latest" or -1, as a number or a string;
+// absent or null means the latest.
 func parseVersionMember(raw json.RawMessage) (int, error) {
-	if len(raw) == 0 || string(raw) == `"latest"` || string(raw) == "-1" || string(raw) == "null" {
+	if len(raw) == 0 || string(raw) == "null" {
 		return LatestVersion, nil
 	}
-	n, err := strconv.Atoi(strings.Trim(string(raw), `"`))
-	if err != nil || n <= 0 {
-		return 0, invalidVersion(strings.Trim(string(raw), `"`))
+	text := string(raw)
+	if raw[0] == '"' && json.Unmarshal(raw, &text) != nil {
+		return 0, invalidVersion(string(raw))
+	}
+	n, ae := parseVersion(text)
+	if ae != nil {
+		return 0, ae
 	}
 	return n, nil
 }

@@ -71,6 +71,11 @@ func TestNATSService(t *testing.T) {
 	status, out = ask(bySubject, `{"subject":"t.Ev","version":1}`)
 	require.Equal(t, 200, status)
 	require.Equal(t, float64(v1.ID), out["id"])
+	for _, latest := range []string{`"latest"`, `"LATEST"`, `-1`, `"-1"`, `null`} {
+		status, out = ask(bySubject, `{"subject":"t.Ev","version":`+latest+`}`)
+		require.Equal(t, 200, status, latest)
+		require.Equal(t, float64(2), out["version"], latest)
+	}
 
 	status, out = ask(validate, `{"type":"t.Ev","data":{"id":"a","n":2}}`)
 	require.Equal(t, 200, status, out)
@@ -97,8 +102,14 @@ func TestNATSService(t *testing.T) {
 		status, code  int
 	}{
 		{byID, `{"id":999999}`, 404, 40403},
+		{byID, `{"id":99999999999}`, 404, 40403},
 		{byID, `{"id":"x"}`, 400, 400},
 		{byID, `not json`, 400, 400},
+		{byID, `{"id":1}}]]`, 400, 400},
+		{byID, `{"id":1} {}`, 400, 400},
+		{bySubject, `{"subject":"t.Ev","version":99999999999}`, 422, 42202},
+		{bySubject, `{"subject":"t.Ev","version":0}`, 422, 42202},
+		{bySubject, `{"subject":"t.Ev","version":true}`, 422, 42202},
 		{bySubject, `{"subject":"no.Such"}`, 404, 40401},
 		{bySubject, `{"subject":"t.Ev","version":9}`, 404, 40402},
 		{bySubject, `{"subject":"t.Ev","version":"zero"}`, 422, 42202},

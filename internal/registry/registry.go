@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -240,6 +241,9 @@ func (r *Registry) stored(ctx context.Context, db querier, id int) (storedSchema
 	if ok {
 		return st, nil
 	}
+	if id <= 0 || id > math.MaxInt32 { // ids are Postgres integers; a wire payload's uint32 may be more
+		return storedSchema{}, fmt.Errorf("%w: id %d", ErrSchemaNotFound, id)
+	}
 	var text string
 	err := db.QueryRow(ctx, `SELECT schema FROM pgjet.schemas WHERE id = $1`, id).Scan(&text)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -320,7 +324,7 @@ func (r *Registry) LatestCachedTx(ctx context.Context, db Querier, subject strin
 
 // Version returns one version of subject.
 func (r *Registry) Version(ctx context.Context, subject string, version int) (Version, error) {
-	if version <= 0 {
+	if version <= 0 || version > math.MaxInt32 { // versions are Postgres integers
 		return Version{}, fmt.Errorf("%w: %d", ErrInvalidVersion, version)
 	}
 	v := Version{Subject: subject, Version: version}

@@ -232,6 +232,12 @@ func TestLookupErrors(t *testing.T) {
 	require.ErrorIs(t, err, registry.ErrInvalidSchema)
 	_, err = reg.Register(ctx, "a", `{"type":"record"`)
 	require.ErrorIs(t, err, registry.ErrInvalidSchema)
+	for _, id := range []int{0, -1, 1 << 31, 1 << 40} { // a wire payload's id is a uint32
+		_, err = reg.SchemaByID(ctx, id)
+		require.ErrorIs(t, err, registry.ErrSchemaNotFound, id)
+	}
+	_, err = reg.Version(ctx, "a", 1<<31)
+	require.ErrorIs(t, err, registry.ErrInvalidVersion)
 	_, err = reg.Version(ctx, "a", 2)
 	require.ErrorIs(t, err, registry.ErrVersionNotFound)
 	_, err = reg.Version(ctx, "b", 1)
