@@ -12,10 +12,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/pgtest"
+	"github.com/pgjet/pgjet/internal/promtest"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
@@ -247,10 +249,18 @@ func TestAppendTx(t *testing.T) {
 	require.ErrorIs(t, err, pgjet.ErrStreamNotFound)
 }
 
+// Every kind of bad append gets its own error, writes nothing, and counts as a client's
+// mistake (result "invalid"), never as a server error.
 func TestInvalidAppendsWriteNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, pool := newStore(t)
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	reg := prometheus.NewRegistry()
+	s, err := pgjet.New(pgjet.Config{Pool: pool, Registerer: reg})
+	require.NoError(t, err)
+	_, err = s.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
 	long := make([]byte, pgjet.MaxStreamIDLength+1)
 	for i := range long {
 		long[i] = 'a'
@@ -271,6 +281,7 @@ func TestInvalidAppendsWriteNothing(t *testing.T) {
 		{"no category", "-1", []pgjet.EventData{cancelEvent("x")}, pgjet.ErrInvalidStreamID},
 		{"no events", "order-1", nil, pgjet.ErrInvalidAppend},
 		{"unknown type", "order-1", []pgjet.EventData{{Type: "no.such.Type", Data: json.RawMessage(`{}`)}}, pgjet.ErrUnknownEventType},
+		{"invalid type", "order-1", []pgjet.EventData{{Type: "not a type", Data: json.RawMessage(`{}`)}}, pgjet.ErrInvalidEventType},
 		{"schema violation", "order-1", []pgjet.EventData{cancelEvent("ok"), bad}, pgjet.ErrValidation},
 		{"malformed JSON", "order-1", []pgjet.EventData{{Type: cancelled, Data: json.RawMessage(`{"order_id":`)}}, pgjet.ErrValidation},
 		{"repeated id", "order-1", []pgjet.EventData{withID(cancelEvent("a"), uuid.Max), withID(cancelEvent("a"), uuid.Max)}, pgjet.ErrInvalidAppend},
@@ -279,7 +290,9 @@ func TestInvalidAppendsWriteNothing(t *testing.T) {
 		_, err := s.Append(ctx, c.stream, pgjet.Any, c.events...)
 		require.ErrorIs(t, err, c.want, c.name)
 	}
-	_, err := s.Append(ctx, "order-1", pgjet.Any, cancelEvent("ok"), bad)
+	require.Equal(t, float64(len(cases)), promtest.Value(t, reg, "pgjet_append_total", "result", "invalid"))
+	require.Zero(t, promtest.Value(t, reg, "pgjet_append_total", "result", "error"))
+	_, err = s.Append(ctx, "order-1", pgjet.Any, cancelEvent("ok"), bad)
 	var verr *pgjet.ValidationError
 	require.True(t, errors.As(err, &verr))
 	paths := map[string]string{}

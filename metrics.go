@@ -86,8 +86,8 @@ func (m *storeMetrics) observe(start time.Time, res AppendResult, err error) {
 		for _, f := range verr.Fields {
 			m.validation.WithLabelValues(f.Rule).Inc()
 		}
-	case errors.Is(err, ErrInvalidAppend), errors.Is(err, ErrInvalidStreamID), errors.Is(err, ErrUnknownEventType),
-		errors.Is(err, ErrTooLarge), errors.Is(err, ErrEventIDReused):
+	case errors.Is(err, ErrInvalidAppend), errors.Is(err, ErrInvalidStreamID), errors.Is(err, ErrInvalidEventType),
+		errors.Is(err, ErrUnknownEventType), errors.Is(err, ErrTooLarge), errors.Is(err, ErrEventIDReused):
 		m.appends.WithLabelValues("invalid").Inc()
 	default:
 		m.appends.WithLabelValues("error").Inc()
