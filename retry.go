@@ -250,6 +250,13 @@ func newAggMetrics(reg prometheus.Registerer) (*aggMetrics, error) {
 			Buckets: []float64{0, 1, 10, 100, 1000, 10_000, 100_000},
 		}),
 	}
+	// Every label value is there from the start, at 0, so rates work before the first one.
+	for _, reason := range []string{snapshotSchema, snapshotCorrupt, snapshotStale} {
+		m.ignored.WithLabelValues(reason)
+	}
+	for _, result := range []string{"ok", "error"} {
+		m.writes.WithLabelValues(result)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.retries, m.exhausted, m.ignored, m.writes, m.replayed} {
 			if err := reg.Register(c); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,12 @@ func TestBinariesServeDocumentedMetricsAndHealth(t *testing.T) {
 			typ, ok := e.types[m.Name]
 			require.True(t, ok, "%s does not export %s (documented in docs/operations.md)", p.name, m.Name)
 			require.Equal(t, m.Type, typ, "%s: type of %s", p.name, m.Name)
+		}
+		for name := range e.types {
+			if strings.HasPrefix(name, "pgjet_") {
+				require.True(t, slices.ContainsFunc(documentedMetrics(t), func(m documentedMetric) bool { return m.Name == name }),
+					"%s exports %s, which docs/operations.md does not list", p.name, name)
+			}
 		}
 		for k := range e.samples {
 			require.NotRegexp(t, unboundedLabel, k, "%s: unbounded label", p.name)
