@@ -143,7 +143,7 @@ func (s *Subscriber) park(ctx context.Context, f *feed, m jetstream.Msg, ev Even
 		return fmt.Errorf("parking stream %q: %w", ev.StreamID, err)
 	}
 	s.metrics.parked.Inc()
-	s.log.Warn("stream parked", zap.String("stream_id", ev.StreamID), zap.String("event_id", ev.ID),
+	s.log.Warn("stream parked", zap.String("stream", ev.StreamID), zap.String("event_id", ev.ID),
 		zap.Int64("version", ev.Version), zap.Int("partition", f.partition), zap.Error(reason))
 	return nil
 }
@@ -166,7 +166,7 @@ func (s *Subscriber) holdIfParked(ctx context.Context, f *feed, m jetstream.Msg,
 				s.log.Warn("ack of a held event failed", zap.String("event_id", ev.ID), zap.Error(err))
 			}
 			s.metrics.events.WithLabelValues("held").Inc()
-			s.log.Info("event held behind its parked stream", zap.String("event_id", ev.ID), zap.String("stream_id", ev.StreamID),
+			s.log.Info("event held behind its parked stream", zap.String("event_id", ev.ID), zap.String("stream", ev.StreamID),
 				zap.Int64("version", ev.Version))
 			return true
 		}
@@ -204,10 +204,10 @@ func (s *Subscriber) replayStream(ctx, hctx context.Context, f *feed, key string
 		}
 		dls, err := listDeadLetters(ctx, s.js, s.deadLetters(), parkedSubject(s.cfg.DeadLetterPrefix, s.name, rec.Stream))
 		if err != nil {
-			s.log.Warn("reading a parked stream failed", zap.String("stream_id", rec.Stream), zap.Error(err))
+			s.log.Warn("reading a parked stream failed", zap.String("stream", rec.Stream), zap.Error(err))
 			return
 		}
-		s.log.Info("replaying a parked stream", zap.String("stream_id", rec.Stream), zap.Int("events", len(dls)))
+		s.log.Info("replaying a parked stream", zap.String("stream", rec.Stream), zap.Int("events", len(dls)))
 		dlStream, err := s.js.Stream(ctx, s.deadLetters().withDefaults().Stream)
 		if err != nil {
 			return
@@ -228,7 +228,7 @@ func (s *Subscriber) replayStream(ctx, hctx context.Context, f *feed, key string
 					s.log.Warn("recording a failed replay failed", zap.Error(err))
 				}
 				s.parked.forget(key)
-				s.log.Warn("replay of a parked stream failed; it stays parked", zap.String("stream_id", rec.Stream),
+				s.log.Warn("replay of a parked stream failed; it stays parked", zap.String("stream", rec.Stream),
 					zap.String("event_id", ev.ID), zap.Error(err))
 				return
 			}
@@ -238,7 +238,7 @@ func (s *Subscriber) replayStream(ctx, hctx context.Context, f *feed, key string
 		}
 		if err := s.parkedKV.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err == nil {
 			s.parked.forget(key)
-			s.log.Info("stream unparked", zap.String("stream_id", rec.Stream))
+			s.log.Info("stream unparked", zap.String("stream", rec.Stream))
 			return
 		}
 		// The record changed meanwhile (asked again): look again.

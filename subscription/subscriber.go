@@ -73,9 +73,13 @@ func New(js jetstream.JetStream, cfg Config) (*Subscriber, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subscription: registering metrics: %w", err)
 	}
+	fields := []zap.Field{zap.String("consumer", name), zap.String("jetstream", cfg.Stream)} // "stream" is an event's stream id
+	if cfg.Group != "" {
+		fields = append(fields, zap.String("group", cfg.Group))
+	}
 	s := &Subscriber{
 		cfg: cfg, js: js, filters: dedupeFilters(filters), name: name, metrics: m,
-		log:    cfg.Logger.With(zap.String("consumer", name), zap.String("stream", cfg.Stream)),
+		log:    cfg.Logger.With(fields...),
 		tracer: cfg.TracerProvider.Tracer("github.com/pgjet/pgjet/subscription"),
 	}
 	s.main = &feed{stream: cfg.Stream, name: name, filters: s.filters, maxAckPending: cfg.MaxAckPending, partition: -1,

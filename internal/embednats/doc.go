@@ -4,7 +4,8 @@
 //
 // JetStream writes are fsynced before they are acknowledged (SyncAlways)
 // unless [Options.LazySync] is set: pgjet's defaults favour not losing
-// acknowledged events over throughput (see DESIGN.md, "Scale-out").
+// acknowledged events over throughput (see BENCHMARKS.md, "JetStream
+// durability: two modes").
 //
 // A [Server] can be shut down and restarted on the same ports, name, routes
 // and store directory, which fault tests use to kill and revive nodes; see
