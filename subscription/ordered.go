@@ -410,6 +410,14 @@ func (s *Subscriber) leave(ctx context.Context, m *member) {
 		case <-cctx.Done():
 		}
 	}
+	// A handler that ignores its context outlives the leases; Run still returns only after
+	// it (as a plain group's does), with its partition's lease left to expire.
+	for p, w := range m.workers {
+		s.log.Warn("a handler ignores its context past DrainTimeout; waiting for it", zap.Int("partition", p))
+		<-w.done
+		delete(m.workers, p)
+		s.metrics.partitions.Dec()
+	}
 	if err := s.leases.Delete(cctx, s.cfg.Group+".member."+m.id); err != nil {
 		s.log.Warn("removing the member failed; it expires", zap.Error(err))
 	}
