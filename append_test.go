@@ -479,3 +479,74 @@ func TestMetadataStoredAndCompared(t *testing.T) {
 		require.ErrorIs(t, err, pgjet.ErrEventIDReused, name)
 	}
 }
+
+// A retry that runs while the original append is still committing waits for it, then
+// returns the original result, whatever the expectation: its id lookup came before the
+// commit, and the stream had moved on by the time it could claim it.
+func TestRetryDuringTheOriginalsCommit(t *testing.T) {
+	t.Parallel()
+	for _, exp := range []pgjet.ExpectedVersion{pgjet.NoStream, 1, pgjet.Any, pgjet.StreamExists} {
+		t.Run(exp.String(), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s, pool := newStore(t)
+			if exp != pgjet.NoStream {
+				_, err := s.Append(ctx, "order-x", pgjet.NoStream, cancelEvent("first"))
+				require.NoError(t, err)
+			}
+			id := uuid.New()
+			tx, err := pool.Begin(ctx)
+			require.NoError(t, err)
+			defer func() { _ = tx.Rollback(ctx) }()
+			orig, err := s.AppendTx(ctx, tx, "order-x", exp, withID(cancelEvent("once"), id))
+			require.NoError(t, err)
+			type outcome struct {
+				res pgjet.AppendResult
+				err error
+			}
+			retry := make(chan outcome, 1)
+			go func() {
+				res, err := s.Append(ctx, "order-x", exp, withID(cancelEvent("once"), id))
+				retry <- outcome{res, err}
+			}()
+			require.Eventually(t, func() bool { // the retry waits for the original's locks
+				var waiting int
+				err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+				return err == nil && waiting > 0
+			}, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, tx.Commit(ctx))
+			o := <-retry
+			require.NoError(t, o.err)
+			require.True(t, o.res.Duplicate)
+			require.Equal(t, orig.Positions, o.res.Positions)
+			require.Equal(t, orig.LastVersion, o.res.LastVersion)
+		})
+	}
+}
+
+// A retry of a stored append returns its original result without running the hooks
+// again: they would see its own events in the stream and could refuse them.
+func TestRetryIsNotCheckedByHooksAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	calls := 0
+	require.NoError(t, s.Hook(cancelled, func(ctx context.Context, ev pgjet.HookEvent) ([]pgjet.FieldError, error) {
+		calls++
+		if ev.StreamVersion > 0 { // "an order is cancelled at most once"
+			return []pgjet.FieldError{{Rule: "once", Message: "already cancelled"}}, nil
+		}
+		return nil, nil
+	}))
+	id := uuid.New()
+	first, err := s.Append(ctx, "order-h", pgjet.NoStream, withID(cancelEvent("x"), id))
+	require.NoError(t, err)
+	again, err := s.Append(ctx, "order-h", pgjet.NoStream, withID(cancelEvent("x"), id))
+	require.NoError(t, err)
+	require.True(t, again.Duplicate)
+	require.Equal(t, first.Positions, again.Positions)
+	require.Equal(t, 1, calls)
+	_, err = s.Append(ctx, "order-h", pgjet.Any, cancelEvent("y")) // a new event is still checked
+	require.ErrorIs(t, err, pgjet.ErrValidation)
+}

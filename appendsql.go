@@ -163,6 +163,13 @@ func (p *prepared) result(ctx context.Context, db querier, o outcome) (AppendRes
 		return res, nil
 	}
 	if o.last == nil {
+		// A retry that ran while the original append was committing: the id lookup came
+		// before the commit and found nothing, the claim after it found the stream moved on.
+		if p.clientIDs {
+			if res, found, err := p.existing(ctx, db); err != nil || found {
+				return res, err
+			}
+		}
 		actual, err := streamVersion(ctx, db, p.stream)
 		if err != nil {
 			return AppendResult{}, err
