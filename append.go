@@ -40,8 +40,8 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 	if err != nil {
 		return AppendResult{}, err
 	}
-	if err := s.runHooks(ctx, s.pool, p, events); err != nil {
-		return AppendResult{}, err
+	if res, done, err := s.runHooks(ctx, s.pool, p, events); done || err != nil {
+		return res, err
 	}
 	if s.group != nil {
 		return s.group.append(ctx, p)
@@ -100,8 +100,8 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 	if err != nil {
 		return AppendResult{}, err
 	}
-	if err := s.runHooks(ctx, tx, p, events); err != nil {
-		return AppendResult{}, err
+	if res, done, err := s.runHooks(ctx, tx, p, events); done || err != nil {
+		return res, err
 	}
 	res, err = p.runInTx(ctx, tx)
 	if err == nil && !res.Duplicate {

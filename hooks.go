@@ -89,7 +89,11 @@ func (s *Store) Hook(typ string, fn Hook) error { return s.hooks.add(typ, fn) }
 
 // runHooks runs the hooks of a prepared append. db reads the stream's version: the pool,
 // or the caller's transaction for AppendTx.
-func (s *Store) runHooks(ctx context.Context, db rowQuerier, p *prepared, events []EventData) error {
+//
+// A retry of an append that is stored already is not checked again: its events are in the
+// stream the hooks would look at, so a hook could refuse what it accepted the first time.
+// runHooks returns the original result then (done).
+func (s *Store) runHooks(ctx context.Context, db querier, p *prepared, events []EventData) (res AppendResult, done bool, err error) {
 	hooked := false
 	for _, typ := range p.types {
 		if len(s.hooks.of(typ)) > 0 {
@@ -98,8 +102,18 @@ func (s *Store) runHooks(ctx context.Context, db rowQuerier, p *prepared, events
 		}
 	}
 	if !hooked {
-		return nil
+		return AppendResult{}, false, nil
 	}
+	if p.clientIDs {
+		if res, found, err := p.existing(ctx, db); err != nil || found {
+			return res, found, err
+		}
+	}
+	return AppendResult{}, false, s.checkHooks(ctx, db, p, events)
+}
+
+// checkHooks runs the hooks of the append's event types on its events.
+func (s *Store) checkHooks(ctx context.Context, db rowQuerier, p *prepared, events []EventData) error {
 	version, err := streamVersion(ctx, db, p.stream)
 	if err != nil {
 		return fmt.Errorf("reading the version of %q for hooks: %w", p.stream, err)
