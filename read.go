@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -44,6 +45,9 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, dir Direction, 
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: limit must be positive", ErrInvalidRead)
 	}
+	// "Everything" (math.MaxInt) must not overflow the read cache's arithmetic (limit+1);
+	// no stream read returns 2^31 events at once.
+	limit = min(limit, math.MaxInt32)
 	switch dir {
 	case Forward:
 	case Backward:

@@ -3,6 +3,7 @@ package pgjet_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -254,4 +255,25 @@ func BenchmarkReadStream(b *testing.B) {
 			})
 		}
 	}
+}
+
+// "Read everything" (math.MaxInt) works with the cache as without it, both ways; the
+// cache's arithmetic on the limit overflowed (a panic forward, a negative LIMIT backward).
+func TestReadCacheTakesTheLargestLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := newStore(t)
+	s, _ := cachedStore(t, pool, 1<<20)
+	for range 3 {
+		_, err := s.Append(ctx, "order-c", pgjet.Any, cancelEvent("x"))
+		require.NoError(t, err)
+	}
+	_, err := s.ReadStream(ctx, "order-c", pgjet.Forward, 1, 100) // fills the cache
+	require.NoError(t, err)
+	back, err := s.ReadStream(ctx, "order-c", pgjet.Backward, pgjet.End, math.MaxInt)
+	require.NoError(t, err)
+	require.Len(t, back, 3)
+	fwd, err := s.ReadStream(ctx, "order-c", pgjet.Forward, 2, math.MaxInt)
+	require.NoError(t, err)
+	require.Len(t, fwd, 2)
 }
