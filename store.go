@@ -53,11 +53,18 @@ type Config struct {
 	Hooks map[string][]Hook
 	// MaxEventsPerAppend caps the events of one append. Default 1000.
 	MaxEventsPerAppend int
-	// MaxEventSize caps an event's encoded Avro data, in bytes. Default 1 MiB.
+	// MaxEventSize caps an event's encoded Avro data, in bytes. Default DefaultMaxEventSize;
+	// with its headers, an event must fit in one NATS message (the server's max_payload).
 	MaxEventSize int
 	// MaxMetadataSize caps an event's metadata (keys plus values), in bytes. Default 16 KiB.
 	MaxMetadataSize int
 }
+
+// DefaultMaxEventSize is the default Config.MaxEventSize: 1 MiB, NATS's default
+// max_payload, less 32 KiB for the message's headers (the CloudEvents ones, about 0.5 KB,
+// and up to MaxMetadataSize of metadata). A larger event would commit and then never be
+// published: the relay would retry it for ever.
+const DefaultMaxEventSize = 1<<20 - 32<<10
 
 func (c *Config) setDefaults() {
 	c.Logger = cmp.Or(c.Logger, zap.NewNop())
@@ -65,7 +72,7 @@ func (c *Config) setDefaults() {
 	c.MaxEventsPerAppend = cmp.Or(c.MaxEventsPerAppend, 1000)
 	c.GroupCommitMaxBatch = cmp.Or(c.GroupCommitMaxBatch, 256)
 	c.GroupCommitConns = cmp.Or(c.GroupCommitConns, 2)
-	c.MaxEventSize = cmp.Or(c.MaxEventSize, 1<<20)
+	c.MaxEventSize = cmp.Or(c.MaxEventSize, DefaultMaxEventSize)
 	c.MaxMetadataSize = cmp.Or(c.MaxMetadataSize, 16<<10)
 }
 

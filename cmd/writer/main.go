@@ -40,7 +40,7 @@ func main() {
 	f.Bool(&auth.Reads, "api-token-reads", "WRITER_API_TOKEN_READS", false, "require -api-token for HTTP reads too")
 	f.Bool(&sc.GroupCommit, "group-commit", "WRITER_GROUP_COMMIT", true, "combine concurrent single appends into shared transactions")
 	f.Int(&sc.MaxEventsPerAppend, "max-events-per-append", "WRITER_MAX_EVENTS_PER_APPEND", 1000, "most events in one append")
-	f.Int(&sc.MaxEventSize, "max-event-bytes", "WRITER_MAX_EVENT_BYTES", 1<<20, "largest event data, in bytes of Avro")
+	f.Int(&sc.MaxEventSize, "max-event-bytes", "WRITER_MAX_EVENT_BYTES", pgjet.DefaultMaxEventSize, "largest event data, in bytes of Avro; with its headers it must fit in NATS's max_payload")
 	f.Int(&sc.MaxMetadataSize, "max-metadata-bytes", "WRITER_MAX_METADATA_BYTES", 16<<10, "largest event metadata, in bytes of keys and values")
 	f.Int(&readCache, "read-cache-bytes", "WRITER_READ_CACHE_BYTES", 0, "memory for recently read stream events; 0: no cache")
 

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -561,4 +562,34 @@ func TestPartitionHandOverInRunningRelay(t *testing.T) {
 		return len(got) == 2
 	})
 	require.Equal(t, []string{first, second}, got)
+}
+
+// The largest event the store accepts by default, with the most metadata, fits in one
+// message of a default NATS server (max_payload 1 MiB): what commits can be published.
+// (With a 1 MiB default, an event of 1 MiB less 200 bytes committed and was retried for
+// ever.)
+func TestLargestDefaultEventIsPublished(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	require.EqualValues(t, 1<<20, e.nc.MaxPayload())
+	body := func(note string) pgjet.EventData {
+		return pgjet.EventData{ID: uuid.New(), Type: "pgjet.demo.order.OrderPlaced", Data: json.RawMessage(fmt.Sprintf(
+			`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","customer_id":"c1","customer_email":"a@b.de",`+
+				`"items":[{"sku":"A1","quantity":1,"unit_price_cents":1}],"placed_at":"2026-11-26T10:00:00Z","note":%q}`, note)),
+			Metadata: map[string]string{"k": strings.Repeat("m", 16<<10-1)}}
+	}
+	// The note that makes the data exactly DefaultMaxEventSize bytes of Avro.
+	probe := pgjet.DefaultMaxEventSize - 300
+	_, err := e.store.Append(ctx, "order-big", pgjet.Any, body(strings.Repeat("x", probe)))
+	require.NoError(t, err)
+	stored, err := e.store.ReadStream(ctx, "order-big", pgjet.Forward, 1, 1)
+	require.NoError(t, err)
+	n := probe + pgjet.DefaultMaxEventSize - (len(stored[0].Data) - avro.WireHeaderSize)
+	_, err = e.store.Append(ctx, "order-big", pgjet.Any, body(strings.Repeat("x", n+1)))
+	require.ErrorIs(t, err, pgjet.ErrTooLarge)
+	_, err = e.store.Append(ctx, "order-big", pgjet.Any, body(strings.Repeat("x", n)))
+	require.NoError(t, err)
+	e.startRelay(t, relay.Config{})
+	waitUntil(t, 10*time.Second, "the largest event in JetStream", func() bool { return streamMsgs(t, e.js) == 2 })
 }
