@@ -51,7 +51,9 @@ func (g *groupCommit) append(ctx context.Context, p *prepared) (AppendResult, er
 	}
 	g.mu.Unlock()
 	if lead {
-		g.commitAll(ctx)
+		// In a goroutine of its own: the committer goes on while the queue holds appends,
+		// and its caller's append, done with the first batch, must not wait for them all.
+		go g.commitAll(ctx)
 	}
 	<-req.done
 	return req.res, req.err
