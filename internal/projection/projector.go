@@ -151,6 +151,7 @@ type Projector struct {
 	tracer  trace.Tracer
 
 	progress atomic.Int64 // unix nanos of the last applied batch or idle pull
+	standby  atomic.Bool  // waiting for another projector's lock
 
 	// known is the checkpoint as this projector last read or committed it; knownOK is
 	// false after a failed batch, when it may be stale. Only the goroutine applying
@@ -198,8 +199,12 @@ func newProjector(cfg Config, t target) (*Projector, error) {
 }
 
 // Stalled returns how long the projector has gone without progress (an applied batch, or a
-// pull that found nothing to do) when that exceeds threshold, and 0 otherwise.
+// pull that found nothing to do) when that exceeds threshold, and 0 otherwise. A standby,
+// waiting while another instance is active, is not stalled.
 func (p *Projector) Stalled(threshold time.Duration) time.Duration {
+	if p.standby.Load() {
+		return 0
+	}
 	since := time.Since(time.Unix(0, p.progress.Load()))
 	if since > threshold {
 		return since
@@ -286,7 +291,11 @@ func (p *Projector) lead(ctx context.Context) error {
 	}
 	if !got {
 		p.log.Info("another projector is active; standing by")
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockClassProjection, p.target.checkpoint); err != nil {
+		p.standby.Store(true)
+		_, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockClassProjection, p.target.checkpoint)
+		p.progress.Store(time.Now().UnixNano()) // the stall clock starts when it takes over
+		p.standby.Store(false)
+		if err != nil {
 			return err
 		}
 	}

@@ -196,3 +196,34 @@ func killedAppliesExactlyOnce(t *testing.T, queued bool) {
 		WHERE version <> coalesce(prev, 0) + 1`).Scan(&disorder))
 	require.Zero(t, disorder, "each stream applied in version order")
 }
+
+// A standby waiting for the active projector's lock is not stalled (its readiness stays
+// green while there is nothing it may do), and takes over when the active one stops.
+func TestStandbyIsNotStalledAndTakesOver(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 5)
+	stopActive := e.run(t, fastConfig(ledger("live")))
+	e.waitApplied(t, "ledger")
+
+	cfg := fastConfig(ledger("live"))
+	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
+	standby, err := projection.New(cfg)
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- standby.Run(sctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	require.Eventually(t, func() bool { // the standby waits for the lock
+		var waiting int
+		err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Zero(t, standby.Stalled(time.Nanosecond), "a standby is not stalled")
+
+	stopActive()
+	e.appendCancelled(t, 3)
+	e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, e.total())
+}
