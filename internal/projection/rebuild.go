@@ -358,6 +358,11 @@ func (r *rebuild) swap(ctx context.Context, cur *subscription.Cursor) (uint64, e
 				seq = evs[len(evs)-1].Sequence
 			}
 		}
+		// applyTx turns synchronous_commit off for the transaction (a lost batch is applied
+		// again); the swap must not be lost after Rebuild has reported it done.
+		if _, err := tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'on', true)`); err != nil {
+			return err
+		}
 		liveSchema, shadow := pgx.Identifier{r.liveSchema}.Sanitize(), pgx.Identifier{p.target.schema}.Sanitize()
 		// Dropping takes an ACCESS EXCLUSIVE lock on every old table, so it waits for the
 		// transactions reading them; statements that come later wait and then find the
