@@ -77,8 +77,9 @@ func NewCursor(ctx context.Context, js jetstream.JetStream, cfg CursorConfig, af
 }
 
 // Fetch returns up to n events in stream order: those ready at once or, when none is, the
-// first to come within wait. None means nothing came within wait. After an error (ErrGap, a
-// malformed event, a lost consumer or connection) the cursor must not be used again.
+// first to come within wait. None means nothing came within wait, and the consumer has
+// delivered nothing the cursor did not get. After an error (ErrGap, a malformed event, a
+// lost consumer or connection) the cursor must not be used again.
 //
 // It asks for what is ready first, so a busy cursor (events arrived while the caller
 // handled the last batch) gets its batch in one round trip; only an idle one waits, and
@@ -103,6 +104,19 @@ func (c *Cursor) Fetch(n int, wait time.Duration) ([]Event, error) {
 		}
 		if err := first.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return nil, fmt.Errorf("subscription: fetching: %w", err)
+		}
+		if len(msgs) == 0 {
+			// Nothing came: a lost delivery shows only here when it was the newest (no
+			// later one arrives with a jump in the sequence).
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			info, err := c.cons.Info(ctx)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("subscription: reading the consumer after an empty fetch: %w", err)
+			}
+			if info.Delivered.Consumer > c.delivered {
+				return nil, fmt.Errorf("%w: the consumer delivered up to %d, the cursor got %d", ErrGap, info.Delivered.Consumer, c.delivered)
+			}
 		}
 	}
 	evs := make([]Event, 0, len(msgs))

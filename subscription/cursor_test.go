@@ -73,6 +73,36 @@ func TestCursorReportsAGap(t *testing.T) {
 	require.ErrorIs(t, err, subscription.ErrGap)
 }
 
+// A lost delivery that was the newest shows no jump in the sequence (nothing comes after
+// it): an empty fetch asks the consumer and reports the gap, where it returned nothing, as
+// if the cursor were caught up, until another event came.
+func TestCursorReportsALostLastDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for range 2 {
+		e.publish(t, "order-1", placed)
+	}
+	cur, err := subscription.NewCursor(t.Context(), e.js, subscription.CursorConfig{Name: "tail"}, 0)
+	require.NoError(t, err)
+	evs, err := cur.Fetch(1, time.Second)
+	require.NoError(t, err)
+	require.Equal(t, []string{"order-1/1"}, keys(evs))
+	cons, err := e.js.Consumer(context.Background(), subscription.DefaultStream, "tail")
+	require.NoError(t, err)
+	stolen, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	require.NoError(t, err)
+	for range stolen.Messages() {
+	}
+	_, err = cur.Fetch(10, 100*time.Millisecond)
+	require.ErrorIs(t, err, subscription.ErrGap)
+
+	caughtUp, err := subscription.NewCursor(t.Context(), e.js, subscription.CursorConfig{Name: "tail"}, 2)
+	require.NoError(t, err)
+	evs, err = caughtUp.Fetch(10, 100*time.Millisecond)
+	require.NoError(t, err, "nothing lost, nothing new")
+	require.Empty(t, evs)
+}
+
 // A malformed message on the stream stops the cursor with an error naming its sequence.
 func TestCursorRefusesAMalformedEvent(t *testing.T) {
 	t.Parallel()
