@@ -83,8 +83,8 @@ func (o *owner) count() int {
 
 // rebalance reconnects if needed, then takes or releases partitions to reach a fair share:
 // ceil(Partitions / live relays). It returns whether ownership changed.
-func (o *owner) rebalance(ctx context.Context) (changed bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, o.opTimeout())
+func (o *owner) rebalance(parent context.Context) (changed bool, err error) {
+	ctx, cancel := context.WithTimeout(parent, o.opTimeout())
 	defer cancel()
 	if o.conn != nil && o.conn.Ping(ctx) != nil {
 		o.lost(ctx)
@@ -122,6 +122,10 @@ func (o *owner) rebalance(ctx context.Context) (changed bool, err error) {
 	case have > share:
 		o.mu.Lock() // wait for this relay's batches to finish
 		defer o.mu.Unlock()
+		// The releases get a time of their own: a batch that took longer than the timeout
+		// must not make them fail, which gave up every partition as if the session were lost.
+		ctx, cancel := context.WithTimeout(parent, o.opTimeout())
+		defer cancel()
 		o.mapMu.Lock()
 		owned := make([]int16, 0, len(o.owned))
 		for p := range o.owned {
