@@ -458,6 +458,13 @@ const BatchSQL = `
 const IndexPlans = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
 	set_config('enable_mergejoin', 'off', true), set_config('enable_hashjoin', 'off', true)`
 
+// statementTimeout bounds the outbox read and delete. A connection that died without a
+// word (a firewall dropping its state) would otherwise hold the worker, and the partition
+// locks it needs, until TCP gives up (about 15 minutes), and keep a stopping relay from
+// returning. A read or delete that times out fails the batch: its rows stay, and are
+// published again (JetStream drops the copies within its duplicate window).
+const statementTimeout = 30 * time.Second
+
 // row is one outbox row joined with its event.
 type row struct {
 	position    int64
@@ -489,7 +496,9 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (n int, err error) {
 	b := &pgx.Batch{}
 	b.Queue(IndexPlans)
 	b.Queue(BatchSQL, parts, r.cfg.BatchSize)
-	br := r.cfg.Pool.SendBatch(ctx, b)
+	rctx, cancel := context.WithTimeout(ctx, statementTimeout)
+	defer cancel()
+	br := r.cfg.Pool.SendBatch(rctx, b)
 	_, err = br.Exec()
 	var batch []row
 	if err == nil {
@@ -564,6 +573,8 @@ const DeleteSQL = `DELETE FROM pgjet.outbox WHERE position = ANY($1) AND partiti
 // transaction open, holding the rows' locks and blocking the relay that takes its
 // partitions over; Postgres ends it after the owner's idle timeout.
 func (r *Relay) delete(ctx context.Context, partitions []int16, positions []int64) error {
+	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
+	defer cancel()
 	b := &pgx.Batch{}
 	b.Queue(DeleteSettings, strconv.FormatInt(r.owner.idleTimeout().Milliseconds(), 10))
 	b.Queue(DeleteSQL, positions, partitions)
