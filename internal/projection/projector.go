@@ -301,11 +301,17 @@ func (p *Projector) lead(ctx context.Context) error {
 	}
 	p.log.Info("active")
 	p.metrics.active.Set(1)
-	defer p.metrics.active.Set(0)
+	defer func() {
+		// A standby exports no lag: the alert takes the max over instances, and a lag kept
+		// from before a demotion would fire while the active instance is caught up.
+		p.metrics.active.Set(0)
+		p.metrics.lag.Set(0)
+	}()
 	cur, err := p.consumer(ctx)
 	if err != nil {
 		return err
 	}
+	p.metrics.checkpoint.Set(float64(p.known)) // not 0 until the first batch after a start
 	p.metrics.pending.setConsumer(cur)
 	defer p.metrics.pending.setConsumer(nil)
 	backoff := time.Duration(0)
