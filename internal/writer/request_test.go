@@ -36,6 +36,12 @@ func TestDecodeAppendRequest(t *testing.T) {
 	require.Equal(t, "null", string(req.Events[1].Data))
 	require.Nil(t, req.Events[1].Metadata)
 
+	// A surrogate pair is one character; an escaped backslash before "ud800" is text.
+	req, err = decodeAppendRequest(strings.NewReader(`{"events": [{"type": "a.B", "data": {},
+		"metadata": {"emoji": "\ud83d\ude00", "path": "C:\\ud800", "tab": "\t\u00e9"}}]}`))
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"emoji": "\U0001F600", "path": `C:\ud800`, "tab": "\té"}, req.Events[0].Metadata)
+
 	for in, want := range map[string]pgjet.ExpectedVersion{
 		``: pgjet.Any, `"expected_version": null,`: pgjet.Any, `"expected_version": "any",`: pgjet.Any,
 		`"expected_version": "no_stream",`: pgjet.NoStream, `"expected_version": "exists",`: pgjet.StreamExists,
@@ -76,6 +82,9 @@ func TestDecodeAppendRequestErrors(t *testing.T) {
 		{"nil id", `{"events": [{"id": "00000000-0000-0000-0000-000000000000", "type": "a.B", "data": {}}]}`, codeInvalidRequest, "events[0].id"},
 		{"metadata value not a string", `{"events": [{"type": "a.B", "data": {}, "metadata": {"n": 1}}]}`, codeInvalidRequest, "events[0].metadata.n"},
 		{"metadata odd key", `{"events": [{"type": "a.B", "data": {}, "metadata": {"a b": true}}]}`, codeInvalidRequest, `events[0].metadata["a b"]`},
+		{"metadata lone high surrogate", `{"events": [{"type": "a.B", "data": {}, "metadata": {"k": "x\ud800"}}]}`, codeInvalidRequest, "events[0].metadata"},
+		{"metadata lone low surrogate in a key", `{"events": [{"type": "a.B", "data": {}, "metadata": {"\udc00": "v"}}]}`, codeInvalidRequest, "events[0].metadata"},
+		{"metadata high surrogate before another escape", `{"events": [{"type": "a.B", "data": {}, "metadata": {"k": "\ud83d\n"}}]}`, codeInvalidRequest, "events[0].metadata"},
 		{"stream not a string", `{"stream": 1, "events": [` + ev + `]}`, codeInvalidRequest, "stream"},
 		{"bad expected version", `{"expected_version": "sometimes", "events": [` + ev + `]}`, codeInvalidExpectedVersion, "expected_version"},
 		{"negative expected version", `{"expected_version": -3, "events": [` + ev + `]}`, codeInvalidExpectedVersion, "expected_version"},
