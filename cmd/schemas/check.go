@@ -56,7 +56,11 @@ func check(ctx context.Context, reg *registry.Registry, fsys fs.FS) ([]problem, 
 		if err != nil {
 			return nil, err
 		}
-		s, err := avro.Parse(string(text))
+		err = avro.CheckNesting(string(text))
+		var s *avro.Schema
+		if err == nil {
+			s, err = avro.Parse(string(text))
+		}
 		if err != nil {
 			problems = append(problems, problem{File: name, Reason: err.Error()})
 			continue

@@ -60,20 +60,19 @@ func nestedArrays(n int) string {
 		strings.Repeat(`{"type":"array","items":`, n) + `"int"` + strings.Repeat(`}`, n) + `}]}`
 }
 
-// A schema nesting deeper than MaxDepth is refused before hamba parses it (checking its
-// compatibility would take minutes); brackets inside strings do not count.
-func TestParseRefusesDeepNesting(t *testing.T) {
+// A schema nesting deeper than MaxDepth is refused by CheckNesting (the registry's door:
+// checking its compatibility would take minutes); brackets inside strings do not count.
+// Parse still takes it, so that a schema stored before the check loads.
+func TestCheckNesting(t *testing.T) {
 	t.Parallel()
-	ok := nestedArrays(MaxDepth - 3) // the record, its fields and the field take three levels
-	_, err := Parse(ok)
-	require.NoError(t, err)
-	_, err = Parse(nestedArrays(MaxDepth - 2))
-	require.ErrorContains(t, err, "nesting deeper than 128")
-	_, err = Parse(nestedArrays(100_000))
-	require.ErrorContains(t, err, "nesting deeper than 128")
-
+	require.NoError(t, CheckNesting(nestedArrays(MaxDepth-3))) // the record, its fields and the field take three levels
+	require.ErrorContains(t, CheckNesting(nestedArrays(MaxDepth-2)), "nesting deeper than 128")
+	require.ErrorContains(t, CheckNesting(nestedArrays(100_000)), "nesting deeper than 128")
 	doc := `{"type":"record","name":"R","doc":"` + strings.Repeat(`[{\"`, 300) + `","fields":[{"name":"a","type":"int"}]}`
-	_, err = Parse(doc)
+	require.NoError(t, CheckNesting(doc))
+	_, err := Parse(doc)
+	require.NoError(t, err)
+	_, err = Parse(nestedArrays(MaxDepth + 10))
 	require.NoError(t, err)
 }
 

@@ -22,6 +22,9 @@ import (
 // The full form is only a key: it is never stored or parsed again (hamba writes bytes and
 // fixed defaults in a form that does not parse back).
 func parseSchema(text string) (*avro.Schema, [32]byte, error) {
+	if err := avro.CheckNesting(text); err != nil {
+		return nil, [32]byte{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
+	}
 	s, err := avro.Parse(text)
 	if err != nil {
 		return nil, [32]byte{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
