@@ -27,6 +27,10 @@ type feed struct {
 	// leaseUntil is when this member's claim on the partition runs out (Unix nanoseconds):
 	// past it, the feed hands no event to the handler.
 	leaseUntil atomic.Int64
+	// giveBack holds events fetched and not handled because the subscription is stopping;
+	// release naks them once the pull has ended (a nak while it stands could be redelivered
+	// into it and wait out AckWait). Only the feed's consume loop touches it.
+	giveBack []jetstream.Msg
 
 	mu      sync.Mutex
 	floor   uint64              // the consumer's acknowledgement floor, last we looked

@@ -418,7 +418,9 @@ func (s *Subscriber) leave(ctx context.Context, m *member) {
 		delete(m.workers, p)
 		s.metrics.partitions.Dec()
 	}
-	if err := s.leases.Delete(cctx, s.cfg.Group+".member."+m.id); err != nil {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second) // cctx may be over
+	defer cancel()
+	if err := s.leases.Delete(dctx, s.cfg.Group+".member."+m.id); err != nil {
 		s.log.Warn("removing the member failed; it expires", zap.Error(err))
 	}
 	s.log.Info("left ordered group", zap.String("member", m.id))
@@ -432,7 +434,7 @@ func (s *Subscriber) handleOrdered(wctx, hctx context.Context, f *feed, msg jets
 	s.handleMu.Lock()
 	defer s.handleMu.Unlock()
 	if wctx.Err() != nil {
-		_ = msg.Nak()
+		f.giveBack = append(f.giveBack, msg)
 		return
 	}
 	if !f.leased() {

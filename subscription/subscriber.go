@@ -375,7 +375,7 @@ func (s *Subscriber) consume(ctx, hctx context.Context, f *feed, cons jetstream.
 		msg, err := s.next(ctx, f, iter)
 		if err != nil {
 			if ctx.Err() != nil {
-				s.release(iter)
+				s.release(f, iter)
 				return nil
 			}
 			if f.partition >= 0 && errors.Is(err, context.DeadlineExceeded) {
@@ -415,7 +415,7 @@ func (s *Subscriber) consume(ctx, hctx context.Context, f *feed, cons jetstream.
 			s.handle(hctx, f, batch)
 		}
 		if ctx.Err() != nil {
-			s.release(iter)
+			s.release(f, iter)
 			return nil
 		}
 	}
@@ -424,9 +424,10 @@ func (s *Subscriber) consume(ctx, hctx context.Context, f *feed, cons jetstream.
 // release stops pulling and naks what was fetched but not handled, so other members get
 // it now rather than after AckWait. The naks follow the end of the pull's subscription:
 // a nak while the pull request still stood could be redelivered into it and lost.
-func (s *Subscriber) release(iter jetstream.MessagesContext) {
+func (s *Subscriber) release(f *feed, iter jetstream.MessagesContext) {
 	iter.Drain()
-	var left []jetstream.Msg
+	left := f.giveBack
+	f.giveBack = nil
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		wait := time.Until(deadline)
@@ -546,11 +547,12 @@ func (s *Subscriber) skip(m jetstream.Msg) {
 // fail naks m with backoff, or dead-letters it when it had its deliveries (or at once when
 // permanent) and then terminates it. In an ordered group the dead letter parks its stream.
 // A failure after the handlers' context ended (ctx: DrainTimeout after Run's) is the
-// shutdown's, not the event's: m goes back to the server at once, for another member or the
-// next run, and is neither counted as failed nor dead-lettered.
+// shutdown's, not the event's: m goes back to the server with the events fetched and not
+// handled (see release), for another member or the next run, and is neither counted as
+// failed nor dead-lettered.
 func (s *Subscriber) fail(ctx context.Context, f *feed, m jetstream.Msg, ev Event, reason error, permanent bool) {
 	if !permanent && ctx.Err() != nil {
-		_ = m.Nak()
+		f.giveBack = append(f.giveBack, m)
 		s.log.Info("handling cut off by the shutdown; the event goes back to the server", zap.String("event_id", ev.ID),
 			zap.Uint64("sequence", ev.Sequence), zap.Error(reason))
 		return
