@@ -163,12 +163,16 @@ func (s *Subscriber) historic(ctx context.Context, scheme subject.Scheme, r pgje
 		Delivered: 1, Raw: r.Data,
 	}
 	// A replayed event cannot be naked or dead-lettered: a decoding failure (the registry
-	// out of reach) is retried, as a handler's is.
+	// out of reach) is retried with backoff, MaxDeliver times in all (for ever with -1);
+	// one that does not pass (a corrupt event, a deleted schema) then ends Run.
 	for attempt := uint64(1); s.cfg.Decoder != nil; attempt++ {
 		if ev.Data, err = s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type); err == nil {
 			break
 		}
 		s.metrics.events.WithLabelValues("failed").Inc()
+		if s.cfg.MaxDeliver > 0 && attempt >= uint64(s.cfg.MaxDeliver) {
+			return Event{}, false, fmt.Errorf("decoding replayed %s %s, %d attempts: %w", ev.Type, ev.ID, attempt, err)
+		}
 		delay := backoff(s.cfg.BackoffMin, s.cfg.BackoffMax, attempt)
 		s.log.Warn("decoding a replayed event failed; retrying", zap.String("event_id", ev.ID), zap.String("type", ev.Type),
 			zap.Duration("retry_in", delay), zap.Error(err))
@@ -207,7 +211,7 @@ func (s *Subscriber) deliverHistoric(ctx, hctx context.Context, events []Event) 
 func (s *Subscriber) untilPassed(ctx context.Context, what string, fn func() error) error {
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, s.cfg.RetryMax) {
 		err := fn()
-		if err == nil || ctx.Err() != nil || !passing(err) {
+		if err == nil || ctx.Err() != nil || !passing(err) || s.js.Conn().IsClosed() {
 			return err
 		}
 		s.log.Warn(what+" failed; retrying", zap.Duration("retry_in", delay), zap.Error(err))
