@@ -14,10 +14,11 @@ import (
 // writers pay for one commit (one WAL flush) between them, as Postgres's own group commit
 // would if it could see them together.
 //
-// There is no background goroutine: an appender that finds fewer than conns committers at
-// work becomes one; it takes everything queued (up to max appends), sends it as one
+// There is no standing goroutine: an appender that finds fewer than conns committers at
+// work starts one, which takes everything queued (up to max appends), sends it as one
 // pipelined batch — one implicit transaction, one round trip — and goes on until the queue
-// is empty. The others wait for their result.
+// is empty, then ends. Every appender, the one that started it too, waits for its own
+// result only.
 //
 // Each append keeps its own expectation check and outcome: the append statement reports
 // conflicts and stored ids as data instead of failing. If the batch fails as a whole (a
