@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -26,11 +28,10 @@ import (
 	"github.com/pgjet/pgjet/subscription"
 )
 
-// A subscription starting from a Postgres position replays what JetStream no longer holds
-// and goes live with no gap and no duplicate, although events are appended during the
-// replay and a transaction that began before the seam commits in the middle of it.
-func TestStartFromPostgresPosition(t *testing.T) {
-	t.Parallel()
+// historyEnv returns a store with the demo schemas on a fresh migrated database, its pool,
+// and a connection to a NATS server of the test's own (no events stream yet).
+func historyEnv(t *testing.T) (*pgjet.Store, *pgxpool.Pool, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
 	ctx := t.Context()
 	pool := pgtest.Pool(t)
 	require.NoError(t, pgjet.Migrate(ctx, pool))
@@ -38,8 +39,28 @@ func TestStartFromPostgresPosition(t *testing.T) {
 	require.NoError(t, err)
 	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
 	require.NoError(t, err)
-	srv := natstest.Server(t)
-	nc, js := natstest.Connect(t, srv)
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	return store, pool, nc, js
+}
+
+// runRelay runs a relay on pool and nc until the test ends.
+func runRelay(t *testing.T, pool *pgxpool.Pool, nc *nats.Conn) {
+	t.Helper()
+	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
+}
+
+// A subscription starting from a Postgres position replays what JetStream no longer holds
+// and goes live with no gap and no duplicate, although events are appended during the
+// replay and a transaction that began before the seam commits in the middle of it.
+func TestStartFromPostgresPosition(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store, pool, nc, js := historyEnv(t)
 
 	event := func(i int) pgjet.EventData {
 		return pgjet.EventData{ID: uuid.New(), Type: cancelled, Data: json.RawMessage(fmt.Sprintf(
@@ -49,16 +70,12 @@ func TestStartFromPostgresPosition(t *testing.T) {
 		_, err := store.Append(ctx, fmt.Sprintf("order-%d", i%4), pgjet.Any, event(i))
 		require.NoError(t, err)
 	}
-	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
-	require.NoError(t, err)
-	rctx, stopRelay := context.WithCancel(context.Background())
-	relayDone := make(chan error, 1)
-	go func() { relayDone <- r.Run(rctx) }()
-	t.Cleanup(func() { stopRelay(); <-relayDone })
+	runRelay(t, pool, nc)
 	var stream jetstream.Stream
 	eventually(t, "40 events in JetStream", func() bool {
-		stream, err = js.Stream(ctx, subscription.DefaultStream)
-		return err == nil && stream.CachedInfo().State.Msgs == 40
+		s, err := js.Stream(ctx, subscription.DefaultStream)
+		stream = s
+		return err == nil && s.CachedInfo().State.Msgs == 40
 	})
 	// Retention has dropped the first half.
 	require.NoError(t, stream.Purge(ctx, jetstream.WithPurgeSequence(21)))
@@ -146,14 +163,7 @@ func (h *seamHistory) ReadAll(ctx context.Context, after pgjet.AllPosition, limi
 func TestReplaySeamTakesTheHorizonBeforeTheRead(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool := pgtest.Pool(t)
-	require.NoError(t, pgjet.Migrate(ctx, pool))
-	store, err := pgjet.New(pgjet.Config{Pool: pool})
-	require.NoError(t, err)
-	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
-	require.NoError(t, err)
-	srv := natstest.Server(t)
-	nc, js := natstest.Connect(t, srv)
+	store, pool, nc, js := historyEnv(t)
 
 	older, err := pool.Begin(ctx) // holds the horizon back
 	require.NoError(t, err)
@@ -163,12 +173,7 @@ func TestReplaySeamTakesTheHorizonBeforeTheRead(t *testing.T) {
 	_, err = store.Append(ctx, "order-1", pgjet.NoStream, pgjet.EventData{ID: uuid.New(), Type: cancelled, Data: json.RawMessage(
 		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":"x","cancelled_at":"2026-11-26T10:00:00Z"}`)})
 	require.NoError(t, err)
-	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
-	require.NoError(t, err)
-	rctx, stopRelay := context.WithCancel(context.Background())
-	relayDone := make(chan error, 1)
-	go func() { relayDone <- r.Run(rctx) }()
-	t.Cleanup(func() { stopRelay(); <-relayDone })
+	runRelay(t, pool, nc)
 	eventually(t, "the event in JetStream", func() bool {
 		s, err := js.Stream(ctx, subscription.DefaultStream)
 		return err == nil && s.CachedInfo().State.Msgs == 1
@@ -209,17 +214,10 @@ func (h *failingHistory) ReadAll(ctx context.Context, after pgjet.AllPosition, l
 func TestStartFromPositionWaitsOutPassingErrors(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool := pgtest.Pool(t)
-	require.NoError(t, pgjet.Migrate(ctx, pool))
-	store, err := pgjet.New(pgjet.Config{Pool: pool})
-	require.NoError(t, err)
-	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
-	require.NoError(t, err)
-	srv := natstest.Server(t)
-	nc, js := natstest.Connect(t, srv) // no events stream until the relay starts
+	store, pool, nc, js := historyEnv(t) // no events stream until the relay starts
 	event := pgjet.EventData{Type: cancelled, Data: json.RawMessage(
 		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":"x","cancelled_at":"2026-11-26T10:00:00Z"}`)}
-	_, err = store.Append(ctx, "order-1", pgjet.NoStream, event)
+	_, err := store.Append(ctx, "order-1", pgjet.NoStream, event)
 	require.NoError(t, err)
 
 	logs, observed := observer.New(zap.WarnLevel)
@@ -232,12 +230,7 @@ func TestStartFromPositionWaitsOutPassingErrors(t *testing.T) {
 	eventually(t, "the subscription to wait for the stream", func() bool {
 		return observed.FilterMessageSnippet("looking up the consumer failed").Len() > 0
 	})
-	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
-	require.NoError(t, err)
-	rctx, stopRelay := context.WithCancel(context.Background())
-	relayDone := make(chan error, 1)
-	go func() { relayDone <- r.Run(rctx) }()
-	t.Cleanup(func() { stopRelay(); <-relayDone })
+	runRelay(t, pool, nc)
 	eventually(t, "the replayed event", func() bool { return rec.len() == 1 })
 	require.Equal(t, 1, observed.FilterMessageSnippet("reading history failed").Len())
 	_, err = store.Append(ctx, "order-1", 1, event)
