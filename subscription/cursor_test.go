@@ -45,6 +45,21 @@ func TestCursorReadsFromAPosition(t *testing.T) {
 	require.ErrorContains(t, err, "cursor name")
 }
 
+// stealOne takes the next delivery of the cursor's consumer name from under it, as a
+// delivery lost in flight would be.
+func stealOne(t *testing.T, js jetstream.JetStream, name string) {
+	t.Helper()
+	cons, err := js.Consumer(context.Background(), subscription.DefaultStream, name)
+	require.NoError(t, err)
+	stolen, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	require.NoError(t, err)
+	n := 0
+	for range stolen.Messages() {
+		n++
+	}
+	require.Equal(t, 1, n)
+}
+
 // A message the cursor never receives (taken by someone else from its consumer, as one lost
 // in flight would be) is reported as a gap, never passed over.
 func TestCursorReportsAGap(t *testing.T) {
@@ -59,15 +74,7 @@ func TestCursorReportsAGap(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"order-1/1"}, keys(evs))
 
-	cons, err := e.js.Consumer(context.Background(), subscription.DefaultStream, "gappy")
-	require.NoError(t, err)
-	stolen, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-	require.NoError(t, err)
-	n := 0
-	for range stolen.Messages() {
-		n++
-	}
-	require.Equal(t, 1, n)
+	stealOne(t, e.js, "gappy")
 
 	_, err = cur.Fetch(10, time.Second)
 	require.ErrorIs(t, err, subscription.ErrGap)
@@ -87,12 +94,7 @@ func TestCursorReportsALostLastDelivery(t *testing.T) {
 	evs, err := cur.Fetch(1, time.Second)
 	require.NoError(t, err)
 	require.Equal(t, []string{"order-1/1"}, keys(evs))
-	cons, err := e.js.Consumer(context.Background(), subscription.DefaultStream, "tail")
-	require.NoError(t, err)
-	stolen, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-	require.NoError(t, err)
-	for range stolen.Messages() {
-	}
+	stealOne(t, e.js, "tail")
 	_, err = cur.Fetch(10, 100*time.Millisecond)
 	require.ErrorIs(t, err, subscription.ErrGap)
 
