@@ -18,7 +18,8 @@ import (
 // work starts one, which takes everything queued (up to max appends), sends it as one
 // pipelined batch — one implicit transaction, one round trip — and goes on until the queue
 // is empty, then ends. Every appender, the one that started it too, waits for its own
-// result only.
+// result only, or until its context ends: one still queued leaves the queue and is not
+// written; one already in a batch may still commit, as a cancelled lone append may.
 //
 // Each append keeps its own expectation check and outcome: the append statement reports
 // conflicts and stored ids as data instead of failing. If the batch fails as a whole (a
@@ -56,8 +57,21 @@ func (g *groupCommit) append(ctx context.Context, p *prepared) (AppendResult, er
 		// and its caller's append, done with the first batch, must not wait for them all.
 		go g.commitAll(ctx)
 	}
-	<-req.done
-	return req.res, req.err
+	select {
+	case <-req.done:
+		return req.res, req.err
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	i := slices.Index(g.queue, req)
+	if i >= 0 {
+		g.queue = slices.Delete(g.queue, i, i+1)
+	}
+	g.mu.Unlock()
+	if i >= 0 {
+		return AppendResult{}, fmt.Errorf("pgjet: append left the group-commit queue, not written: %w", ctx.Err())
+	}
+	return AppendResult{}, fmt.Errorf("pgjet: append abandoned while its batch commits; it may still be stored: %w", ctx.Err())
 }
 
 // commitAll commits batches until the queue is empty.

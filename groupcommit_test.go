@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -173,4 +174,57 @@ func TestGroupCommitMergesAnyAppends(t *testing.T) {
 	require.Zero(t, bad, "gap-free versions; positions and stamps in version order")
 	require.Positive(t, promtest.Value(t, reg, "pgjet_append_group_merged_total"), "no append went through the merged statement")
 	require.Zero(t, promtest.Value(t, reg, "pgjet_append_group_fallbacks_total"), "a merged batch failed and was retried one append at a time")
+}
+
+// An append waiting in the group-commit queue leaves it when its context ends, and is not
+// written: a stalled batch does not hold its callers past their deadlines.
+func TestQueuedAppendLeavesOnItsDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool, _ := groupStore(t)
+	_, err := s.Append(ctx, "order-held", pgjet.Any, cancelEvent("first"))
+	require.NoError(t, err)
+
+	// Both committers (GroupCommitConns: 2) wait on the stream row this transaction holds.
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `SELECT 1 FROM pgjet.streams WHERE stream_id = 'order-held' FOR UPDATE`)
+	require.NoError(t, err)
+	var held sync.WaitGroup
+	for i := range 2 {
+		held.Go(func() {
+			if _, err := s.Append(ctx, "order-held", pgjet.Any, cancelEvent(fmt.Sprint("held ", i))); err != nil {
+				t.Error(err)
+			}
+		})
+		require.Eventually(t, func() bool {
+			var n int
+			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n))
+			return n == i+1
+		}, 10*time.Second, 10*time.Millisecond, "committer %d waits for the stream row", i+1)
+	}
+
+	// This one can only queue; its deadline passes while the committers wait.
+	done := make(chan error, 1)
+	go func() {
+		actx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		_, err := s.Append(actx, "order-free", pgjet.Any, cancelEvent("queued"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queued append waited for the batches ahead of it past its deadline")
+	}
+	require.NoError(t, tx.Rollback(ctx))
+	held.Wait()
+	_, err = s.StreamVersion(ctx, "order-free")
+	require.ErrorIs(t, err, pgjet.ErrStreamNotFound, "the append that left the queue was written")
+	v, err := s.StreamVersion(ctx, "order-held")
+	require.NoError(t, err)
+	require.Equal(t, int64(3), v)
 }
