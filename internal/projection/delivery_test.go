@@ -94,3 +94,27 @@ func TestNATSRestartsWhileApplying(t *testing.T) {
 	e.waitApplied(t, "ledger")
 	requireLedgerExact(t, e.pool, e.total())
 }
+
+// While the nats-server is down the projector counts its failed reads, keeps its lock, and
+// once the server is back applies what was appended meanwhile, exactly once.
+func TestProjectorCountsReadErrorsWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, registerDemo(t))
+	reg := prometheus.NewRegistry()
+	cfg := fastConfig(ledger("down"))
+	cfg.Registerer = reg
+	e.run(t, cfg)
+	e.appendCancelled(t, 10)
+	e.waitApplied(t, "ledger")
+	require.Zero(t, promtest.Must(t, reg, "pgjet_projection_read_errors_total"))
+
+	e.srv.Shutdown()
+	require.Eventually(t, func() bool {
+		return promtest.Must(t, reg, "pgjet_projection_read_errors_total") >= 2
+	}, time.Minute, 50*time.Millisecond, "failed reads counted")
+	require.Equal(t, 1.0, promtest.Must(t, reg, "pgjet_projection_active"), "the lock is kept")
+	e.appendCancelled(t, 10)
+	require.NoError(t, e.srv.Restart())
+	e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, e.total())
+}

@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 
@@ -8,14 +9,15 @@ import (
 	"go.uber.org/zap"
 )
 
-// applyError is a projection's Apply failing on one event.
+// applyError is a projection failing on one event: decoding it, or its Apply or Queue.
 type applyError struct {
+	op  string // what failed; "" for applying
 	ev  Event
 	err error
 }
 
 func (e *applyError) Error() string {
-	return fmt.Sprintf("applying %s (%s v%d, seq %d): %v", e.ev.Type, e.ev.StreamID, e.ev.Version, e.ev.Sequence, e.err)
+	return fmt.Sprintf("%s %s %s (%s v%d, seq %d): %v", cmp.Or(e.op, "applying"), e.ev.Type, e.ev.ID, e.ev.StreamID, e.ev.Version, e.ev.Sequence, e.err)
 }
 
 func (e *applyError) Unwrap() error { return e.err }

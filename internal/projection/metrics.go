@@ -14,6 +14,7 @@ type metrics struct {
 	applied    prometheus.Counter
 	skipped    prometheus.Counter
 	resets     prometheus.Counter
+	readErrors prometheus.Counter
 	duration   prometheus.Histogram
 	lag        prometheus.Gauge
 	active     prometheus.Gauge
@@ -36,6 +37,9 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 		resets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgjet_projection_resets_total", Help: "Times the projector re-created its consumer at the checkpoint: after a failed batch, a delivery lost in flight (a dropped connection, a server restart) or a lost consumer.", ConstLabels: labels,
 		}),
+		readErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgjet_projection_read_errors_total", Help: "Failed reads of the projection's events from JetStream (a fetch, or re-creating the consumer at the checkpoint), each followed by a back-off while the projector keeps its lock.", ConstLabels: labels,
+		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "pgjet_projection_batch_duration_seconds", Help: "Time to apply one batch and commit it.", ConstLabels: labels,
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
@@ -55,7 +59,7 @@ func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
 		m.batches.WithLabelValues(result)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.batches, m.applied, m.skipped, m.resets, m.duration, m.lag, m.active, m.checkpoint, m.pending} {
+		for _, c := range []prometheus.Collector{m.batches, m.applied, m.skipped, m.resets, m.readErrors, m.duration, m.lag, m.active, m.checkpoint, m.pending} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

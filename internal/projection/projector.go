@@ -328,7 +328,9 @@ func (p *Projector) lead(ctx context.Context) error {
 			err error
 		)
 		if cur == nil { // whatever went wrong, read on from the checkpoint
-			cur, err = p.reposition(ctx)
+			if cur, err = p.reposition(ctx); err != nil && ctx.Err() == nil {
+				p.metrics.readErrors.Inc()
+			}
 		}
 		if err == nil {
 			n, err = p.step(ctx, conn, cur)
@@ -345,9 +347,12 @@ func (p *Projector) lead(ctx context.Context) error {
 			return fmt.Errorf("session lost: %w", err)
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-		if errors.Is(err, subscription.ErrGap) {
+		switch {
+		case errors.Is(err, subscription.ErrGap):
 			p.log.Info("deliveries lost in flight; reading on from the checkpoint", zap.Error(err), zap.Duration("retry_in", backoff))
-		} else {
+		case n == 0: // nothing was fetched
+			p.log.Warn("reading events failed; retrying", zap.Duration("retry_in", backoff), zap.Error(err))
+		default:
 			p.log.Warn("applying batch failed; retrying", append(eventFields(err),
 				zap.Int("events", n), zap.Duration("retry_in", backoff), zap.Error(err))...)
 		}
@@ -418,6 +423,9 @@ func (p *Projector) reposition(ctx context.Context) (*subscription.Cursor, error
 func (p *Projector) step(ctx context.Context, conn *pgx.Conn, cur *subscription.Cursor) (int, error) {
 	evs, err := cur.Fetch(p.cfg.BatchSize, p.cfg.IdleWait)
 	if err != nil {
+		if !errors.Is(err, subscription.ErrGap) && ctx.Err() == nil {
+			p.metrics.readErrors.Inc() // a gap is counted as a reset
+		}
 		return 0, err
 	}
 	if len(evs) == 0 {
@@ -663,11 +671,11 @@ func (p *Projector) decode(ctx context.Context, d subscription.Event) (Event, er
 		Time: d.Time, Sequence: d.Sequence, Raw: d.Raw}
 	id, _, err := avro.SplitWire(ev.Raw)
 	if err != nil {
-		return Event{}, fmt.Errorf("event %s: %w", ev.ID, err)
+		return Event{}, &applyError{op: "decoding", ev: ev, err: err}
 	}
 	ev.SchemaID = int(id)
 	if ev.Data, err = p.decoder.Decode(ctx, ev.Type, ev.Raw); err != nil {
-		return Event{}, fmt.Errorf("event %s: %w", ev.ID, err)
+		return Event{}, &applyError{op: "decoding", ev: ev, err: err}
 	}
 	return ev, nil
 }

@@ -3,13 +3,17 @@ package projection_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/projection"
@@ -75,4 +79,48 @@ func TestApplySeesNewestShape(t *testing.T) {
 		}
 	}
 	require.Len(t, ids, 3, "each event keeps the id of the schema it was written with")
+}
+
+// An event the projector cannot bring to the newest shape (here: version 3 of OrderShipped
+// needs the demo's upcaster, which this projector lacks) fails its batch, and the failure
+// is logged with the event's fields, as a failing Apply is.
+func TestUndecodableEventIsLoggedWithItsFields(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const shipped = "pgjet.demo.order.OrderShipped"
+	var id uuid.UUID
+	e := newEnv(t, func(s *pgjet.Store) {
+		reg := s.Registry()
+		for i, file := range []string{"history/order_shipped.v1.avsc", "history/order_shipped.v2.avsc", "order_shipped.avsc"} {
+			text, err := fs.ReadFile(demoschemas.Files, file)
+			require.NoError(t, err)
+			_, err = reg.Register(ctx, shipped, string(text))
+			require.NoError(t, err)
+			if i == 0 {
+				id = uuid.New()
+				_, err = s.Append(ctx, "order-5f0c7d4e", pgjet.Any, pgjet.EventData{ID: id, Type: shipped, Data: json.RawMessage(
+					`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","carrier":"PostNL","tracking_number":"T1","shipped_at":"2025-01-02T10:00:00Z"}`)})
+				require.NoError(t, err)
+			}
+		}
+	})
+	core, logs := observer.New(zap.WarnLevel)
+	cfg := fastConfig(projection.Projection{Name: "shipments", Apply: func(context.Context, pgx.Tx, projection.Event) error { return nil }})
+	cfg.Logger = zap.New(core)
+	stop := e.run(t, cfg)
+	var failure observer.LoggedEntry
+	require.Eventually(t, func() bool {
+		for _, l := range logs.FilterMessage("applying batch failed; retrying").All() {
+			failure = l
+			return true
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no failed batch logged")
+	stop()
+	fields := failure.ContextMap()
+	require.Equal(t, "order-5f0c7d4e", fields["stream"])
+	require.Equal(t, shipped, fields["type"])
+	require.Equal(t, id.String(), fields["event_id"])
+	require.Equal(t, int64(1), fields["version"])
+	require.Contains(t, fmt.Sprint(fields["error"]), "decoding")
 }
