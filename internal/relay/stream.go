@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -57,7 +58,9 @@ func (c *StreamConfig) setDefaults() error {
 
 // EnsureStream creates the events stream, or updates it to cfg if it exists and differs.
 // A stream that already matches is left alone: every relay calls this at its start, and an
-// update is a change of the stream (an advisory, and work at every node) for nothing.
+// update is a change of the stream (an advisory, and work at every node) for nothing. An
+// update changes only the settings cfg and pgjet decide (see matches); what an operator
+// set beside them (message limits, placement, metadata, compression) is kept.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -78,10 +81,17 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		// before 2.14 do not know the setting and refuse it.
 		AllowBatchPublish: serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 14),
 	}
-	if s, err := js.Stream(ctx, cfg.Name); err == nil && matches(s.CachedInfo().Config, want) {
-		return s, nil
+	s, err := js.Stream(ctx, cfg.Name)
+	switch {
+	case err == nil:
+		have := s.CachedInfo().Config
+		if matches(have, want) {
+			return s, nil
+		}
+		s, err = js.UpdateStream(ctx, merge(have, want))
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		s, err = js.CreateOrUpdateStream(ctx, want) // CreateOrUpdate: another relay may create it first
 	}
-	s, err := js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("creating or updating JetStream stream %q: %w", cfg.Name, err)
 	}
@@ -96,6 +106,16 @@ func matches(have, want jetstream.StreamConfig) bool {
 		have.Discard == want.Discard && have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge &&
 		have.MaxBytes == want.MaxBytes && have.AllowDirect == want.AllowDirect &&
 		have.AllowBatchPublish == want.AllowBatchPublish
+}
+
+// merge returns have with the settings EnsureStream sets taken from want; the rest (limits,
+// placement, metadata, compression an operator set) stays as it is.
+func merge(have, want jetstream.StreamConfig) jetstream.StreamConfig {
+	have.Description, have.Subjects, have.Storage, have.Replicas = want.Description, want.Subjects, want.Storage, want.Replicas
+	have.Retention, have.Discard, have.Duplicates = want.Retention, want.Discard, want.Duplicates
+	have.MaxAge, have.MaxBytes = want.MaxAge, want.MaxBytes
+	have.AllowDirect, have.AllowBatchPublish = want.AllowDirect, want.AllowBatchPublish
+	return have
 }
 
 // serverAtLeast reports whether a nats-server version ("2.15.2", "2.14.0-beta.1") is at

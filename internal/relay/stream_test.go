@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet/internal/natstest"
@@ -44,4 +45,30 @@ func TestEnsureStreamUpdatesOnlyWhatDiffers(t *testing.T) {
 		t.Fatalf("the stream was updated twice, once without a change: %s", m.Data)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// An update for a pgjet setting keeps what an operator set on the stream beside pgjet's
+// settings.
+func TestEnsureStreamKeepsOperatorSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, js := natstest.Connect(t, natstest.Server(t))
+	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{})
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 512 << 10
+	cfg.MaxMsgsPerSubject = 1000
+	cfg.Metadata = map[string]string{"owner": "ops"}
+	cfg.Compression = jetstream.S2Compression
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+
+	s, err = relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour})
+	require.NoError(t, err)
+	got := s.CachedInfo().Config
+	require.Equal(t, time.Hour, got.MaxAge)
+	require.Equal(t, int32(512<<10), got.MaxMsgSize)
+	require.Equal(t, int64(1000), got.MaxMsgsPerSubject)
+	require.Equal(t, "ops", got.Metadata["owner"])
+	require.Equal(t, jetstream.S2Compression, got.Compression)
 }
