@@ -120,6 +120,7 @@ type prepared struct {
 	partition   int16
 	traceparent *string
 	clientIDs   bool      // some ids came from the caller: the append may be a retry
+	mayBeStored bool      // a run of this very append failed after it was sent: it may have committed
 	clientID    uuid.UUID // the first of them
 	ids         []uuid.UUID
 	types       []string
@@ -374,7 +375,9 @@ func (p *prepared) existing(ctx context.Context, db querier) (AppendResult, bool
 	if len(got) != len(p.ids) {
 		return AppendResult{}, false, reused(fmt.Sprintf("%d of the %d event ids are stored already, by another append", len(got), len(p.ids)))
 	}
-	res := AppendResult{StreamID: p.stream, EventIDs: p.ids, Duplicate: true}
+	// Ids pgjet generated can only have been stored by this append's own earlier run
+	// (mayBeStored): that is the append's result, not a retry's.
+	res := AppendResult{StreamID: p.stream, EventIDs: p.ids, Duplicate: p.clientIDs}
 	for i, s := range got {
 		switch {
 		case s.id != p.ids[i] || s.stream != p.stream || (i > 0 && s.version != got[i-1].version+1):

@@ -165,7 +165,8 @@ func (p *prepared) result(ctx context.Context, db querier, o outcome) (AppendRes
 	if o.last == nil {
 		// A retry that ran while the original append was committing: the id lookup came
 		// before the commit and found nothing, the claim after it found the stream moved on.
-		if p.clientIDs {
+		// Or this append's own earlier run committed, and its answer was lost.
+		if p.clientIDs || p.mayBeStored {
 			if res, found, err := p.existing(ctx, db); err != nil || found {
 				return res, err
 			}

@@ -116,6 +116,9 @@ func (g *groupCommit) commit(ctx context.Context, batch []*groupRequest) {
 	if err != nil {
 		g.store.metrics.groupFallbacks.Inc()
 		for _, r := range batch {
+			// The batch may have committed before its answer was lost (a dropped
+			// connection): then each append finds its own events again.
+			r.p.mayBeStored = true
 			r.res, r.err = g.store.runAlone(r.ctx, r.p)
 		}
 		return

@@ -198,12 +198,7 @@ func TestQueuedAppendLeavesOnItsDeadline(t *testing.T) {
 				t.Error(err)
 			}
 		})
-		require.Eventually(t, func() bool {
-			var n int
-			require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n))
-			return n == i+1
-		}, 10*time.Second, 10*time.Millisecond, "committer %d waits for the stream row", i+1)
+		require.Eventually(t, func() bool { return lockWaiters(t, pool) == i+1 }, 10*time.Second, 10*time.Millisecond, "committer %d waits for the stream row", i+1)
 	}
 
 	// This one can only queue; its deadline passes while the committers wait.
