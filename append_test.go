@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -549,4 +550,47 @@ func TestRetryIsNotCheckedByHooksAgain(t *testing.T) {
 	require.Equal(t, 1, calls)
 	_, err = s.Append(ctx, "order-h", pgjet.Any, cancelEvent("y")) // a new event is still checked
 	require.ErrorIs(t, err, pgjet.ErrValidation)
+}
+
+// A retry whose id lookup ran just before its original committed reaches the hooks, which
+// now see the original's events and refuse. The refusal must not stand: the retry finds
+// the original and returns its result.
+func TestRetryRefusedByHooksFindsItsOriginal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	var (
+		calls       atomic.Int32
+		secondIn    = make(chan struct{})
+		oneReturned = make(chan struct{})
+		once        sync.Once
+	)
+	require.NoError(t, s.Hook(cancelled, func(ctx context.Context, ev pgjet.HookEvent) ([]pgjet.FieldError, error) {
+		switch calls.Add(1) {
+		case 1: // the original: goes on once the retry is past its id lookup
+			<-secondIn
+		case 2: // the retry: its lookup found nothing; the original commits meanwhile
+			close(secondIn)
+			<-oneReturned
+		}
+		if v, err := ev.Store.StreamVersion(ctx, ev.StreamID); err == nil && v > 0 { // "cancelled at most once"
+			return []pgjet.FieldError{{Rule: "once", Message: "already cancelled"}}, nil
+		}
+		return nil, nil
+	}))
+	id := uuid.New()
+	res := make([]pgjet.AppendResult, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			res[i], errs[i] = s.Append(ctx, "order-r", pgjet.Any, withID(cancelEvent("x"), id))
+			once.Do(func() { close(oneReturned) })
+		})
+	}
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	require.Equal(t, res[0].Positions, res[1].Positions)
+	require.NotEqual(t, res[0].Duplicate, res[1].Duplicate, "one original, one retry")
 }

@@ -92,7 +92,8 @@ func (s *Store) Hook(typ string, fn Hook) error { return s.hooks.add(typ, fn) }
 //
 // A retry of an append that is stored already is not checked again: its events are in the
 // stream the hooks would look at, so a hook could refuse what it accepted the first time.
-// runHooks returns the original result then (done).
+// runHooks returns the original result then (done), also when the original commits while
+// the hooks run and they refuse the retry.
 func (s *Store) runHooks(ctx context.Context, db querier, p *prepared, events []EventData) (res AppendResult, done bool, err error) {
 	hooked := false
 	for _, typ := range p.types {
@@ -109,7 +110,15 @@ func (s *Store) runHooks(ctx context.Context, db querier, p *prepared, events []
 			return res, found, err
 		}
 	}
-	return AppendResult{}, false, s.checkHooks(ctx, db, p, events)
+	err = s.checkHooks(ctx, db, p, events)
+	if p.clientIDs && errors.Is(err, ErrValidation) {
+		// The original may have committed between the lookup above and the hooks, which
+		// then saw its events. Only a refusal needs the second look.
+		if res, found, lerr := p.existing(ctx, db); lerr == nil && found {
+			return res, true, nil
+		}
+	}
+	return AppendResult{}, false, err
 }
 
 // checkHooks runs the hooks of the append's event types on its events.
