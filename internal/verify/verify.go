@@ -26,8 +26,8 @@ type Config struct {
 	JetStream jetstream.JetStream
 	// Stream is the JetStream stream name. Default "PGJET_EVENTS".
 	Stream string
-	// Subjects is the relay's subject scheme, for repaired messages. Default prefix
-	// "pgjet.events".
+	// Subjects is the relay's subject scheme: messages outside it are not checked, and
+	// repaired messages go to its subjects. Default prefix "pgjet.events".
 	Subjects subject.Scheme
 	// Source is the CloudEvents source of repaired messages. Default "pgjet".
 	Source string
@@ -84,35 +84,42 @@ func (e Event) String() string {
 // Report is the outcome of Check.
 type Report struct {
 	// Postgres counts the committed events checked, Pending those of them still in the
-	// outbox (not yet due in JetStream), JetStream the messages read.
-	Postgres, Pending, JetStream int
+	// outbox (not yet due in JetStream), JetStream the messages read on the events'
+	// subjects, Other the messages of the stream on other subjects (not pgjet's; not
+	// checked).
+	Postgres, Pending, JetStream, Other int
 	// Missing: committed, no longer in the outbox (so acknowledged by JetStream once), and
 	// not in the stream.
 	Missing []Event
-	// Duplicates: messages repeating an event id, or a (stream, version), seen earlier in
-	// the stream.
+	// Duplicates: messages repeating the event id of a message earlier in the stream.
 	Duplicates []Event
-	// OutOfOrder: messages whose version is below one already seen for the same stream.
+	// OutOfOrder: messages stored behind a later version of their stream.
 	OutOfOrder []Event
-	// Unexpected: messages without a committed event (a rolled-back transaction, or a
-	// message that is not pgjet's).
+	// Unexpected: messages on the events' subjects without a committed event behind them
+	// (a rolled-back transaction, a message that is not pgjet's, one without an event id).
 	Unexpected []Event
 }
 
-// OK reports whether the check found nothing wrong.
+// OK reports whether the check found nothing wrong. Pending events are not wrong.
 func (r *Report) OK() bool {
 	return len(r.Missing)+len(r.Duplicates)+len(r.OutOfOrder)+len(r.Unexpected) == 0
 }
 
 // String summarises the report in one line.
 func (r *Report) String() string {
-	return fmt.Sprintf("postgres=%d pending=%d jetstream=%d missing=%d duplicates=%d out_of_order=%d unexpected=%d",
-		r.Postgres, r.Pending, r.JetStream, len(r.Missing), len(r.Duplicates), len(r.OutOfOrder), len(r.Unexpected))
+	return fmt.Sprintf("postgres=%d pending=%d jetstream=%d other_subjects=%d missing=%d duplicates=%d out_of_order=%d unexpected=%d",
+		r.Postgres, r.Pending, r.JetStream, r.Other, len(r.Missing), len(r.Duplicates), len(r.OutOfOrder), len(r.Unexpected))
+}
+
+// message is a message of the stream, as read by readStream.
+type message struct {
+	Event
+	subject string
 }
 
 // Check compares the stream with Postgres. It reads a consistent snapshot of Postgres
-// first and the stream afterwards, so events committed during the check are neither
-// missing nor unexpected.
+// first and the stream afterwards, so that a relay publishing meanwhile causes no false
+// alarm: an event committed during the check is neither missing nor unexpected.
 func Check(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -126,46 +133,69 @@ func Check(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Postgres: len(events), Pending: len(pending), JetStream: len(msgs)}
+	rep := &Report{Postgres: len(events), Pending: len(pending)}
 	byID := make(map[string]Event, len(events))
 	for _, e := range events {
 		byID[e.ID] = e
 	}
-	seenID := map[string]bool{}
-	type key struct {
-		stream  string
-		version int64
-	}
-	seenVersion := map[key]bool{}
-	maxVersion := map[string]int64{}
-	var unknown []Event
+	// Messages of events committed after the snapshot are expected: look them up.
+	prefix := cfg.Subjects.Prefix + "."
+	var unknown []string
 	for _, m := range msgs {
-		if e, ok := byID[m.ID]; ok {
-			m.Position = e.Position
+		if _, ok := byID[m.ID]; !ok && strings.HasPrefix(m.subject, prefix) && !beforeRange(m, cfg.FromPosition) {
+			unknown = append(unknown, m.ID)
+		}
+	}
+	late, err := committed(ctx, cfg.Pool, unknown)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	maxVersion := map[string]int64{}
+	for _, m := range msgs {
+		if !strings.HasPrefix(m.subject, prefix) {
+			rep.Other++
+			continue
+		}
+		rep.JetStream++
+		e, ok := byID[m.ID]
+		if !ok {
+			e, ok = late[m.ID]
 		}
 		switch {
-		case seenID[m.ID] || seenVersion[key{m.Stream, m.Version}]:
-			rep.Duplicates = append(rep.Duplicates, m)
+		case ok:
+			// Postgres is the truth about which stream and version the event is.
+			m.Stream, m.Version, m.Position = e.Stream, e.Version, e.Position
+		case beforeRange(m, cfg.FromPosition):
+			// Older than the check: not looked up, trusted for the order of later ones.
+		default:
+			// A stray message takes no part in the checks of the real ones: its version
+			// would make them look out of order, its id or (stream, version) duplicates.
+			rep.Unexpected = append(rep.Unexpected, m.Event)
 			continue
-		case m.Version < maxVersion[m.Stream]:
-			rep.OutOfOrder = append(rep.OutOfOrder, m)
 		}
-		seenID[m.ID], seenVersion[key{m.Stream, m.Version}] = true, true
+		if seen[m.ID] {
+			rep.Duplicates = append(rep.Duplicates, m.Event)
+			continue
+		}
+		seen[m.ID] = true
+		if m.Version < maxVersion[m.Stream] {
+			rep.OutOfOrder = append(rep.OutOfOrder, m.Event)
+		}
 		maxVersion[m.Stream] = max(maxVersion[m.Stream], m.Version)
-		if _, ok := byID[m.ID]; !ok && m.Position >= cfg.FromPosition {
-			unknown = append(unknown, m)
-		}
 	}
 	for _, e := range events {
-		if !seenID[e.ID] && !pending[e.Position] {
+		if !seen[e.ID] && !pending[e.Position] {
 			rep.Missing = append(rep.Missing, e)
 		}
 	}
-	// Messages of events committed after the snapshot are expected; the rest are not.
-	if rep.Unexpected, err = notCommitted(ctx, cfg.Pool, unknown); err != nil {
-		return nil, err
-	}
 	return rep, nil
+}
+
+// beforeRange reports whether m is the message of an event before cfg.FromPosition, going
+// by its position header.
+func beforeRange(m message, from int64) bool {
+	return m.Position > 0 && m.Position < from
 }
 
 // readPostgres returns the events from cfg.FromPosition in position order and the
@@ -206,7 +236,7 @@ func readPostgres(ctx context.Context, cfg Config) ([]Event, map[int64]bool, err
 
 // readStream reads the headers of every message up to the stream's last sequence at the
 // start, in sequence order.
-func readStream(ctx context.Context, cfg Config) ([]Event, error) {
+func readStream(ctx context.Context, cfg Config) ([]message, error) {
 	s, err := cfg.JetStream.Stream(ctx, cfg.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("verify: stream %q: %w", cfg.Stream, err)
@@ -223,7 +253,7 @@ func readStream(ctx context.Context, cfg Config) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading stream %q: %w", cfg.Stream, err)
 	}
-	var out []Event
+	var out []message
 	for {
 		batch, err := c.FetchNoWait(1000)
 		if err != nil {
@@ -240,11 +270,15 @@ func readStream(ctx context.Context, cfg Config) ([]Event, error) {
 				done = true
 				break
 			}
-			v, _ := strconv.ParseInt(m.Headers().Get(relay.HeaderStreamVersion), 10, 64)
-			p, _ := strconv.ParseInt(m.Headers().Get(relay.HeaderPosition), 10, 64)
-			out = append(out, Event{
-				ID: cmp.Or(m.Headers().Get("ce-id"), m.Headers().Get(jetstream.MsgIDHeader)), Stream: m.Headers().Get("ce-subject"),
-				Version: v, Position: p, Seq: md.Sequence.Stream,
+			h := m.Headers()
+			v, _ := strconv.ParseInt(h.Get(relay.HeaderStreamVersion), 10, 64)
+			p, _ := strconv.ParseInt(h.Get(relay.HeaderPosition), 10, 64)
+			out = append(out, message{
+				Event: Event{
+					ID: cmp.Or(h.Get("ce-id"), h.Get(jetstream.MsgIDHeader)), Stream: h.Get("ce-subject"),
+					Version: v, Position: p, Seq: md.Sequence.Stream,
+				},
+				subject: m.Subject(),
 			})
 			if md.Sequence.Stream == last || md.NumPending == 0 {
 				done = true
@@ -259,35 +293,33 @@ func readStream(ctx context.Context, cfg Config) ([]Event, error) {
 	}
 }
 
-// notCommitted returns the messages among msgs whose event id is not in pgjet.events.
-func notCommitted(ctx context.Context, pool *pgxpool.Pool, msgs []Event) ([]Event, error) {
-	if len(msgs) == 0 {
-		return nil, nil
+// committed returns the events among ids that are in pgjet.events, by id. Ids that are
+// not UUIDs were never pgjet's.
+func committed(ctx context.Context, pool *pgxpool.Pool, ids []string) (map[string]Event, error) {
+	out := map[string]Event{}
+	if len(ids) == 0 {
+		return out, nil
 	}
-	// Ids that are not UUIDs were never pgjet's: they stay "not committed".
-	ids := make([]uuid.UUID, 0, len(msgs))
-	for _, m := range msgs {
-		if id, err := uuid.Parse(m.ID); err == nil {
-			ids = append(ids, id)
+	uuids := make([]uuid.UUID, 0, len(ids))
+	for _, s := range ids {
+		if id, err := uuid.Parse(s); err == nil {
+			uuids = append(uuids, id)
 		}
 	}
-	rows, err := pool.Query(ctx, `SELECT event_id FROM pgjet.events WHERE event_id = ANY($1::uuid[])`, ids)
+	rows, err := pool.Query(ctx, `SELECT event_id::text, stream_id, version, position FROM pgjet.events
+		WHERE event_id = ANY($1::uuid[])`, uuids)
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading Postgres: %w", err)
 	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
+		var e Event
+		return e, r.Scan(&e.ID, &e.Stream, &e.Version, &e.Position)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("verify: reading Postgres: %w", err)
 	}
-	committed := make(map[uuid.UUID]bool, len(found))
-	for _, id := range found {
-		committed[id] = true
-	}
-	var out []Event
-	for _, m := range msgs {
-		if id, err := uuid.Parse(m.ID); err != nil || !committed[id] {
-			out = append(out, m)
-		}
+	for _, e := range found {
+		out[e.ID] = e
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
@@ -34,40 +35,17 @@ func cancelled(stream string, n int) pgjet.EventData {
 func TestCheckFindsAndRepairFillsGaps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.DB(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	require.NoError(t, pgjet.Migrate(ctx, pool))
-	store, err := pgjet.New(pgjet.Config{Pool: pool})
-	require.NoError(t, err)
-	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
-	require.NoError(t, err)
-	srv := natstest.Server(t)
-	nc, js := natstest.Connect(t, srv)
-
-	ids := map[string]string{} // event id -> stream
+	env := setup(t)
+	pool, store, js := env.pool, env.store, env.js
 	for i := range 60 {
 		stream := fmt.Sprintf("order-%d", i%6)
-		ev := cancelled(stream, i)
-		_, err := store.Append(ctx, stream, pgjet.Any, ev)
+		_, err := store.Append(ctx, stream, pgjet.Any, cancelled(stream, i))
 		require.NoError(t, err)
-		ids[ev.ID.String()] = stream
 	}
-	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
-	require.NoError(t, err)
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	require.Eventually(t, func() bool {
-		var n int
-		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.outbox`).Scan(&n))
-		return n == 0
-	}, 10*time.Second, 20*time.Millisecond)
-	stop()
-	require.NoError(t, <-done)
+	env.relayAll(t)
 
 	// An event the relay has not published yet is pending, not missing.
-	_, err = store.Append(ctx, "order-0", pgjet.Any, cancelled("order-0", 99))
+	_, err := store.Append(ctx, "order-0", pgjet.Any, cancelled("order-0", 99))
 	require.NoError(t, err)
 
 	cfg := verify.Config{Pool: pool, JetStream: js}
@@ -152,6 +130,65 @@ func TestCheckFindsAndRepairFillsGaps(t *testing.T) {
 	}
 }
 
+// env is a database with pgjet's tables and the demo schemas, and a JetStream server.
+type env struct {
+	pool  *pgxpool.Pool
+	store *pgjet.Store
+	nc    *nats.Conn
+	js    jetstream.JetStream
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.DB(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	store, err := pgjet.New(pgjet.Config{Pool: pool})
+	require.NoError(t, err)
+	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	return &env{pool: pool, store: store, nc: nc, js: js}
+}
+
+// relayAll runs a relay until the outbox is empty.
+func (e *env) relayAll(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := relay.New(relay.Config{Pool: e.pool, Conn: e.nc, PollInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	require.Eventually(t, func() bool { return e.outbox(t) == 0 }, 30*time.Second, 20*time.Millisecond)
+	stop()
+	require.NoError(t, <-done)
+}
+
+func (e *env) outbox(t *testing.T) int {
+	var n int
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pgjet.outbox`).Scan(&n))
+	return n
+}
+
+// publish publishes the event at (stream, version) as the relay would, leaving its outbox
+// row in place.
+func (e *env) publish(t *testing.T, stream string, version int64) relay.Event {
+	t.Helper()
+	ctx := context.Background()
+	_, err := relay.EnsureStream(ctx, e.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	var ev relay.Event
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT position, event_id::text, stream_id, version, type, schema_id, data, created_at
+		FROM pgjet.events WHERE stream_id = $1 AND version = $2`, stream, version).Scan(
+		&ev.Position, &ev.ID, &ev.Stream, &ev.Version, &ev.Type, &ev.SchemaID, &ev.Data, &ev.CreatedAt))
+	_, err = e.js.PublishMsg(ctx, relay.Message(ev, relay.MessageOptions{Source: "pgjet", RegistryURL: "http://localhost:8080"}))
+	require.NoError(t, err)
+	return ev
+}
+
 func withoutMsgID(h nats.Header) nats.Header {
 	out := nats.Header{}
 	for k, v := range h {
@@ -160,4 +197,99 @@ func withoutMsgID(h nats.Header) nats.Header {
 		}
 	}
 	return out
+}
+
+// Messages that are not the relay's take no part in the checks of the events: a stray
+// message with a high version does not make the stream's real events out of order, one
+// at a real event's (stream, version) does not make that event a duplicate or missing,
+// messages without an event id are unexpected (not duplicates of each other), and
+// messages on subjects outside the events' prefix are counted and left alone.
+func TestCheckKeepsStrayMessagesApart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := setup(t)
+	s, err := relay.EnsureStream(ctx, env.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	sc := s.CachedInfo().Config
+	sc.Subjects = append(sc.Subjects, "other.>")
+	_, err = env.js.UpdateStream(ctx, sc)
+	require.NoError(t, err)
+
+	stray := func(stream, version string) *nats.Msg {
+		h := nats.Header{}
+		h.Set("ce-id", uuid.NewString())
+		h.Set("ce-subject", stream)
+		h.Set(relay.HeaderStreamVersion, version)
+		return &nats.Msg{Subject: "pgjet.events.order.x.y", Header: h}
+	}
+	for _, m := range []*nats.Msg{
+		stray("order-1", "1"), stray("order-2", "1000"),
+		{Subject: "pgjet.events.order.x.y", Data: []byte("no headers")},
+		{Subject: "pgjet.events.order.x.y", Data: []byte("no headers either")},
+		{Subject: "other.thing", Data: []byte("not pgjet's")},
+	} {
+		_, err := env.js.PublishMsg(ctx, m)
+		require.NoError(t, err)
+	}
+	for _, stream := range []string{"order-1", "order-2"} {
+		_, err := env.store.Append(ctx, stream, pgjet.NoStream, cancelled(stream, 1), cancelled(stream, 2), cancelled(stream, 3))
+		require.NoError(t, err)
+	}
+	env.relayAll(t)
+
+	rep, err := verify.Check(ctx, verify.Config{Pool: env.pool, JetStream: env.js})
+	require.NoError(t, err)
+	require.Equal(t, 6, rep.Postgres)
+	require.Equal(t, 10, rep.JetStream)
+	require.Equal(t, 1, rep.Other)
+	require.Empty(t, rep.Missing, rep.String())
+	require.Empty(t, rep.Duplicates, rep.String())
+	require.Empty(t, rep.OutOfOrder, rep.String())
+	require.Len(t, rep.Unexpected, 4, rep.String())
+	for i, seq := range []uint64{1, 2, 3, 4} {
+		require.Equal(t, seq, rep.Unexpected[i].Seq)
+	}
+}
+
+// A relay publishing and appends committing while Check runs cause no false alarm: every
+// check of a live system finds nothing wrong.
+func TestCheckDuringRelayActivity(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := setup(t)
+	_, err := relay.EnsureStream(ctx, env.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	r, err := relay.New(relay.Config{Pool: env.pool, Conn: env.nc, PollInterval: 5 * time.Millisecond})
+	require.NoError(t, err)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 2)
+	go func() { done <- r.Run(rctx) }()
+	go func() {
+		for i := 0; rctx.Err() == nil; i++ {
+			stream := fmt.Sprintf("order-%d", i%8)
+			if _, err := env.store.Append(rctx, stream, pgjet.Any, cancelled(stream, i), cancelled(stream, i)); err != nil && rctx.Err() == nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	cfg := verify.Config{Pool: env.pool, JetStream: env.js}
+	require.Eventually(t, func() bool {
+		info, err := env.js.Stream(ctx, "PGJET_EVENTS")
+		return err == nil && info.CachedInfo().State.Msgs > 0
+	}, 10*time.Second, 10*time.Millisecond)
+	for range 15 {
+		rep, err := verify.Check(ctx, cfg)
+		require.NoError(t, err)
+		require.True(t, rep.OK(), rep.String())
+	}
+	stop()
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+	rep, err := verify.Check(ctx, cfg)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), rep.String())
+	require.Greater(t, rep.JetStream, 0)
 }
