@@ -4,9 +4,10 @@
 // Check reads every event of pgjet.events and every message of the stream and reports
 // events missing from JetStream, messages repeating an event id, messages out of stream
 // order, and messages with no committed event behind them. Events still in the outbox are
-// pending, not missing: the relay has yet to publish them. A message without a committed
-// event takes no part in the other checks, and messages on subjects outside the events'
-// prefix are only counted.
+// pending, not missing: the relay has yet to publish them; but one whose stream already has
+// a later version in JetStream is out of order, as the relay will store it behind that
+// version. A message without a committed event takes no part in the other checks, and
+// messages on subjects outside the events' prefix are only counted.
 //
 // Repair re-publishes missing events with the relay's message builder
 // ([relay.Message]), so a repaired event carries the same subject, payload and headers as

@@ -66,10 +66,14 @@ type Event struct {
 	Version  int64
 	Position int64  // global position in Postgres; 0 when unknown
 	Seq      uint64 // JetStream sequence; 0 when not in JetStream
+	// Pending: the event was still in the outbox when Check read Postgres.
+	Pending bool
+	// After is, for an event stored (or, when Pending, still to be stored) behind a later
+	// version of its stream, the highest such version; 0 otherwise.
+	After int64
 }
 
-// String names the event for reports: id, stream, version, and position and sequence when
-// known.
+// String names the event for reports: id, stream, version, and what else is known.
 func (e Event) String() string {
 	s := fmt.Sprintf("%s %s v%d", e.ID, e.Stream, e.Version)
 	if e.Position > 0 {
@@ -77,6 +81,12 @@ func (e Event) String() string {
 	}
 	if e.Seq > 0 {
 		s += " seq " + strconv.FormatUint(e.Seq, 10)
+	}
+	if e.Pending {
+		s += ", still in the outbox"
+	}
+	if e.After > 0 {
+		s += ", behind v" + strconv.FormatInt(e.After, 10)
 	}
 	return s
 }
@@ -93,7 +103,9 @@ type Report struct {
 	Missing []Event
 	// Duplicates: messages repeating the event id of a message earlier in the stream.
 	Duplicates []Event
-	// OutOfOrder: messages stored behind a later version of their stream.
+	// OutOfOrder: messages stored behind a later version of their stream (After), and
+	// events still in the outbox (Pending) whose stream has a later version in JetStream
+	// already: the relay will store them behind it.
 	OutOfOrder []Event
 	// Unexpected: messages on the events' subjects without a committed event behind them
 	// (a rolled-back transaction, a message that is not pgjet's, one without an event id).
@@ -119,7 +131,8 @@ type message struct {
 
 // Check compares the stream with Postgres. It reads a consistent snapshot of Postgres
 // first and the stream afterwards, so that a relay publishing meanwhile causes no false
-// alarm: an event committed during the check is neither missing nor unexpected.
+// alarm: an event committed during the check is neither missing nor unexpected, and one
+// published during it was pending.
 func Check(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -179,14 +192,24 @@ func Check(ctx context.Context, cfg Config) (*Report, error) {
 			continue
 		}
 		seen[m.ID] = true
-		if m.Version < maxVersion[m.Stream] {
+		if top := maxVersion[m.Stream]; m.Version < top {
+			m.After = top
 			rep.OutOfOrder = append(rep.OutOfOrder, m.Event)
 		}
 		maxVersion[m.Stream] = max(maxVersion[m.Stream], m.Version)
 	}
 	for _, e := range events {
-		if !seen[e.ID] && !pending[e.Position] {
+		switch {
+		case seen[e.ID]:
+		case !pending[e.Position]:
 			rep.Missing = append(rep.Missing, e)
+		case maxVersion[e.Stream] > e.Version:
+			// The relay publishes a stream's events one after the other, each after the
+			// previous one's ack, so it never stores a later version while this one is still
+			// to come, however it races with this check (the stream is read after the
+			// snapshot, and a prefix of it).
+			e.Pending, e.After = true, maxVersion[e.Stream]
+			rep.OutOfOrder = append(rep.OutOfOrder, e)
 		}
 	}
 	return rep, nil

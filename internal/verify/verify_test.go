@@ -199,6 +199,36 @@ func withoutMsgID(h nats.Header) nats.Header {
 	return out
 }
 
+// Version 2 of a stream is in JetStream while version 1 is still in the outbox: whenever
+// the relay publishes version 1, it lands behind version 2. Check reports version 1 as out
+// of order (and a pending event with nothing after it as merely pending).
+func TestCheckFindsPendingEventOvertaken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := setup(t)
+	_, err := env.store.Append(ctx, "order-1", pgjet.NoStream, cancelled("order-1", 1), cancelled("order-1", 2))
+	require.NoError(t, err)
+	_, err = env.store.Append(ctx, "order-2", pgjet.NoStream, cancelled("order-2", 1))
+	require.NoError(t, err)
+	v2 := env.publish(t, "order-1", 2)
+	_, err = env.pool.Exec(ctx, `DELETE FROM pgjet.outbox WHERE position = $1`, v2.Position)
+	require.NoError(t, err)
+
+	rep, err := verify.Check(ctx, verify.Config{Pool: env.pool, JetStream: env.js})
+	require.NoError(t, err)
+	require.False(t, rep.OK(), rep.String())
+	require.Equal(t, 2, rep.Pending)
+	require.Empty(t, rep.Missing, rep.String())
+	require.Len(t, rep.OutOfOrder, 1, rep.String())
+	got := rep.OutOfOrder[0]
+	require.Equal(t, "order-1", got.Stream)
+	require.Equal(t, int64(1), got.Version)
+	require.True(t, got.Pending)
+	require.Equal(t, int64(2), got.After)
+	require.Contains(t, got.String(), "order-1 v1")
+	require.Contains(t, got.String(), "still in the outbox, behind v2")
+}
+
 // Messages that are not the relay's take no part in the checks of the events: a stray
 // message with a high version does not make the stream's real events out of order, one
 // at a real event's (stream, version) does not make that event a duplicate or missing,
