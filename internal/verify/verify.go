@@ -259,14 +259,23 @@ func readPostgres(ctx context.Context, cfg Config) ([]Event, map[int64]bool, err
 
 // readStream reads the headers of every message up to the stream's last sequence at the
 // start, in sequence order.
-func readStream(ctx context.Context, cfg Config) ([]message, error) {
+//
+// The end of the read is where the server says it is: a message with nothing pending
+// after it, or the last sequence. A pause in the flow is not the end (a fetch that answers
+// nothing within a second is, to nats.go, the same as one that found nothing; read that
+// way, a slow server or link made every event look missing): it is the end only if the
+// consumer has delivered everything and all of it was read.
+func readStream(ctx context.Context, cfg Config) (out []message, err error) {
+	fail := func(err error) ([]message, error) {
+		return nil, fmt.Errorf("verify: reading stream %q: %w", cfg.Stream, err)
+	}
 	s, err := cfg.JetStream.Stream(ctx, cfg.Stream)
 	if err != nil {
-		return nil, fmt.Errorf("verify: stream %q: %w", cfg.Stream, err)
+		return fail(err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("verify: stream %q: %w", cfg.Stream, err)
+		return fail(err)
 	}
 	last := info.State.LastSeq
 	if info.State.Msgs == 0 {
@@ -274,46 +283,81 @@ func readStream(ctx context.Context, cfg Config) ([]message, error) {
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{HeadersOnly: true, DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
-		return nil, fmt.Errorf("verify: reading stream %q: %w", cfg.Stream, err)
+		return fail(err)
 	}
-	var out []message
+	it, err := c.Messages(jetstream.PullMaxMessages(readBatch))
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		it.Stop()
+		// The server would drop the consumer after a while of inactivity; do not leave it
+		// to every run.
+		if ci := c.CachedInfo(); ci != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = cfg.JetStream.DeleteConsumer(dctx, cfg.Stream, ci.Name)
+		}
+	}()
+	var read uint64 // stream sequence of the last message read
 	for {
-		batch, err := c.FetchNoWait(1000)
-		if err != nil {
-			return nil, fmt.Errorf("verify: reading stream %q: %w", cfg.Stream, err)
+		if err := ctx.Err(); err != nil {
+			return fail(err)
 		}
-		n, done := 0, false
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
+		m, err := next(ctx, it, readPause)
+		if errors.Is(err, errPause) {
+			ci, err := c.Info(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("verify: reading stream %q: %w", cfg.Stream, err)
+				return fail(err)
 			}
-			if md.Sequence.Stream > last {
-				done = true
-				break
+			if ci.NumPending == 0 && ci.Delivered.Stream <= read {
+				return out, nil // what was left up to last was deleted meanwhile
 			}
-			h := m.Headers()
-			v, _ := strconv.ParseInt(h.Get(relay.HeaderStreamVersion), 10, 64)
-			p, _ := strconv.ParseInt(h.Get(relay.HeaderPosition), 10, 64)
-			out = append(out, message{
-				Event: Event{
-					ID: cmp.Or(h.Get("ce-id"), h.Get(jetstream.MsgIDHeader)), Stream: h.Get("ce-subject"),
-					Version: v, Position: p, Seq: md.Sequence.Stream,
-				},
-				subject: m.Subject(),
-			})
-			if md.Sequence.Stream == last || md.NumPending == 0 {
-				done = true
-			}
+			continue
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, fmt.Errorf("verify: reading stream %q: %w", cfg.Stream, err)
+		if err != nil {
+			return fail(err)
 		}
-		if done || n == 0 {
+		md, err := m.Metadata()
+		if err != nil {
+			return fail(err)
+		}
+		if md.Sequence.Stream > last {
+			return out, nil
+		}
+		read = md.Sequence.Stream
+		h := m.Headers()
+		v, _ := strconv.ParseInt(h.Get(relay.HeaderStreamVersion), 10, 64)
+		p, _ := strconv.ParseInt(h.Get(relay.HeaderPosition), 10, 64)
+		out = append(out, message{
+			Event: Event{
+				ID: cmp.Or(h.Get("ce-id"), h.Get(jetstream.MsgIDHeader)), Stream: h.Get("ce-subject"),
+				Version: v, Position: p, Seq: md.Sequence.Stream,
+			},
+			subject: m.Subject(),
+		})
+		if md.Sequence.Stream >= last || md.NumPending == 0 {
 			return out, nil
 		}
 	}
+}
+
+const (
+	readBatch = 1000            // messages asked for at a time
+	readPause = 2 * time.Second // no message for this long: ask the consumer where it is
+)
+
+var errPause = errors.New("no message for a while")
+
+// next returns the next message of it, or errPause when none comes within pause.
+func next(ctx context.Context, it jetstream.MessagesContext, pause time.Duration) (jetstream.Msg, error) {
+	nctx, cancel := context.WithTimeout(ctx, pause)
+	defer cancel()
+	m, err := it.Next(jetstream.NextContext(nctx))
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, errPause
+	}
+	return m, err
 }
 
 // committed returns the events among ids that are in pgjet.events, by id. Ids that are

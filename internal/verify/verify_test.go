@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/relay"
@@ -138,8 +142,12 @@ type env struct {
 	js    jetstream.JetStream
 }
 
-func setup(t *testing.T) *env {
+// setup makes the database, and starts a JetStream server unless given one.
+func setup(t *testing.T, srv ...*embednats.Server) *env {
 	t.Helper()
+	if len(srv) == 0 {
+		srv = append(srv, natstest.Server(t))
+	}
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, pgtest.DB(t))
 	require.NoError(t, err)
@@ -149,7 +157,7 @@ func setup(t *testing.T) *env {
 	require.NoError(t, err)
 	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
 	require.NoError(t, err)
-	nc, js := natstest.Connect(t, natstest.Server(t))
+	nc, js := natstest.Connect(t, srv[0])
 	return &env{pool: pool, store: store, nc: nc, js: js}
 }
 
@@ -322,4 +330,127 @@ func TestCheckDuringRelayActivity(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, rep.OK(), rep.String())
 	require.Greater(t, rep.JetStream, 0)
+}
+
+// Over a slow link (every byte from the server a second and a half late), Check reads the
+// whole stream rather than taking a late answer for its end.
+func TestCheckOverASlowLink(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Server(t)
+	env := setup(t, srv)
+	for i := range 30 {
+		stream := fmt.Sprintf("order-%d", i%3)
+		_, err := env.store.Append(ctx, stream, pgjet.Any, cancelled(stream, i))
+		require.NoError(t, err)
+	}
+	env.relayAll(t)
+
+	slow := slowLink(t, strings.TrimPrefix(srv.ClientURL(), "nats://"), 1500*time.Millisecond)
+	nc, err := nats.Connect("nats://"+slow, nats.Timeout(30*time.Second))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
+	require.NoError(t, err)
+	rep, err := verify.Check(ctx, verify.Config{Pool: env.pool, JetStream: js})
+	require.NoError(t, err)
+	require.True(t, rep.OK(), rep.String())
+	require.Equal(t, 30, rep.JetStream)
+}
+
+// slowLink is a TCP proxy to target on loopback that hands on what the server sends delay
+// late, as a long or congested link would; what the client sends goes straight through.
+func slowLink(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var conns sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); conns.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			conns.Add(2)
+			go func() { defer conns.Done(); _, _ = io.Copy(s, c); s.Close() }()
+			go func() { defer conns.Done(); delayed(c, s, delay); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// delayed copies from src to dst, each chunk delay after it was read, in order.
+func delayed(dst io.Writer, src io.Reader, delay time.Duration) {
+	type chunk struct {
+		due  time.Time
+		data []byte
+	}
+	chunks := make(chan chunk, 1024)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				chunks <- chunk{time.Now().Add(delay), buf[:n]}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range chunks {
+		time.Sleep(time.Until(c.due)) // the link's latency, not a wait for work
+		if _, err := dst.Write(c.data); err != nil {
+			return
+		}
+	}
+}
+
+// A stream longer than one pull is read whole: Check finds exactly the events deleted in
+// its middle and at its end, and removes its consumer.
+func TestCheckReadsABigStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := setup(t)
+	for i := range 25 {
+		stream := fmt.Sprintf("order-%d", i)
+		evs := make([]pgjet.EventData, 100)
+		for j := range evs {
+			evs[j] = cancelled(stream, j)
+		}
+		_, err := env.store.Append(ctx, stream, pgjet.NoStream, evs...)
+		require.NoError(t, err)
+	}
+	env.relayAll(t)
+	s, err := env.js.Stream(ctx, "PGJET_EVENTS")
+	require.NoError(t, err)
+	deleted := map[string]bool{}
+	for _, seq := range []uint64{1234, 2500} {
+		m, err := s.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		deleted[m.Header.Get("ce-id")] = true
+		require.NoError(t, s.DeleteMsg(ctx, seq))
+	}
+
+	rep, err := verify.Check(ctx, verify.Config{Pool: env.pool, JetStream: env.js})
+	require.NoError(t, err)
+	require.Equal(t, 2500, rep.Postgres)
+	require.Equal(t, 2498, rep.JetStream)
+	require.Len(t, rep.Missing, 2, rep.String())
+	for _, e := range rep.Missing {
+		require.True(t, deleted[e.ID], e.String())
+	}
+	require.Empty(t, rep.Duplicates)
+	require.Empty(t, rep.OutOfOrder)
+	require.Empty(t, rep.Unexpected)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	require.Zero(t, info.State.Consumers, "the check leaves no consumer behind")
 }
