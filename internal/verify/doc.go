@@ -11,7 +11,9 @@
 //
 // Repair re-publishes missing events with the relay's message builder
 // ([relay.Message]), so a repaired event carries the same subject, payload and headers as
-// the original (except traceparent, which only the outbox row kept). JetStream appends
+// the original (except traceparent, which only the outbox row kept), in position order, one
+// at a time, stopping at the first failure. It publishes no event JetStream holds, and
+// keeps one copy of each when it runs more than once: see [Repair]. JetStream appends
 // repaired messages at the end of the stream: they restore completeness, not position, and a
 // later Check reports them as out of order. Consumers that order by (stream, version), as the
 // docs ask beyond the duplicate window, are not affected.

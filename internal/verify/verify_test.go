@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -123,11 +124,12 @@ func TestCheckFindsAndRepairFillsGaps(t *testing.T) {
 		}
 	}
 	require.NotNil(t, repaired)
+	require.Equal(t, original.Header.Get("ce-id")+"/repaired", repaired.Header.Get("Nats-Msg-Id"))
 	require.Equal(t, original.Subject, repaired.Subject)
 	require.Equal(t, original.Data, repaired.Data)
 	for k := range original.Header {
-		// Nats-Msg-Id was dropped (the id was still in the dedup window); the other Nats-
-		// headers are added by direct get: sequence, time, subject.
+		// Nats-Msg-Id is "<id>/repaired" (the id was still in the dedup window); the other
+		// Nats- headers are added by direct get: sequence, time, subject.
 		if !strings.HasPrefix(k, "Nats-") {
 			require.Equal(t, original.Header.Get(k), repaired.Header.Get(k), k)
 		}
@@ -453,4 +455,56 @@ func TestCheckReadsABigStream(t *testing.T) {
 	info, err := s.Info(ctx)
 	require.NoError(t, err)
 	require.Zero(t, info.State.Consumers, "the check leaves no consumer behind")
+}
+
+// Repair stores each missing event once, however often it runs on one report: an event
+// deleted from the stream while its id is still in the duplicate window is re-published
+// under a repair id of its own, which the window then guards, and an event JetStream holds
+// (the report is stale) is not published again.
+func TestRepairStoresEachEventOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := setup(t)
+	for i := range 12 {
+		stream := fmt.Sprintf("order-%d", i%3)
+		_, err := env.store.Append(ctx, stream, pgjet.Any, cancelled(stream, i))
+		require.NoError(t, err)
+	}
+	env.relayAll(t)
+	s, err := env.js.Stream(ctx, "PGJET_EVENTS")
+	require.NoError(t, err)
+	lost, err := s.GetMsg(ctx, 5)
+	require.NoError(t, err)
+	require.NoError(t, s.DeleteMsg(ctx, 5))
+	kept, err := s.GetMsg(ctx, 6)
+	require.NoError(t, err)
+
+	cfg := verify.Config{Pool: env.pool, JetStream: env.js}
+	rep, err := verify.Check(ctx, cfg)
+	require.NoError(t, err)
+	require.Len(t, rep.Missing, 1, rep.String())
+	require.Equal(t, lost.Header.Get("ce-id"), rep.Missing[0].ID)
+	stale := append(rep.Missing, verify.Event{ID: kept.Header.Get("ce-id"), Position: mustInt(t, kept.Header.Get(relay.HeaderPosition))})
+	for _, want := range []int{1, 0, 0} {
+		n, err := verify.Repair(ctx, cfg, stale)
+		require.NoError(t, err)
+		require.Equal(t, want, n)
+	}
+
+	rep, err = verify.Check(ctx, cfg)
+	require.NoError(t, err)
+	require.Empty(t, rep.Missing, rep.String())
+	require.Empty(t, rep.Duplicates, rep.String())
+	require.Equal(t, 12, rep.JetStream)
+	repaired, err := s.GetMsg(ctx, 13)
+	require.NoError(t, err)
+	require.Equal(t, lost.Header.Get("ce-id"), repaired.Header.Get("ce-id"))
+	require.Equal(t, lost.Header.Get("ce-id")+"/repaired", repaired.Header.Get("Nats-Msg-Id"))
+}
+
+func mustInt(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	require.NoError(t, err)
+	return n
 }
