@@ -41,8 +41,19 @@ func (c *Common) Register(f *Flags) {
 	f.redactDefault("database-url", RedactDSN)
 }
 
+// ExitError makes Main exit with Code instead of 1, for binaries whose exit status says
+// more than "failed" (verify's, as diff's, says "differs" or "could not tell").
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
 // Main runs a binary: parses flags, builds a logger, cancels the context on SIGINT or
-// SIGTERM, and calls run. It exits the process with 2 on bad flags and 1 on error.
+// SIGTERM, and calls run. It exits the process with 2 on bad flags and 1 on error, or
+// with the code of an *ExitError that run returns.
 func Main(name string, c *Common, f *Flags, args []string, run func(ctx context.Context, log *zap.Logger) error) {
 	if err := f.Parse(args); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
@@ -59,7 +70,11 @@ func Main(name string, c *Common, f *Flags, args []string, run func(ctx context.
 	if err := run(ctx, log); err != nil {
 		log.Error("stopped with an error", zap.Error(err))
 		_ = log.Sync()
-		os.Exit(1)
+		code := 1
+		if ee := (*ExitError)(nil); errors.As(err, &ee) {
+			code = ee.Code
+		}
+		os.Exit(code)
 	}
 	log.Info("stopped")
 	_ = log.Sync()

@@ -11,12 +11,14 @@
 //
 // Repair re-publishes missing events with the relay's message builder
 // ([relay.Message]), so a repaired event carries the same subject, payload and headers as
-// the original (except traceparent, which only the outbox row kept), in position order, one
-// at a time, stopping at the first failure. It publishes no event JetStream holds, and
-// keeps one copy of each when it runs more than once: see [Repair]. JetStream appends
-// repaired messages at the end of the stream: they restore completeness, not position, and a
-// later Check reports them as out of order. Consumers that order by (stream, version), as the
-// docs ask beyond the duplicate window, are not affected.
+// the original (except traceparent, which only the outbox row kept), and HeaderRepaired,
+// in position order, one at a time, stopping at the first failure. It publishes no event
+// JetStream holds, and keeps one copy of each when it runs more than once: see [Repair].
+// JetStream appends repaired messages at the end of the stream: they restore completeness,
+// not position. Check lists them as repaired, not as out of order: nothing better can be
+// done without rewriting the stream. A consumer that skips versions at or below the last
+// one it handled (the dedupe the docs ask for) skips a repaired event that comes behind a
+// later version of its stream; read models built that way are rebuilt after such a repair.
 //
 // With a stream retention limit (MaxAge, MaxBytes), events JetStream dropped on purpose are
 // reported missing too; use Config.FromPosition to check only newer events.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
@@ -13,12 +14,17 @@ import (
 	"github.com/pgjet/pgjet/internal/relay"
 )
 
+// HeaderRepaired marks a message that Repair re-published; its value is the time of the
+// repair (RFC 3339). It is how Check tells a repaired event, stored behind later versions
+// of its stream on purpose, from one the relay stored out of order.
+const HeaderRepaired = "ce-repaired"
+
 // repairPage is how many missing events Repair reads from Postgres at a time.
 const repairPage = 500
 
 // Repair re-publishes the missing events from Postgres, in position order (so each
-// stream's in version order), as the relay would have published them, and returns how many
-// JetStream stored. It stops at the first event JetStream does not store, so it never
+// stream's in version order), as the relay would have published them and marked with
+// HeaderRepaired, and returns how many JetStream stored. It stops at the first event JetStream does not store, so it never
 // stores a later version of a stream without the earlier ones.
 //
 // An event JetStream holds after all (missing is stale: the event was repaired since) is
@@ -44,14 +50,16 @@ func Repair(ctx context.Context, cfg Config, missing []Event) (int, error) {
 	}
 	slices.Sort(positions)
 	opts := relay.MessageOptions{Subjects: cfg.Subjects, Source: cfg.Source, RegistryURL: cfg.RegistryURL}
-	stored := 0
+	stored, now := 0, time.Now().UTC().Format(time.RFC3339)
 	for page := range slices.Chunk(slices.Compact(positions), repairPage) {
 		events, err := readEvents(ctx, cfg, page)
 		if err != nil {
 			return stored, err
 		}
 		for _, e := range events {
-			ok, err := republish(ctx, cfg, s, relay.Message(e, opts))
+			msg := relay.Message(e, opts)
+			msg.Header.Set(HeaderRepaired, now)
+			ok, err := republish(ctx, cfg, s, msg)
 			if err != nil {
 				return stored, fmt.Errorf("verify: re-publishing %s (%s v%d): %w", e.ID, e.Stream, e.Version, err)
 			}

@@ -105,28 +105,34 @@ type Report struct {
 	Duplicates []Event
 	// OutOfOrder: messages stored behind a later version of their stream (After), and
 	// events still in the outbox (Pending) whose stream has a later version in JetStream
-	// already: the relay will store them behind it.
+	// already: the relay will store them behind it. Repaired messages are not listed here.
 	OutOfOrder []Event
 	// Unexpected: messages on the events' subjects without a committed event behind them
 	// (a rolled-back transaction, a message that is not pgjet's, one without an event id).
 	Unexpected []Event
+	// Repaired: messages that Repair re-published (they carry HeaderRepaired). Those
+	// behind later versions of their stream have After set: that is where a repair puts
+	// a lost event, not a violation.
+	Repaired []Event
 }
 
-// OK reports whether the check found nothing wrong. Pending events are not wrong.
+// OK reports whether the check found nothing wrong. Pending and repaired events are not
+// wrong.
 func (r *Report) OK() bool {
 	return len(r.Missing)+len(r.Duplicates)+len(r.OutOfOrder)+len(r.Unexpected) == 0
 }
 
 // String summarises the report in one line.
 func (r *Report) String() string {
-	return fmt.Sprintf("postgres=%d pending=%d jetstream=%d other_subjects=%d missing=%d duplicates=%d out_of_order=%d unexpected=%d",
-		r.Postgres, r.Pending, r.JetStream, r.Other, len(r.Missing), len(r.Duplicates), len(r.OutOfOrder), len(r.Unexpected))
+	return fmt.Sprintf("postgres=%d pending=%d jetstream=%d other_subjects=%d missing=%d duplicates=%d out_of_order=%d unexpected=%d repaired=%d",
+		r.Postgres, r.Pending, r.JetStream, r.Other, len(r.Missing), len(r.Duplicates), len(r.OutOfOrder), len(r.Unexpected), len(r.Repaired))
 }
 
 // message is a message of the stream, as read by readStream.
 type message struct {
 	Event
-	subject string
+	subject  string
+	repaired bool
 }
 
 // Check compares the stream with Postgres. It reads a consistent snapshot of Postgres
@@ -194,7 +200,12 @@ func Check(ctx context.Context, cfg Config) (*Report, error) {
 		seen[m.ID] = true
 		if top := maxVersion[m.Stream]; m.Version < top {
 			m.After = top
-			rep.OutOfOrder = append(rep.OutOfOrder, m.Event)
+			if !m.repaired {
+				rep.OutOfOrder = append(rep.OutOfOrder, m.Event)
+			}
+		}
+		if m.repaired {
+			rep.Repaired = append(rep.Repaired, m.Event)
 		}
 		maxVersion[m.Stream] = max(maxVersion[m.Stream], m.Version)
 	}
@@ -334,7 +345,8 @@ func readStream(ctx context.Context, cfg Config) (out []message, err error) {
 				ID: cmp.Or(h.Get("ce-id"), h.Get(jetstream.MsgIDHeader)), Stream: h.Get("ce-subject"),
 				Version: v, Position: p, Seq: md.Sequence.Stream,
 			},
-			subject: m.Subject(),
+			subject:  m.Subject(),
+			repaired: h.Get(HeaderRepaired) != "",
 		})
 		if md.Sequence.Stream >= last || md.NumPending == 0 {
 			return out, nil

@@ -106,10 +106,21 @@ func TestCheckFindsAndRepairFillsGaps(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 
+	// The repaired events land behind their streams' later versions: that is the repair,
+	// not an order violation. Only the duplicate and the stray message are left.
 	after, err := verify.Check(ctx, cfg)
 	require.NoError(t, err)
 	require.Empty(t, after.Missing, after.String())
-	require.Len(t, after.OutOfOrder, 3, "repaired events land after their streams' later versions")
+	require.Empty(t, after.OutOfOrder, after.String())
+	require.Len(t, after.Duplicates, 1, after.String())
+	require.Len(t, after.Unexpected, 1, after.String())
+	require.Len(t, after.Repaired, 3, after.String())
+	for _, e := range after.Repaired {
+		require.Contains(t, deleted, e.ID)
+		require.Equal(t, int64(1), e.Version)
+		require.Greater(t, e.After, int64(1), e.String())
+	}
+	require.Contains(t, after.String(), "repaired=3")
 
 	// The repaired message is the original message, but for its place in the stream.
 	original := deleted[rep.Missing[0].ID]
@@ -125,12 +136,14 @@ func TestCheckFindsAndRepairFillsGaps(t *testing.T) {
 	}
 	require.NotNil(t, repaired)
 	require.Equal(t, original.Header.Get("ce-id")+"/repaired", repaired.Header.Get("Nats-Msg-Id"))
+	require.NotEmpty(t, repaired.Header.Get(verify.HeaderRepaired))
+	require.Len(t, repaired.Header, len(original.Header)+1, "the relay's headers and the repair mark")
 	require.Equal(t, original.Subject, repaired.Subject)
 	require.Equal(t, original.Data, repaired.Data)
 	for k := range original.Header {
 		// Nats-Msg-Id is "<id>/repaired" (the id was still in the dedup window); the other
 		// Nats- headers are added by direct get: sequence, time, subject.
-		if !strings.HasPrefix(k, "Nats-") {
+		if !strings.HasPrefix(k, "Nats-") && k != verify.HeaderRepaired {
 			require.Equal(t, original.Header.Get(k), repaired.Header.Get(k), k)
 		}
 	}
