@@ -11,7 +11,8 @@ import "github.com/pgjet/pgjet/internal/evolve"
 // shape of FromVersion+1; its result is checked against that version's schema.
 //
 // Decoding data written with version n into the newest version L runs every upcaster
-// registered for n..L-1 in order, with schema resolution in between, so chains compose. A
+// registered for n..L-1 in order, with schema resolution in between (through each version
+// where the data does not resolve to a later one directly), so chains compose. A
 // step needs an upcaster when the newer version's schema declares "upcast": true at its
 // top level, or when schema resolution cannot read the older data; decoding data that
 // must pass such a step without an upcaster fails with ErrMissingUpcaster.

@@ -259,3 +259,55 @@ func BenchmarkDecodeUpcast(b *testing.B) {
 		}
 	}
 }
+
+// Under BACKWARD (the registry's default) each version is only checked against the one
+// before it, so data of version 1 may not resolve to version 3 directly although every
+// step resolves: a field removed in v2 and added back with another type in v3, an alias
+// that v2 added and v3 dropped. Such data must still decode, through version 2, and not
+// need an upcaster.
+func TestDecodeStepsThroughVersionsUnderBackward(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	for _, c := range []struct {
+		name     string
+		versions []string
+		v1, want string
+	}{{
+		"test.Label",
+		[]string{
+			`{"type":"record","name":"Label","namespace":"test","fields":[{"name":"name","type":"string"},{"name":"size","type":"string"}]}`,
+			`{"type":"record","name":"Label","namespace":"test","fields":[{"name":"name","type":"string"}]}`,
+			`{"type":"record","name":"Label","namespace":"test","fields":[{"name":"name","type":"string"},{"name":"size","type":"int","default":0}]}`,
+		},
+		`{"name":"a","size":"XL"}`, `{"name":"a","size":0}`,
+	}, {
+		"test.Crate",
+		[]string{
+			`{"type":"record","name":"Crate","namespace":"test","fields":[{"name":"carrier","type":"string"}]}`,
+			`{"type":"record","name":"Crate","namespace":"test","fields":[{"name":"carrier_name","type":"string","aliases":["carrier"]}]}`,
+			`{"type":"record","name":"Crate","namespace":"test","fields":[{"name":"carrier_name","type":"string"},{"name":"weight","type":"long","default":1}]}`,
+		},
+		`{"carrier":"dhl"}`, `{"carrier_name":"dhl","weight":1}`,
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			require.NoError(t, s.Registry().SetCompatibility(ctx, c.name, registry.Backward))
+			var v1 registry.Version
+			for i, text := range c.versions {
+				v, err := s.Registry().Register(ctx, c.name, text)
+				require.NoError(t, err)
+				if i == 0 {
+					v1 = v
+				}
+			}
+			body, err := v1.Schema.EncodeJSON([]byte(c.v1))
+			require.NoError(t, err)
+			ev := pgjet.RecordedEvent{Type: c.name, Data: avro.AppendWire(nil, uint32(v1.ID), body)}
+			for range 2 { // the second time from the decoder's caches
+				js, err := s.DecodeJSON(ctx, ev)
+				require.NoError(t, err)
+				require.JSONEq(t, c.want, string(js))
+			}
+		})
+	}
+}

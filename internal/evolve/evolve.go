@@ -46,11 +46,12 @@ type Decoder struct {
 	mu        sync.RWMutex
 	upcasters map[string]map[int]Func
 	versions  map[string][]registry.Version // per subject, oldest first; versions never change
+	resolves  map[[2]int]bool               // (writer, reader) schema ids -> avro.CanResolve
 }
 
 // New returns a Decoder reading schemas from reg, with the given upcasters.
 func New(reg *registry.Registry, upcasters ...Upcaster) (*Decoder, error) {
-	d := &Decoder{reg: reg, upcasters: map[string]map[int]Func{}, versions: map[string][]registry.Version{}}
+	d := &Decoder{reg: reg, upcasters: map[string]map[int]Func{}, versions: map[string][]registry.Version{}, resolves: map[[2]int]bool{}}
 	for _, u := range upcasters {
 		if err := d.Register(u); err != nil {
 			return nil, err
@@ -116,18 +117,35 @@ func (d *Decoder) decode(ctx context.Context, typ string, wire []byte) (map[stri
 		return nil, nil, err
 	}
 	newest := versions[len(versions)-1]
-	writer := versions[n-1].Schema
+	// writer is the version the payload is encoded with: version n, then the version an
+	// upcaster or a stop on the way produced. Invariant at step k: writer's data resolves
+	// to version k.
+	writer := versions[n-1]
 	for k := n; k < newest.Version; k++ {
+		from, next := versions[k-1], versions[k]
 		up := d.upcaster(typ, k)
 		if up == nil {
-			if !stepNeedsUpcaster(versions[k-1].Schema, versions[k].Schema) {
-				continue
+			if stepNeedsUpcaster(from.Schema, next.Schema) {
+				return nil, nil, fmt.Errorf("%w: %s data of version %d needs an upcaster to version %d (data written with version %d)",
+					ErrMissingUpcaster, typ, k, k+1, n)
 			}
-			return nil, nil, fmt.Errorf("%w: %s data of version %d needs an upcaster to version %d (data written with version %d)",
-				ErrMissingUpcaster, typ, k, k+1, n)
+			// Resolution may skip version k only if the data resolves to k+1 directly.
+			// Under BACKWARD, which compares each version with the previous one only, it
+			// may not (a field removed and added back with another type, an alias
+			// dropped): then the data stops at version k, from which k+1 resolves.
+			if writer.ID != from.ID && !d.canResolve(writer, next) {
+				native, err := avro.ResolveDecode(writer.Schema, from.Schema, payload)
+				if err != nil {
+					return nil, nil, fmt.Errorf("evolve: reading %s version %d data as version %d: %w", typ, n, k, err)
+				}
+				if payload, err = from.Schema.EncodeWithoutRules(native); err != nil {
+					return nil, nil, fmt.Errorf("evolve: encoding %s version %d data as version %d: %w", typ, n, k, err)
+				}
+				writer = from
+			}
+			continue
 		}
-		from := versions[k-1].Schema
-		native, err := avro.ResolveDecode(writer, from, payload)
+		native, err := avro.ResolveDecode(writer.Schema, from.Schema, payload)
 		if err != nil {
 			return nil, nil, fmt.Errorf("evolve: reading %s version %d data as version %d: %w", typ, n, k, err)
 		}
@@ -139,14 +157,13 @@ func (d *Decoder) decode(ctx context.Context, typ string, wire []byte) (map[stri
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %s from version %d to %d: %w", ErrUpcast, typ, k, k+1, err)
 		}
-		next := versions[k].Schema
-		if payload, err = next.EncodeWithoutRules(out); err != nil {
+		if payload, err = next.Schema.EncodeWithoutRules(out); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s from version %d to %d: the result does not fit version %d: %w",
 				ErrUpcast, typ, k, k+1, k+1, err)
 		}
 		writer = next
 	}
-	native, err := avro.ResolveDecode(writer, newest.Schema, payload)
+	native, err := avro.ResolveDecode(writer.Schema, newest.Schema, payload)
 	if err != nil {
 		return nil, nil, fmt.Errorf("evolve: reading %s data as version %d: %w", typ, newest.Version, err)
 	}
@@ -155,6 +172,23 @@ func (d *Decoder) decode(ctx context.Context, typ string, wire []byte) (map[stri
 		return nil, nil, fmt.Errorf("evolve: %s data is %T, not a record", typ, native)
 	}
 	return rec, newest.Schema, nil
+}
+
+// canResolve reports whether data of writer resolves to reader, remembering the answer:
+// avro caches only resolutions that succeed, and a failing one is as costly each time.
+func (d *Decoder) canResolve(writer, reader registry.Version) bool {
+	key := [2]int{writer.ID, reader.ID}
+	d.mu.RLock()
+	ok, known := d.resolves[key]
+	d.mu.RUnlock()
+	if known {
+		return ok
+	}
+	ok = avro.CanResolve(writer.Schema, reader.Schema)
+	d.mu.Lock()
+	d.resolves[key] = ok
+	d.mu.Unlock()
+	return ok
 }
 
 // stepNeedsUpcaster reports whether data of from cannot reach to by schema resolution
