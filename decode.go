@@ -46,5 +46,9 @@ func (s *Store) DecodeJSONAsWritten(ctx context.Context, e RecordedEvent) (json.
 	if err != nil {
 		return nil, fmt.Errorf("decoding event %s: %w", e.ID, err)
 	}
-	return schema.DecodeJSON(payload)
+	js, err := schema.DecodeJSON(payload)
+	if err != nil {
+		return nil, fmt.Errorf("decoding event %s: %w", e.ID, err)
+	}
+	return js, nil
 }

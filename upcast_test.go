@@ -1,6 +1,7 @@
 package pgjet_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
@@ -309,5 +311,29 @@ func TestDecodeStepsThroughVersionsUnderBackward(t *testing.T) {
 				require.JSONEq(t, c.want, string(js))
 			}
 		})
+	}
+}
+
+// Every decoding error names the event, whichever step failed: a reader of a long stream
+// must be able to find the one event it cannot read.
+func TestDecodeErrorsNameTheEvent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	good := parcelEvents(t, s.Registry(), 1)[0]
+	id := uuid.New()
+	for name, data := range map[string][]byte{
+		"truncated body": good.Data[:len(good.Data)-1],
+		"unknown id":     avro.AppendWire(nil, 1<<30, nil),
+		"no wire header": {1, 2},
+		"trailing bytes": append(bytes.Clone(good.Data), 0),
+	} {
+		ev := pgjet.RecordedEvent{ID: id, Type: parcel, Data: data}
+		_, err := s.Decode(ctx, ev)
+		require.ErrorContains(t, err, id.String(), "Decode, %s", name)
+		_, err = s.DecodeJSON(ctx, ev)
+		require.ErrorContains(t, err, id.String(), "DecodeJSON, %s", name)
+		_, err = s.DecodeJSONAsWritten(ctx, ev)
+		require.ErrorContains(t, err, id.String(), "DecodeJSONAsWritten, %s", name)
 	}
 }
