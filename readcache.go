@@ -28,7 +28,9 @@ import (
 //     an uncached read does.
 //
 // Memory is bounded by Config.ReadCacheBytes over all streams, least recently read stream
-// evicted first. Events handed to callers are copies: a caller that modifies an event's
+// evicted first. The bound holds for the heap the windows take (eventCost, windowCost;
+// TestReadCacheStaysWithinItsBudget measures it): a window's events share one stream id
+// string, and a metadata map costs its fixed size. Events handed to callers are copies: a caller that modifies an event's
 // Data or Metadata does not change what others read.
 type readCache struct {
 	maxBytes int64
@@ -253,6 +255,11 @@ func (c *readCache) store(stream string, events []RecordedEvent) {
 		}
 	}
 	events = copyEvents(events, false)
+	for i := range events {
+		// Each event read from Postgres has a string of its own; the window's events
+		// share one, counted once (windowCost).
+		events[i].StreamID = stream
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	window := events
@@ -264,7 +271,7 @@ func (c *readCache) store(stream string, events []RecordedEvent) {
 		}
 		c.remove(e)
 	}
-	cs := &cachedStream{id: stream, events: window}
+	cs := &cachedStream{id: stream, events: window, bytes: windowCost(stream)}
 	for _, e := range window {
 		cs.bytes += eventCost(e)
 	}
@@ -301,14 +308,22 @@ func merge(a, b []RecordedEvent) []RecordedEvent {
 	return out
 }
 
-// eventCost estimates the memory an event holds, in bytes.
+// eventCost estimates the memory a cached event holds, in bytes: the RecordedEvent, its
+// type, data and metadata. Its stream id is the window's (windowCost).
 func eventCost(e RecordedEvent) int64 {
 	n := int64(200 + len(e.Type) + len(e.Data))
+	if e.Metadata != nil {
+		n += 320 // a map's header and first group of 8 slots, even when it holds one entry
+	}
 	for k, v := range e.Metadata {
-		n += int64(len(k) + len(v) + 64)
+		n += int64(len(k) + len(v) + 48)
 	}
 	return n
 }
+
+// windowCost estimates the memory a stream's window holds besides its events, in bytes:
+// its stream id (every event shares it), the map entry and the LRU element.
+func windowCost(stream string) int64 { return int64(200 + len(stream)) }
 
 // copyEvents returns deep copies of events (Data and Metadata included), reversed when
 // asked.

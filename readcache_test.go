@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -276,4 +277,49 @@ func TestReadCacheTakesTheLargestLimit(t *testing.T) {
 	fwd, err := s.ReadStream(ctx, "order-c", pgjet.Forward, 2, math.MaxInt)
 	require.NoError(t, err)
 	require.Len(t, fwd, 2)
+}
+
+// The cache holds about Config.ReadCacheBytes, whatever its events look like: here
+// streams with the longest ids and events with a little metadata, the shape its estimate
+// missed most (every event's own copy of the stream id, a map's fixed size), so that it
+// held more than twice its budget. Not parallel: it measures the heap.
+func TestReadCacheStaysWithinItsBudget(t *testing.T) {
+	ctx := context.Background()
+	writer, pool := newStore(t)
+	const (
+		budget  = 4 << 20
+		streams = 600
+		each    = 20
+	)
+	ids := make([]string, streams)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("order-%0*d", pgjet.MaxStreamIDLength-len("order-"), i)
+		events := make([]pgjet.EventData, each)
+		for j := range events {
+			events[j] = cancelEvent("x")
+			events[j].Metadata = map[string]string{"tenant": "acme"}
+		}
+		_, err := writer.Append(ctx, ids[i], pgjet.NoStream, events...)
+		require.NoError(t, err)
+	}
+	cached, _ := cachedStore(t, pool, budget)
+	read := func() {
+		for _, id := range ids {
+			got, err := cached.ReadStream(ctx, id, pgjet.Forward, 1, each)
+			require.NoError(t, err)
+			require.Len(t, got, each)
+		}
+	}
+	read() // prepares the statements on every connection, and fills the cache
+	var before, after runtime.MemStats
+	cached, _ = cachedStore(t, pool, budget)
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	read()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("cache budget %d bytes, heap grew by %d bytes", budget, held)
+	require.Less(t, held, int64(budget)*5/4, "the cache holds more than its budget")
+	runtime.KeepAlive(cached)
 }
