@@ -242,7 +242,7 @@ func newAggMetrics(reg prometheus.Registerer) (*aggMetrics, error) {
 		}, []string{"reason"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgjet_snapshot_writes_total",
-			Help: "Snapshot writes by result: ok or error.",
+			Help: "Snapshot writes by result: ok, error, or lossy (not written: the snapshot does not read back as the state it was taken of).",
 		}, []string{"result"}),
 		replayed: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pgjet_aggregate_load_events",
@@ -254,7 +254,7 @@ func newAggMetrics(reg prometheus.Registerer) (*aggMetrics, error) {
 	for _, reason := range []string{snapshotSchema, snapshotCorrupt, snapshotStale} {
 		m.ignored.WithLabelValues(reason)
 	}
-	for _, result := range []string{"ok", "error"} {
+	for _, result := range []string{"ok", "error", snapshotLossy} {
 		m.writes.WithLabelValues(result)
 	}
 	if reg != nil {

@@ -1,6 +1,7 @@
 package pgjet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,7 +21,9 @@ import (
 // was taken at has the same id: a snapshot of a deleted and recreated stream does not);
 // otherwise Load ignores it, counts it in pgjet_snapshot_ignored_total{reason}, and folds
 // the stream from its first event. Loads with and without snapshots therefore return the
-// same state, provided Marshal and Unmarshal round-trip S.
+// same state, provided Marshal and Unmarshal round-trip S. Load checks the part of that it
+// can: it writes a snapshot only when Marshal of what Unmarshal reads back from it gives the
+// same bytes, so Marshal must be deterministic (encoding/json is).
 type Aggregate[S any] struct {
 	// Type names the kind of aggregate, e.g. "order". Snapshots are kept per stream and
 	// Type, so several definitions may fold one stream. Required.
@@ -42,7 +45,10 @@ type Aggregate[S any] struct {
 	Apply func(state S, e RecordedEvent, data map[string]any) (S, error)
 	// Marshal encodes a state into a snapshot. Default: encoding/json.
 	Marshal func(S) ([]byte, error)
-	// Unmarshal decodes a snapshot. Default: encoding/json into Initial().
+	// Unmarshal decodes a snapshot. Default: encoding/json into Initial(). A field tagged
+	// omitempty whose Initial() value is not its zero value does not round-trip with the
+	// defaults (the zero value is omitted and reads back as Initial's): Load then writes no
+	// snapshots, and counts pgjet_snapshot_writes_total{result="lossy"}.
 	Unmarshal func([]byte) (S, error)
 }
 
@@ -52,6 +58,10 @@ const (
 	snapshotCorrupt = "corrupt" // Unmarshal failed
 	snapshotStale   = "stale"   // the stream has no event at its version, or another one
 )
+
+// snapshotLossy is a result of pgjet_snapshot_writes_total besides ok and error: a snapshot
+// not written because it would not load as the state it was taken of.
+const snapshotLossy = "lossy"
 
 // foldPageSize is how many events one read of a fold asks for.
 const foldPageSize = 1000
@@ -201,9 +211,17 @@ func (a *Aggregate[S]) readSnapshot(ctx context.Context, s *Store, streamID stri
 
 // writeSnapshot stores state as the stream's snapshot at version, over an older one, one of
 // another schema version, or (replace) an unusable one. Failures are logged and counted.
+// A snapshot that Unmarshal does not read back as it was written is not stored (see
+// lossless).
 func (a *Aggregate[S]) writeSnapshot(ctx context.Context, s *Store, streamID string, state S, version int64, eventID uuid.UUID, replace bool) {
 	data, err := a.marshal(state)
 	if err == nil {
+		if err = a.lossless(data); err != nil {
+			s.aggs.writes.WithLabelValues(snapshotLossy).Inc()
+			s.log.Warn("not writing a snapshot that does not load as the state it was taken of; loads replay the whole stream",
+				zap.String("aggregate", a.Type), zap.String("stream", streamID), zap.Int64("version", version), zap.Error(err))
+			return
+		}
 		_, err = s.pool.Exec(ctx, `
 			INSERT INTO pgjet.snapshots AS s (stream_id, aggregate_type, schema_version, version, event_id, data)
 			VALUES ($1, $2, $3, $4, $5, $6)
@@ -220,6 +238,29 @@ func (a *Aggregate[S]) writeSnapshot(ctx context.Context, s *Store, streamID str
 		return
 	}
 	s.aggs.writes.WithLabelValues("ok").Inc()
+}
+
+// errLossySnapshot: Unmarshal does not read a snapshot back as Marshal wrote it.
+var errLossySnapshot = errors.New("the state read back from the snapshot encodes differently")
+
+// lossless checks that data, a snapshot Marshal wrote, reads back with Unmarshal as the same
+// state: Marshal of what Unmarshal returns gives data again. Default encoding/json into
+// Initial() fails it for a field tagged omitempty whose Initial() value is not zero (the
+// zero value is omitted, and reading it back keeps Initial's), or for a map Initial() fills
+// and Apply empties; such a snapshot would load as another state than a full replay.
+func (a *Aggregate[S]) lossless(data []byte) error {
+	back, err := a.unmarshal(data)
+	if err != nil {
+		return fmt.Errorf("reading the snapshot back: %w", err)
+	}
+	again, err := a.marshal(back)
+	if err != nil {
+		return fmt.Errorf("encoding the state read back: %w", err)
+	}
+	if !bytes.Equal(again, data) {
+		return fmt.Errorf("%w: wrote %.200q, read back %.200q", errLossySnapshot, data, again)
+	}
+	return nil
 }
 
 // Update is Store.Update on the aggregate's state: each attempt loads the stream with Load
