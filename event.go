@@ -39,7 +39,10 @@ type RecordedEvent struct {
 	// Position is the global position: unique and increasing per stream, but not gap-free
 	// and, across streams, not commit order. Use AllPosition to follow all events.
 	Position int64
-	// TxID is the id of the transaction that wrote the event.
+	// TxID is the event's transaction stamp, by which ReadAll orders: the id of the
+	// transaction that wrote it, or the stamp of the stream's previous event when that is
+	// larger (a transaction that took its id before the one that wrote the previous
+	// version), so that a stream's stamps never decrease with its versions.
 	TxID uint64
 }
 
