@@ -29,7 +29,10 @@ type Hook func(ctx context.Context, ev HookEvent) ([]FieldError, error)
 
 // HookEvent is the event a Hook checks.
 type HookEvent struct {
-	// Store reads the stream's earlier events, e.g. with ReadStream and Decode.
+	// Store reads the stream's earlier events, e.g. with ReadStream and Decode. Its reads
+	// go through its pool, also under AppendTx: outside the caller's transaction, so they
+	// do not see events that transaction appended before, and each takes a second pool
+	// connection while the caller holds one (size the pool for it).
 	Store *Store
 	// StreamID is the stream appended to.
 	StreamID string
