@@ -62,8 +62,9 @@ func accessPaths() []accessPath {
 		{name: "snapshot load", source: "snapshot.go", sql: `SELECT schema_version, version, event_id, data FROM pgjet.snapshots
 			WHERE stream_id = $1 AND aggregate_type = $2`, args: []any{"order-7", "order"}},
 
-		{name: "outbox batch, one partition", source: "internal/relay/relay.go drain", sql: relay.BatchSQL, args: []any{[]int16{3}, 100}, settings: relay.IndexPlans},
-		{name: "outbox batch, all partitions", source: "internal/relay/relay.go drain", sql: relay.BatchSQL, args: []any{allPartitions(), 100}, settings: relay.IndexPlans},
+		{name: "outbox batch, one partition", source: "internal/relay/relay.go drain", sql: relay.BatchSQL, args: []any{[]int16{3}, 100, []int16{}, []string{}}, settings: relay.IndexPlans},
+		{name: "outbox batch, all partitions", source: "internal/relay/relay.go drain", sql: relay.BatchSQL, args: []any{allPartitions(), 100, []int16{}, []string{}}, settings: relay.IndexPlans},
+		{name: "outbox batch, a stream held back", source: "internal/relay/relay.go drain", sql: relay.BatchSQL, args: []any{allPartitions(), 100, []int16{7}, []string{"order-7"}}, settings: relay.IndexPlans},
 		{name: "outbox delete published", source: "internal/relay/relay.go delete", sql: relay.DeleteSQL, args: []any{[]int64{5, 10, 15}, []int16{5, 10, 15}},
 			settings: relay.DeleteSettings, settingsArgs: []any{"5000"}},
 		{name: "outbox pending count (capped)", source: "internal/relay/outboxstats.go", sql: `SELECT count(*) FROM (SELECT 1 FROM pgjet.outbox LIMIT $1) x`, args: []any{10000},

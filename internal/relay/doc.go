@@ -9,5 +9,7 @@
 // Per-stream order: within a batch, a stream's next event is published only after the
 // previous one was acknowledged, while different streams are pipelined up to Config.Window
 // publishes in flight. A failed publish stops its stream for the batch, so a later event of
-// that stream can never land in JetStream before an earlier one.
+// that stream can never land in JetStream before an earlier one, and holds the stream back:
+// its rows are left out of the reads until a retry time that backs off per stream, so a
+// stream that keeps failing holds back only itself.
 package relay

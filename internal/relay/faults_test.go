@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,68 +87,102 @@ func TestNetworkToNATSCutAndRestored(t *testing.T) {
 	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
 }
 
-// A transaction that appended to one stream and then hangs holds that stream's row lock and
-// an uncommitted outbox row. The relay keeps draining everything else (even streams in the
-// same partition); an append to the locked stream waits; ReadAll holds back events of
-// transactions younger than the hung one instead of skipping it. When it commits, all flows.
 // An event the server refuses (here: larger than the server's max_payload once the headers
 // are added) holds back its own stream, and only that: the other streams' events, before
-// and after it in the outbox, are published, and none of its stream's later events.
+// and after it in the outbox, are published, and none of its stream's later events. More of
+// its stream's events wait behind it than a batch holds, so a relay that read them first
+// would read nothing else; the other streams, of its partition and of others, keep flowing
+// while the refused event is retried on its own schedule.
 func TestRefusedEventHoldsBackOnlyItsStream(t *testing.T) {
 	t.Parallel()
 	for _, batch := range []bool{false, true} {
 		t.Run(publishMode(batch), func(t *testing.T) {
 			t.Parallel()
-			ctx := context.Background()
-			e := newEnv(t)
-			committed := map[string]string{}
-			add := func(stream string, ev pgjet.EventData) {
-				_, err := e.store.Append(ctx, stream, pgjet.Any, ev)
-				require.NoError(t, err)
-				committed[ev.ID.String()] = stream
-			}
-			for i := range 5 {
-				add(fmt.Sprintf("order-ok%d", i), cancelled("before", i))
-			}
-			add("order-big", cancelled("order-big", 1))
-			// A row written by something else than pgjet's writer (which would refuse data
-			// this large for the demo schema): the payload alone fills max_payload.
-			huge := cancelled("order-big", 2)
-			var schemaID int
-			require.NoError(t, e.pool.QueryRow(ctx, `SELECT schema_id FROM pgjet.events WHERE stream_id = 'order-big'`).Scan(&schemaID))
-			_, err := e.pool.Exec(ctx, `
-				WITH ev AS (
-					INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data)
-					VALUES ($1, 'order-big', 2, 'pgjet.demo.order.OrderCancelled', $2, $3) RETURNING position),
-				s AS (UPDATE pgjet.streams SET version = 2 WHERE stream_id = 'order-big')
-				INSERT INTO pgjet.outbox (position, partition) SELECT position, $4 FROM ev`,
-				huge.ID, schemaID, make([]byte, e.nc.MaxPayload()), outbox.PartitionOf("order-big"))
-			require.NoError(t, err)
-			after := cancelled("order-big", 3)
-			_, err = e.store.Append(ctx, "order-big", pgjet.Any, after)
-			require.NoError(t, err)
-			for i := range 5 {
-				add(fmt.Sprintf("order-ok%d", i), cancelled("after", i))
-			}
-
-			reg := prometheus.NewRegistry()
-			e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, BatchPublish: batch, Registerer: reg})
-			waitUntil(t, 10*time.Second, "every other event published", func() bool { return streamMsgs(t, e.js) == uint64(len(committed)) })
-			failed := func() float64 { return promtest.Value(t, reg, "pgjet_relay_published_total", "result", "error") }
-			before := failed()
-			waitUntil(t, 10*time.Second, "two more rounds, failing on the refused event", func() bool { return failed() >= before+2 })
-			got := readAll(t, e.js)
-			checkExactlyOnceInOrder(t, got, committed)
-			var left []string
-			rows, err := e.pool.Query(ctx, `SELECT e.event_id::text FROM pgjet.outbox o JOIN pgjet.events e USING (position) ORDER BY position`)
-			require.NoError(t, err)
-			left, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			require.NoError(t, err)
-			require.Equal(t, []string{huge.ID.String(), after.ID.String()}, left, "the refused event and its stream's next one wait in the outbox")
+			testRefusedEventHoldsBackOnlyItsStream(t, batch)
 		})
 	}
 }
 
+func testRefusedEventHoldsBackOnlyItsStream(t *testing.T, batch bool) {
+	const batchSize = 20
+	ctx := context.Background()
+	e := newEnv(t)
+	committed := map[string]string{}
+	add := func(stream string, evs ...pgjet.EventData) {
+		_, err := e.store.Append(ctx, stream, pgjet.Any, evs...)
+		require.NoError(t, err)
+		for _, ev := range evs {
+			committed[ev.ID.String()] = stream
+		}
+	}
+	// Three streams of the stuck stream's partition and three of others.
+	var same, others []string
+	for i := 0; len(same) < 3 || len(others) < 3; i++ {
+		s := fmt.Sprintf("order-ok%d", i)
+		switch {
+		case outbox.PartitionOf(s) == outbox.PartitionOf("order-big"):
+			same = append(same, s)
+		case len(others) < 3:
+			others = append(others, s)
+		}
+	}
+	flowing := slices.Concat(same, others)
+	addToEach := func(what string) {
+		for i, s := range flowing {
+			add(s, cancelled(what, i))
+		}
+	}
+
+	addToEach("before")
+	add("order-big", cancelled("order-big", 1))
+	// A row written by something else than pgjet's writer (which would refuse data this
+	// large for the demo schema): the payload alone fills max_payload.
+	huge := cancelled("order-big", 2)
+	var schemaID int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT schema_id FROM pgjet.events WHERE stream_id = 'order-big'`).Scan(&schemaID))
+	_, err := e.pool.Exec(ctx, `
+		WITH ev AS (
+			INSERT INTO pgjet.events (event_id, stream_id, version, type, schema_id, data)
+			VALUES ($1, 'order-big', 2, 'pgjet.demo.order.OrderCancelled', $2, $3) RETURNING position),
+		s AS (UPDATE pgjet.streams SET version = 2 WHERE stream_id = 'order-big')
+		INSERT INTO pgjet.outbox (position, partition) SELECT position, $4 FROM ev`,
+		huge.ID, schemaID, make([]byte, e.nc.MaxPayload()), outbox.PartitionOf("order-big"))
+	require.NoError(t, err)
+	stuck := []string{huge.ID.String()}
+	var behind []pgjet.EventData
+	for v := 3; v < 3+2*batchSize; v++ {
+		behind = append(behind, cancelled("order-big", v))
+		stuck = append(stuck, behind[len(behind)-1].ID.String())
+	}
+	_, err = e.store.Append(ctx, "order-big", pgjet.Any, behind...)
+	require.NoError(t, err)
+	addToEach("after")
+
+	reg := prometheus.NewRegistry()
+	e.startRelay(t, relay.Config{BatchSize: batchSize, Window: 8, BatchPublish: batch, Registerer: reg})
+	allPublished := func() bool { return streamMsgs(t, e.js) == uint64(len(committed)) }
+	waitUntil(t, 15*time.Second, "every other event published", allPublished)
+	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_relay_streams_held_back"))
+	failed := func() float64 { return promtest.Value(t, reg, "pgjet_relay_published_total", "result", "error") }
+	before := failed()
+	for round := range 3 {
+		addToEach(fmt.Sprintf("while held back %d", round))
+		waitUntil(t, 15*time.Second, fmt.Sprintf("round %d of the other streams' events published", round), allPublished)
+	}
+	waitUntil(t, 15*time.Second, "two more rounds, failing on the refused event", func() bool { return failed() >= before+2 })
+	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
+	rows, err := e.pool.Query(ctx, `SELECT e.event_id::text FROM pgjet.outbox o JOIN pgjet.events e USING (position) ORDER BY position`)
+	require.NoError(t, err)
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, stuck, left, "the refused event and its stream's next ones wait in the outbox")
+	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_relay_streams_held_back"))
+}
+
+// A transaction that appended to one stream and then hangs holds that stream's row lock and
+// an uncommitted outbox row. The relay keeps draining everything else (even streams in the
+// same partition); an append to the locked stream waits; ReadAll holds back events of
+// transactions younger than the hung one instead of skipping it. When it commits, all flows.
 func TestHungTransactionHoldsOneStream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

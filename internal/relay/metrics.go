@@ -16,6 +16,7 @@ type metrics struct {
 	owned       prometheus.Gauge
 	workers     prometheus.Gauge
 	lastPublish prometheus.Gauge
+	held        prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,6 +47,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pgjet_relay_last_publish_timestamp_seconds",
 			Help: "Unix time of the last acknowledged publish.",
 		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgjet_relay_streams_held_back",
+			Help: "Event streams this relay leaves out of its reads after their publish failed, each retried on its own schedule.",
+		}),
 	}
 	// Every result exists from the start, so rate() and alerts see a series before the
 	// first failure.
@@ -53,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.published.WithLabelValues(result)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.published, m.latency, m.batch, m.owned, m.workers, m.lastPublish} {
+		for _, c := range []prometheus.Collector{m.published, m.latency, m.batch, m.owned, m.workers, m.lastPublish, m.held} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

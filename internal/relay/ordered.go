@@ -12,9 +12,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// errBatchStopped reports a batch publish that stored only part of its batch.
-var errBatchStopped = errors.New("batch publish stopped")
-
 // publishOrdered sends batch, in position order, as one fast-ingest batch (JetStream 2.14+,
 // a stream with AllowBatchPublish) and returns the positions stored. Every message is in
 // flight at once, up to the window; the server acknowledges them in bulk.
@@ -24,14 +21,15 @@ var errBatchStopped = errors.New("batch publish stopped")
 // way, refused, or a gap seen at the next one). So what is stored is always a prefix of the
 // batch; duplicates (Nats-Msg-Id seen before) are skipped as stored. The relay deletes the
 // prefix it has seen acknowledged and reads the rest again, fresh: a stream's next event is
-// never stored before the one it follows.
+// never stored before the one it follows. The first event not stored is returned as the
+// failure (at most one); the error reports a stale batch or a cancelled ctx.
 //
 // Used only with Config.BatchPublish. Known limits (nats-server 2.15.2, orbit.go
 // jetstreamext 0.3.2): a message whose disk write fails on a standalone server does not end
 // the batch and is acknowledged as stored; and when acknowledgements stop coming for
 // PublishTimeout (the server unreachable), the publisher's reply subscription is left
 // behind until the connection closes.
-func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Time) ([]int64, error) {
+func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Time) ([]int64, []failure, error) {
 	start := time.Now()
 	flow := uint16(min(r.cfg.Window, 100))
 	var (
@@ -46,25 +44,25 @@ func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Tim
 			mu.Unlock()
 		}))
 	if err != nil {
-		return nil, fmt.Errorf("starting a batch publish: %w", err)
+		return nil, nil, fmt.Errorf("starting a batch publish: %w", err)
 	}
 	var (
 		stored  uint64 // a prefix of batch known to be stored
 		sent    int
 		sendErr error
+		stale   error
 	)
 	for i := range batch {
 		if ctx.Err() != nil {
 			break
 		}
 		if age := time.Since(readAt); age > r.cfg.Stream.DuplicateWindow/2 {
-			sendErr = fmt.Errorf("batch read %s ago is stale; %d events left for a fresh read", age.Round(time.Millisecond), len(batch)-i)
+			stale = fmt.Errorf("batch read %s ago is stale; %d events left for a fresh read", age.Round(time.Millisecond), len(batch)-i)
 			break
 		}
 		ack, err := fp.AddMsg(r.message(&batch[i]))
 		if err != nil {
-			x := &batch[i]
-			sendErr = fmt.Errorf("publishing %s (%s v%d): %w", x.eventID, x.stream, x.version, err)
+			sendErr = err
 			break
 		}
 		sent++
@@ -93,6 +91,9 @@ func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Tim
 		r.metrics.lastPublish.SetToCurrentTime()
 	}
 	if int(stored) < len(batch) && ctx.Err() == nil {
+		if stale != nil && int(stored) == sent {
+			return done, nil, stale // all that was sent is stored; the rest is read again
+		}
 		mu.Lock()
 		sendErr = cmp.Or(sendErr, asyncErr)
 		mu.Unlock()
@@ -100,9 +101,10 @@ func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Tim
 			sendErr = errors.New("the server stored only part of the batch")
 		}
 		r.metrics.published.WithLabelValues("error").Add(float64(len(batch) - int(stored)))
+		x := &batch[stored]
 		r.log.Warn("batch publish stopped; the rest waits for the next round",
-			zap.Uint64("stored", stored), zap.Int("batch", len(batch)), zap.Error(sendErr))
-		return done, fmt.Errorf("%w: %d of %d events stored: %w", errBatchStopped, stored, len(batch), sendErr)
+			zap.Uint64("stored", stored), zap.Int("batch", len(batch)), zap.String("event_id", x.eventID), zap.Error(sendErr))
+		return done, []failure{{row: x, err: sendErr}}, nil
 	}
-	return done, ctx.Err()
+	return done, nil, ctx.Err()
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 )
 
 // Extension headers beside the CloudEvents ones.
@@ -26,16 +25,24 @@ type inflight struct {
 	start time.Time
 }
 
-// publish sends batch to JetStream and returns the positions acknowledged. Different
-// streams are pipelined; within a stream, an event is sent only after the previous one was
-// acknowledged, and a failure stops that stream for this batch. The returned error
-// summarises failures; the acknowledged rows are still returned.
+// failure is a publish that failed: the first event of its stream that this round did not
+// store, and why.
+type failure struct {
+	row *row
+	err error
+}
+
+// publish sends batch to JetStream and returns the positions acknowledged, and the
+// publishes that failed. Different streams are pipelined; within a stream, an event is sent
+// only after the previous one was acknowledged, and a failure stops that stream for this
+// batch, so each stream fails at most once. The error reports a batch that could not be
+// published as a whole (stale, or ctx cancelled).
 //
 // A batch older than half the duplicate window (read at readAt) stops being published: this
 // relay may have been cut off meanwhile, and another relay may have published and deleted
 // the same rows long enough ago that JetStream would no longer drop them as duplicates. The
 // rows left are read again, fresh, by their owner.
-func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]int64, error) {
+func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]int64, []failure, error) {
 	// Queue each stream's rows in position (= version) order; streams in order of first row.
 	queues := map[string][]*row{}
 	var ready []string
@@ -47,16 +54,15 @@ func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]i
 		queues[s] = append(queues[s], &batch[i])
 	}
 	var (
-		pending  []inflight
-		done     = make([]int64, 0, len(batch))
-		failures int
-		firstErr error
+		pending []inflight
+		done    = make([]int64, 0, len(batch))
+		failed  []failure
+		stale   error
 	)
 	for len(ready) > 0 || len(pending) > 0 {
 		for len(ready) > 0 && len(pending) < r.cfg.Window && ctx.Err() == nil {
 			if age := time.Since(readAt); age > r.cfg.Stream.DuplicateWindow/2 {
-				failures++
-				firstErr = cmp.Or(firstErr, fmt.Errorf("batch read %s ago is stale; %d streams left for a fresh read", age.Round(time.Millisecond), len(ready)))
+				stale = fmt.Errorf("batch read %s ago is stale; %d streams left for a fresh read", age.Round(time.Millisecond), len(ready))
 				ready = nil
 				break
 			}
@@ -66,8 +72,7 @@ func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]i
 			queues[s] = queues[s][1:]
 			fut, err := r.js.PublishMsgAsync(r.message(x), jetstream.WithExpectStream(r.cfg.Stream.Name))
 			if err != nil {
-				failures++
-				firstErr = cmp.Or(firstErr, fmt.Errorf("publishing %s (%s v%d): %w", x.eventID, x.stream, x.version, err))
+				failed = append(failed, failure{row: x, err: err})
 				r.metrics.published.WithLabelValues("error").Inc()
 				continue // stream s stops for this batch
 			}
@@ -83,8 +88,7 @@ func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]i
 		ack, err := wait(ctx, p.fut, r.cfg.PublishTimeout)
 		r.metrics.latency.Observe(time.Since(p.start).Seconds())
 		if err != nil {
-			failures++
-			firstErr = cmp.Or(firstErr, fmt.Errorf("publishing %s (%s v%d): %w", p.row.eventID, p.row.stream, p.row.version, err))
+			failed = append(failed, failure{row: p.row, err: err})
 			r.metrics.published.WithLabelValues("error").Inc()
 			continue
 		}
@@ -101,11 +105,7 @@ func (r *Relay) publish(ctx context.Context, batch []row, readAt time.Time) ([]i
 	if len(done) > 0 {
 		r.metrics.lastPublish.SetToCurrentTime()
 	}
-	if failures > 0 {
-		r.log.Warn("publishes failed; their streams wait for the next round", zap.Int("failed", failures), zap.Error(firstErr))
-		return done, fmt.Errorf("%d publishes failed, first: %w", failures, firstErr)
-	}
-	return done, ctx.Err()
+	return done, failed, cmp.Or(stale, ctx.Err())
 }
 
 // wait waits for one acknowledgement. Cancelling ctx does not abandon it early: the message
