@@ -120,8 +120,11 @@ func (o *owner) rebalance(parent context.Context) (changed bool, err error) {
 	have := o.count()
 	switch {
 	case have > share:
-		o.mu.Lock() // wait for this relay's batches to finish
+		pingErr := o.lockBatches(parent)
 		defer o.mu.Unlock()
+		if pingErr != nil {
+			return true, o.failLocked(parent, fmt.Errorf("keeping the partition-lock session alive while batches finish: %w", pingErr))
+		}
 		// The releases get a time of their own: a batch that took longer than the timeout
 		// must not make them fail, which gave up every partition as if the session were lost.
 		ctx, cancel := context.WithTimeout(parent, o.opTimeout())
@@ -169,6 +172,35 @@ func (o *owner) rebalance(parent context.Context) (changed bool, err error) {
 		}
 	}
 	return changed, nil
+}
+
+// lockBatches locks mu for writing, which waits for this relay's batches to finish, and
+// pings the lock session every poll interval meanwhile. A batch may take longer than the
+// session's idle timeout (its publishes alone run up to half the duplicate window), and
+// Postgres would end the idle session, handing this relay's partitions to another relay
+// while this one still publishes them. It returns the first failed ping's error: the
+// session is gone.
+func (o *owner) lockBatches(ctx context.Context) error {
+	locked := make(chan struct{})
+	go func() {
+		o.mu.Lock()
+		close(locked)
+	}()
+	t := time.NewTicker(o.poll)
+	defer t.Stop()
+	var err error
+	for {
+		select {
+		case <-locked:
+			return err
+		case <-t.C:
+			if err == nil {
+				pctx, cancel := context.WithTimeout(ctx, o.opTimeout())
+				err = o.conn.Ping(pctx)
+				cancel()
+			}
+		}
+	}
 }
 
 // lost forgets every partition: the session holding their locks is gone.

@@ -1,14 +1,17 @@
 package relay_test
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/url"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/relay"
 )
 
@@ -173,4 +176,61 @@ func TestRelayStaleBatchBeyondDuplicateWindow(t *testing.T) {
 	})
 	waitDrained(t, e.pool, 15*time.Second)
 	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
+}
+
+// A relay that must give partitions to a relay that joined first waits for its batches in
+// flight to finish. A batch can outlast the partition-lock session's idle_session_timeout
+// (2 s at a 100 ms poll interval), and the session must stay alive through that wait:
+// ended by Postgres, it would free every partition of the relay while it still publishes
+// them, and the other relay would take them all.
+func TestRebalanceKeepsTheLockSessionWhileABatchFinishes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	r, err := relay.New(relay.Config{Pool: e.pool, Conn: e.nc, PollInterval: 100 * time.Millisecond})
+	require.NoError(t, err)
+	// The fault: one batch takes 5 s, more than twice the lock session's idle timeout.
+	const slowBatch = 5 * time.Second
+	held, finished := make(chan struct{}), make(chan struct{})
+	var holding atomic.Bool
+	relay.HoldAfterPublish(r, func([]int16) {
+		if holding.CompareAndSwap(false, true) {
+			close(held)
+			time.Sleep(slowBatch)
+			close(finished)
+		}
+	})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	waitUntil(t, 10*time.Second, "the relay owns every partition", func() bool {
+		return fairlyShared(partitionHolders(t, e.pool), 1)
+	})
+	var lockSession int
+	for pid := range partitionHolders(t, e.pool) {
+		lockSession = pid
+	}
+
+	_, err = e.store.Append(ctx, "order-slow", pgjet.Any, cancelled("order-slow", 1))
+	require.NoError(t, err)
+	<-held
+	other := startOwnRelay(t, e.url, e.nc, relay.Config{})
+	for running := true; running; {
+		holders := partitionHolders(t, e.pool)
+		select {
+		case <-finished: // read perhaps after the batch, while the relay releases partitions
+			running = false
+		default:
+			require.Equal(t, 32, holders[lockSession], "the relay keeps its lock session and its partitions while its batch runs")
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitUntil(t, 10*time.Second, "the relay gives the joining one its share, from the same session", func() bool {
+		return fairlyShared(partitionHolders(t, e.pool), 2) && partitionHolders(t, e.pool)[lockSession] == 16 && other.r.Owned() == 16
+	})
+	waitDrained(t, e.pool, 10*time.Second)
 }
