@@ -18,9 +18,10 @@ import (
 // either they go through (the held-back streams were stuck on their own, as when both
 // have more rows waiting than a batch holds) or they fail too, and the back-off grows. At
 // most maxHeld streams are held back per relay; past that, failures are an outage, not bad
-// events, and only the worker's back-off paces them.
+// events, and only the worker's back-off paces them. The first hold is short, so that a
+// passing failure (a leader change, a dropped connection) costs its stream little.
 const (
-	minHold = time.Second
+	minHold = 100 * time.Millisecond
 	maxHold = 5 * time.Second
 	maxHeld = 100
 )

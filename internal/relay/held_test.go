@@ -36,8 +36,10 @@ func TestHeldStreams(t *testing.T) {
 		s, _ := h.hold("order-1", 3, t0.Add(time.Duration(i)*time.Minute))
 		holds = append(holds, s.hold)
 	}
-	require.Equal(t, []time.Duration{2 * time.Second, 4 * time.Second, maxHold, maxHold, maxHold}, holds)
-	require.Equal(t, 6, h.m["order-1"].failures)
+	require.Equal(t, []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond}, holds)
+	s, _ = h.hold("order-1", 3, t0)
+	require.Equal(t, maxHold, s.hold)
+	require.Equal(t, 7, h.m["order-1"].failures)
 	require.Equal(t, t0, h.m["order-1"].since)
 
 	h.release("order-1")
