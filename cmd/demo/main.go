@@ -1,6 +1,8 @@
 // Command demo runs pgjet end to end on one machine: the writer's HTTP API, a relay and the
-// orders projector, in one process, on an embedded NATS server and a fresh pgjet_demo
-// database. It appends generated shop orders, shows them flowing, and prints a summary.
+// orders projector, in one process, on an embedded NATS server (or NATS_URL's) and a fresh
+// pgjet_demo database. It appends generated shop orders, shows them flowing, and prints a
+// summary. It only touches what is named for it: the pgjet_demo database and the
+// PGJET_DEMO stream, both re-created at each run and left for a look afterwards.
 package main
 
 import (
@@ -55,7 +57,7 @@ func main() {
 		}
 		fmt.Printf("\nSummary (%s)\n", s.Elapsed.Round(time.Millisecond))
 		fmt.Printf("  appended   %6d events for %d orders (%.0f events/s; %d version conflicts)\n", s.Appended, s.Orders, float64(s.Appended)/s.Elapsed.Seconds(), s.Conflicts)
-		fmt.Printf("  relayed    %6d to JetStream stream PGJET_EVENTS, e.g. subject %s\n", s.Relayed, s.SampleSubject)
+		fmt.Printf("  relayed    %6d to JetStream stream %s, e.g. subject %s\n", s.Relayed, demo.Stream, s.SampleSubject)
 		fmt.Printf("  projected  %6d into demo.orders: %s\n", s.Projected, statuses(s.Statuses))
 		fmt.Printf("  end-to-end latency, append -> projected: p50 %s   p99 %s   max %s   (first %s, warming up: max %s)\n", ms(s.P50), ms(s.P99), ms(s.Max), s.WarmUp, ms(s.WarmUpMax))
 		if s.Relayed != s.Appended || s.Projected != s.Appended {

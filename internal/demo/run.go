@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,8 +25,17 @@ import (
 	"github.com/pgjet/pgjet/internal/projection"
 	"github.com/pgjet/pgjet/internal/registry"
 	"github.com/pgjet/pgjet/internal/relay"
+	"github.com/pgjet/pgjet/internal/subject"
 	"github.com/pgjet/pgjet/internal/writer"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
+)
+
+// The demo's JetStream stream and subject prefix. They are its own, like its database, so
+// that on a NATS server that already runs (NATS_URL) the demo neither publishes into nor
+// deletes a real PGJET_EVENTS stream: each run deletes this stream and starts it afresh.
+const (
+	Stream        = "PGJET_DEMO"
+	SubjectPrefix = "pgjet.demo.events"
 )
 
 // Config configures a demo run.
@@ -74,6 +84,12 @@ type Summary struct {
 // Run starts the writer's HTTP API, a relay and the orders projector in-process, appends
 // generated orders through the HTTP API at the configured rate, and returns once every
 // appended event is projected (or ctx ends).
+//
+// Run deletes the JetStream stream named Stream first. The database must be fresh too: the
+// generated event ids repeat from run to run (a fixed seed), so on a stream kept from an
+// earlier run JetStream would drop every publish as a duplicate within its window, and
+// the projector would apply the earlier run's copies; beyond the window the stream would
+// hold every event twice.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg.Orders = cmp.Or(cfg.Orders, 2000)
 	cfg.Rate = cmp.Or(cfg.Rate, 1000)
@@ -82,6 +98,18 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg.WarmUp = cmp.Or(cfg.WarmUp, time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, zap.NewNop())
 	log := cfg.Logger
+
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return Summary{}, err
+	}
+	if err := js.DeleteStream(ctx, Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return Summary{}, fmt.Errorf("deleting the previous run's stream %s: %w", Stream, err)
+	}
+	subjects, err := subject.New(SubjectPrefix)
+	if err != nil {
+		return Summary{}, err
+	}
 
 	store, err := pgjet.New(pgjet.Config{Pool: cfg.Pool, Logger: log, Upcasters: demoschemas.Upcasters()})
 	if err != nil {
@@ -106,13 +134,16 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	defer srv.Close()
 	writerURL := "http://" + ln.Addr().String()
 
-	rl, err := relay.New(relay.Config{Pool: cfg.Pool, Conn: cfg.Conn, Logger: log, RegistryURL: writerURL})
+	rl, err := relay.New(relay.Config{
+		Pool: cfg.Pool, Conn: cfg.Conn, Logger: log, RegistryURL: writerURL,
+		Stream: relay.StreamConfig{Name: Stream, Subjects: subjects},
+	})
 	if err != nil {
 		return Summary{}, err
 	}
 	lat := &latencies{}
 	pj, err := projection.New(projection.Config{
-		Pool: cfg.Pool, Conn: cfg.Conn, Registry: store.Registry(), Projection: OrdersProjection(),
+		Pool: cfg.Pool, Conn: cfg.Conn, Registry: store.Registry(), Projection: OrdersProjection(), Stream: Stream,
 		Upcasters: demoschemas.Upcasters(), Logger: log, IdleWait: 200 * time.Millisecond,
 		AfterCommit: func(evs []projection.Event) {
 			for _, ev := range evs {
@@ -138,10 +169,6 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	})
 
-	js, err := jetstream.New(cfg.Conn)
-	if err != nil {
-		return Summary{}, err
-	}
 	// Appending starts once the relay holds its partitions and the projector has its
 	// consumer: events appended before then wait for the pipeline to start, and made the
 	// summary's p99 a measure of start-up (20-60 ms) rather than of the flow.
@@ -212,7 +239,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 		sum.Statuses[s] = n
 	}
-	if s, err := js.Stream(ctx, "PGJET_EVENTS"); err == nil {
+	if s, err := js.Stream(ctx, Stream); err == nil {
 		if m, err := s.GetMsg(ctx, 1); err == nil {
 			sum.SampleSubject = m.Subject
 		}
@@ -227,7 +254,7 @@ func waitReady(ctx context.Context, rl *relay.Relay, js jetstream.JetStream, fai
 	for {
 		relayErr := rl.Ready()
 		lookup, cancel := context.WithTimeout(ctx, time.Second)
-		_, consumerErr := js.Consumer(lookup, "PGJET_EVENTS", projection.ConsumerName(ProjectionName))
+		_, consumerErr := js.Consumer(lookup, Stream, projection.ConsumerName(ProjectionName))
 		cancel()
 		if relayErr == nil && consumerErr == nil {
 			return nil
@@ -325,7 +352,7 @@ func post(ctx context.Context, client *http.Client, url, stream string, expected
 }
 
 func streamMsgs(ctx context.Context, js jetstream.JetStream) int {
-	s, err := js.Stream(ctx, "PGJET_EVENTS")
+	s, err := js.Stream(ctx, Stream)
 	if err != nil {
 		return 0
 	}

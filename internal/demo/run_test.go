@@ -64,9 +64,42 @@ func TestRunFailsWhenTheRelayCannotStart(t *testing.T) {
 	pool := pgtest.Pool(t)
 	require.NoError(t, pgjet.Migrate(ctx, pool))
 	nc, js := natstest.Connect(t, natstest.Server(t))
-	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"pgjet.events.>"}})
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{demo.SubjectPrefix + ".>"}})
 	require.NoError(t, err)
 	_, err = demo.Run(ctx, demo.Config{Pool: pool, Conn: nc, Orders: 10})
 	require.ErrorContains(t, err, "relay: ")
 	require.ErrorContains(t, err, "overlap", "the relay's own error, not a timeout waiting for it")
+}
+
+// A second run on the same NATS server, as `make demo` twice with NATS_URL set, starts on
+// an empty stream of its own: the first run's events, whose ids the second run repeats, are
+// neither taken for duplicates nor projected again, and a PGJET_EVENTS stream beside it
+// is left alone.
+func TestRunTwiceOnOneServer(t *testing.T) {
+	ctx := context.Background()
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	other, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PGJET_EVENTS", Subjects: []string{"pgjet.events.>"}})
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "pgjet.events.order.x.order-1", []byte("not the demo's"))
+	require.NoError(t, err)
+	for run := range 2 {
+		pool := pgtest.Pool(t)
+		require.NoError(t, pgjet.Migrate(ctx, pool))
+		start := time.Now()
+		s, err := demo.Run(ctx, demo.Config{Pool: pool, Conn: nc, Orders: 50, Rate: 2000, WarmUp: 50 * time.Millisecond})
+		require.NoError(t, err, "run %d", run+1)
+		require.Equal(t, s.Appended, s.Relayed, "run %d", run+1)
+		require.Equal(t, s.Appended, s.Projected, "run %d", run+1)
+		require.Positive(t, s.P99, "run %d", run+1)
+		require.Positive(t, s.WarmUpMax, "run %d: the projector applied this run's first events, not copies of an earlier run's", run+1)
+		stream, err := js.Stream(ctx, demo.Stream)
+		require.NoError(t, err)
+		info, err := stream.Info(ctx)
+		require.NoError(t, err)
+		require.True(t, info.Created.After(start), "run %d: the stream was created by this run", run+1)
+		require.Equal(t, uint64(s.Appended), info.State.Msgs, "run %d: the stream holds this run's events once", run+1)
+	}
+	info, err := other.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), info.State.Msgs, "PGJET_EVENTS is not the demo's")
 }
