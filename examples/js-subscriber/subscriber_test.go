@@ -6,10 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,11 +53,16 @@ func nodeReady(t *testing.T) string {
 	return node
 }
 
-// The JavaScript example consumes a filtered durable consumer and decodes events through
-// the registry's Confluent-compatible HTTP API.
-func TestJavaScriptSubscriber(t *testing.T) {
-	t.Parallel()
-	node := nodeReady(t)
+// pipeline is a store with the demo schemas, an in-process NATS server, a relay and the
+// registry's HTTP API, served through wrap.
+type pipeline struct {
+	store       *pgjet.Store
+	natsURL     string
+	registryURL string
+}
+
+func newPipeline(t *testing.T, wrap func(http.Handler) http.Handler) *pipeline {
+	t.Helper()
 	ctx := t.Context()
 	pool := pgtest.Pool(t)
 	require.NoError(t, pgjet.Migrate(ctx, pool))
@@ -65,20 +72,8 @@ func TestJavaScriptSubscriber(t *testing.T) {
 	require.NoError(t, err)
 	srv := natstest.Server(t)
 	nc, _ := natstest.Connect(t, srv)
-	reg := httptest.NewServer(registry.NewHandler(store.Registry(), zap.NewNop()))
+	reg := httptest.NewServer(wrap(registry.NewHandler(store.Registry(), zap.NewNop())))
 	t.Cleanup(reg.Close)
-
-	cancelled := func(i int) pgjet.EventData {
-		return pgjet.EventData{ID: uuid.New(), Type: "pgjet.demo.order.OrderCancelled", Data: json.RawMessage(fmt.Sprintf(
-			`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":"#%d","cancelled_at":"2026-11-26T10:00:00Z"}`, i))}
-	}
-	for i := range 3 {
-		_, err := store.Append(ctx, fmt.Sprintf("order-%d", i), pgjet.NoStream, cancelled(i))
-		require.NoError(t, err)
-	}
-	// Another category, which the filter leaves out.
-	_, err = store.Append(ctx, "audit-1", pgjet.NoStream, cancelled(99))
-	require.NoError(t, err)
 
 	r, err := relay.New(relay.Config{Pool: pool, Conn: nc, PollInterval: 50 * time.Millisecond})
 	require.NoError(t, err)
@@ -86,37 +81,118 @@ func TestJavaScriptSubscriber(t *testing.T) {
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- r.Run(rctx) }()
 	t.Cleanup(func() { stopRelay(); <-relayDone })
+	return &pipeline{store: store, natsURL: srv.ClientURL(), registryURL: reg.URL}
+}
 
-	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+func (p *pipeline) append(t *testing.T, stream string, expected pgjet.ExpectedVersion, typ, data string) {
+	t.Helper()
+	_, err := p.store.Append(t.Context(), stream, expected, pgjet.EventData{ID: uuid.New(), Type: typ, Data: json.RawMessage(data)})
+	require.NoError(t, err)
+}
+
+// outputLine is one event as subscriber.mjs prints it.
+type outputLine struct {
+	ID      string         `json:"id"`
+	Stream  string         `json:"stream"`
+	Version int64          `json:"version"`
+	Type    string         `json:"type"`
+	Data    map[string]any `json:"data"`
+}
+
+// subscribe runs subscriber.mjs with env until it has printed count events.
+func (p *pipeline) subscribe(t *testing.T, node string, count int, env ...string) []outputLine {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, node, "subscriber.mjs")
-	cmd.Env = append(os.Environ(),
-		"NATS_URL="+srv.ClientURL(), "REGISTRY_URL="+reg.URL,
-		"GROUP=js-test", "FILTERS=pgjet.events.order.>", "COUNT=3")
+	cmd := exec.CommandContext(ctx, node, "subscriber.mjs")
+	cmd.Env = append(append(os.Environ(), "NATS_URL="+p.natsURL, "REGISTRY_URL="+p.registryURL, fmt.Sprintf("COUNT=%d", count)), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	require.NoError(t, err, "stderr: %s", stderr.String())
-
-	type line struct {
-		ID      string         `json:"id"`
-		Stream  string         `json:"stream"`
-		Version int64          `json:"version"`
-		Type    string         `json:"type"`
-		Data    map[string]any `json:"data"`
-	}
-	var got []line
+	require.NoError(t, err, "output:\n%s\nstderr:\n%s", out, stderr.String())
+	var got []outputLine
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		var l line
+		var l outputLine
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &l), "line %q", sc.Text())
 		got = append(got, l)
 	}
-	require.Len(t, got, 3, "output:\n%s\nstderr:\n%s", out, stderr.String())
+	require.Len(t, got, count, "output:\n%s\nstderr:\n%s", out, stderr.String())
+	return got
+}
+
+const (
+	cancelledType = "pgjet.demo.order.OrderCancelled"
+	capturedType  = "pgjet.demo.order.PaymentCaptured"
+)
+
+func cancelled(reason string) string {
+	return fmt.Sprintf(`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":%q,"cancelled_at":"2026-11-26T10:00:00Z"}`, reason)
+}
+
+// The JavaScript example consumes a filtered durable consumer and decodes events through
+// the registry's Confluent-compatible HTTP API.
+func TestJavaScriptSubscriber(t *testing.T) {
+	t.Parallel()
+	node := nodeReady(t)
+	p := newPipeline(t, func(h http.Handler) http.Handler { return h })
+	for i := range 3 {
+		p.append(t, fmt.Sprintf("order-%d", i), pgjet.NoStream, cancelledType, cancelled(fmt.Sprintf("#%d", i)))
+	}
+	// Another category, which the filter leaves out.
+	p.append(t, "audit-1", pgjet.NoStream, cancelledType, cancelled("#99"))
+
+	got := p.subscribe(t, node, 3, "GROUP=js-test", "FILTERS=pgjet.events.order.>")
 	for _, l := range got {
 		require.True(t, strings.HasPrefix(l.Stream, "order-"))
 		require.Equal(t, int64(1), l.Version)
-		require.Equal(t, "pgjet.demo.order.OrderCancelled", l.Type)
+		require.Equal(t, cancelledType, l.Type)
 		require.Equal(t, "#"+strings.TrimPrefix(l.Stream, "order-"), l.Data["reason"])
 	}
+}
+
+// An event whose schema the registry cannot serve for a while is decoded once it can, in
+// its place: not overtaken by its stream's next event (of a type whose schema it serves)
+// and then dropped as a duplicate of it.
+func TestJavaScriptSubscriberKeepsStreamOrderWhenDecodingFails(t *testing.T) {
+	t.Parallel()
+	node := nodeReady(t)
+	var (
+		mu       sync.Mutex
+		failPath string
+		failures int
+	)
+	// The registry client retries a 5xx answer 3 times itself: fail 4 times, one whole
+	// decode.
+	p := newPipeline(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			fail := r.URL.Path == failPath && failures < 4
+			if fail {
+				failures++
+			}
+			mu.Unlock()
+			if fail {
+				http.Error(w, `{"error_code":50001,"message":"unavailable"}`, http.StatusInternalServerError)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	captured, err := p.store.Registry().Latest(t.Context(), capturedType)
+	require.NoError(t, err)
+	mu.Lock()
+	failPath = fmt.Sprintf("/schemas/ids/%d", captured.ID)
+	mu.Unlock()
+	p.append(t, "order-1", pgjet.NoStream, capturedType,
+		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","amount_cents":1299,"method":"CARD","captured_at":"2026-11-26T10:00:00Z"}`)
+	p.append(t, "order-1", pgjet.Exact(1), cancelledType, cancelled("changed their mind"))
+
+	got := p.subscribe(t, node, 2, "GROUP=js-order")
+	require.Equal(t, []int64{1, 2}, []int64{got[0].Version, got[1].Version})
+	require.Equal(t, capturedType, got[0].Type)
+	require.Equal(t, cancelledType, got[1].Type)
+	mu.Lock()
+	require.Equal(t, 4, failures, "the registry failed a whole decode")
+	mu.Unlock()
 }
