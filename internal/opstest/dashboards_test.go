@@ -166,6 +166,18 @@ func TestDashboardsAndRulesQueryExportedMetrics(t *testing.T) {
 	for _, a := range []string{"PgjetOutboxStalled", "PgjetRelayDown", "PgjetProjectionLag", "PgjetConsumerLag", "PgjetDeadLettersGrowing", "PgjetMissedHeartbeats"} {
 		require.True(t, alerts[a], "alert %s", a)
 	}
+	// A binary's own metrics leave with it, and every alert on them falls silent: each
+	// binary needs an alert on its scrape target being down or gone.
+	for _, bin := range binaries {
+		down := `absent(up{job="pgjet-` + bin + `"})`
+		found := false
+		for _, g := range rules.Groups {
+			for _, r := range g.Rules {
+				found = found || strings.Contains(r.Expr, down)
+			}
+		}
+		require.True(t, found, "no alert fires when no %s runs (an expr with %s)", bin, down)
+	}
 	var planned []string
 	for name := range used {
 		if documented[name].ExportedBy == plannedBy {
