@@ -187,3 +187,147 @@ func TestDashboardsAndRulesQueryExportedMetrics(t *testing.T) {
 	slices.Sort(planned)
 	t.Logf("queried metrics exported only by the Go consumer API (no binary yet): %v", planned)
 }
+
+var (
+	// selector matches a metric name and its label matchers: pgjet_x{a="b", c=~"d|e"}.
+	selector = regexp.MustCompile(`\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}`)
+	// matcher matches one label matcher of a selector.
+	matcher = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"`)
+	// grouping matches the label list of by (...) and without (...).
+	grouping = regexp.MustCompile(`\b(by|without)\s*\(([^)]*)\)`)
+	// topAggregation matches an expression that is an aggregation as a whole.
+	topAggregation = regexp.MustCompile(`^\s*(sum|min|max|avg|count)\s*\(`)
+	// legendLabel matches {{label}} in a Grafana legend and {{ $labels.label }} in an
+	// alert annotation.
+	legendLabel     = regexp.MustCompile(`\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}`)
+	annotationLabel = regexp.MustCompile(`\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
+)
+
+// targetLabels are the labels Prometheus adds to every scraped series.
+var targetLabels = []string{"job", "instance"}
+
+// labelUse checks the labels expr selects and groups by against the metrics table: each
+// must be a documented label of a metric expr queries (or job, instance, or le of a
+// histogram's buckets), and a matcher's value one the table lists for it. It returns the
+// labels expr's result keeps, for legends and annotations: those of its by (...) lists
+// if it has any; none if it aggregates as a whole without one; otherwise every label of
+// its metrics.
+func labelUse(t *testing.T, where, expr string, documented map[string]documentedMetric) map[string]bool {
+	t.Helper()
+	allowed := map[string]bool{}
+	for _, l := range targetLabels {
+		allowed[l] = true
+	}
+	for _, name := range referencedMetrics(t, expr, documented) {
+		for l := range documented[name].Labels {
+			allowed[l] = true
+		}
+	}
+	if strings.Contains(expr, "_bucket") {
+		allowed["le"] = true
+	}
+	for _, sel := range selector.FindAllStringSubmatch(expr, -1) {
+		m, isPgjet := documented[sel[1]]
+		for _, mt := range matcher.FindAllStringSubmatch(sel[2], -1) {
+			label, op, value := mt[1], mt[2], mt[3]
+			require.True(t, allowed[label], "%s: %q selects on label %s, which no metric it queries has (docs/operations.md)", where, expr, label)
+			values := m.Labels[label]
+			if !isPgjet || len(values) == 0 || op == "!=" || op == "!~" {
+				continue
+			}
+			for _, v := range strings.Split(value, "|") {
+				require.Contains(t, values, v, "%s: %q: %s has no %s=%q (docs/operations.md lists %v)", where, expr, sel[1], label, v, values)
+			}
+		}
+	}
+	kept := map[string]bool{}
+	groups := grouping.FindAllStringSubmatch(expr, -1)
+	for _, g := range groups {
+		for _, l := range strings.Split(g[2], ",") {
+			l = strings.TrimSpace(l)
+			if l == "" {
+				continue
+			}
+			require.True(t, allowed[l], "%s: %q groups %s %s, which no metric it queries has (docs/operations.md)", where, expr, g[1], l)
+			if g[1] == "by" {
+				kept[l] = true
+			}
+		}
+	}
+	if len(groups) == 0 && !topAggregation.MatchString(expr) {
+		kept = allowed
+	}
+	return kept
+}
+
+type panelTarget struct{ panel, expr, legend string }
+
+// dashboardTargets returns every query target of a Grafana dashboard.
+func dashboardTargets(v any, panel string, out *[]panelTarget) {
+	switch x := v.(type) {
+	case map[string]any:
+		if s, ok := x["title"].(string); ok {
+			panel = s
+		}
+		if expr, ok := x["expr"].(string); ok {
+			legend, _ := x["legendFormat"].(string)
+			*out = append(*out, panelTarget{panel: panel, expr: expr, legend: legend})
+		}
+		for _, val := range x {
+			dashboardTargets(val, panel, out)
+		}
+	case []any:
+		for _, val := range x {
+			dashboardTargets(val, panel, out)
+		}
+	}
+}
+
+// Every label a dashboard query or an alert rule selects on, groups by, shows in a
+// legend or names in an annotation is one the queried metrics have (docs/operations.md's
+// metrics table, which TestBinariesServeDocumentedMetricsAndHealth checks against the
+// binaries), and every label value a matcher names is one the table lists: a misspelt
+// label or value matches nothing, and a legend or summary naming a label the query
+// aggregated away comes out empty.
+func TestDashboardsAndRulesUseDocumentedLabels(t *testing.T) {
+	t.Parallel()
+	documented := map[string]documentedMetric{}
+	for _, m := range documentedMetrics(t) {
+		documented[m.Name] = m
+	}
+	dir := filepath.Join(root(t), "dashboards")
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	require.NoError(t, err)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var d map[string]any
+		require.NoError(t, json.Unmarshal(b, &d), f)
+		var targets []panelTarget
+		dashboardTargets(d, "", &targets)
+		require.NotEmpty(t, targets, f)
+		for _, tg := range targets {
+			where := filepath.Base(f) + " panel " + tg.panel
+			kept := labelUse(t, where, tg.expr, documented)
+			for _, m := range legendLabel.FindAllStringSubmatch(tg.legend, -1) {
+				require.True(t, kept[m[1]], "%s: legend %q shows {{%s}}, which %q does not keep", where, tg.legend, m[1], tg.expr)
+			}
+		}
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, "alerts.yml"))
+	require.NoError(t, err)
+	var rules ruleFile
+	require.NoError(t, yaml.Unmarshal(b, &rules))
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			where := "alert " + r.Alert
+			kept := labelUse(t, where, r.Expr, documented)
+			for name, text := range r.Annotations {
+				for _, m := range annotationLabel.FindAllStringSubmatch(text, -1) {
+					require.True(t, kept[m[1]], "%s: annotation %s names $labels.%s, which %q does not keep", where, name, m[1], r.Expr)
+				}
+			}
+		}
+	}
+}

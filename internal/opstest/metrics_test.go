@@ -25,6 +25,26 @@ func root(t testing.TB) string {
 // documentedMetric is one row of the metrics table of docs/operations.md.
 type documentedMetric struct {
 	Name, Type, ExportedBy string
+	// Labels maps each label to the values the row lists for it (none: any value).
+	Labels map[string][]string
+}
+
+// labelCell matches one label of the labels column, "`result`: ok, error" or "`group`".
+var labelCell = regexp.MustCompile("`([a-z_]+)`(?::([^;`]*))?")
+
+// parseLabels reads the labels column of a metrics row.
+func parseLabels(cell string) map[string][]string {
+	out := map[string][]string{}
+	for _, m := range labelCell.FindAllStringSubmatch(cell, -1) {
+		var values []string
+		for _, v := range strings.Split(m[2], ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				values = append(values, v)
+			}
+		}
+		out[m[1]] = values
+	}
+	return out
 }
 
 // Components that run as binaries; "all" rows belong to each of them.
@@ -59,7 +79,9 @@ func documentedMetrics(t testing.TB) []documentedMetric {
 			require.NotNil(t, m, "malformed metrics row: %s", line)
 			require.Contains(t, []string{"counter", "gauge", "histogram"}, m[2], line)
 			require.Contains(t, append([]string{"all", plannedBy}, binaries...), m[3], line)
-			out = append(out, documentedMetric{Name: m[1], Type: m[2], ExportedBy: m[3]})
+			cells := strings.Split(line, "|")
+			require.GreaterOrEqual(t, len(cells), 6, "metrics row without a labels column: %s", line)
+			out = append(out, documentedMetric{Name: m[1], Type: m[2], ExportedBy: m[3], Labels: parseLabels(cells[4])})
 		}
 	}
 	require.NoError(t, sc.Err())
