@@ -58,6 +58,11 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 			Help: "Appends that group commit wrote with one statement for many appends (all expecting Any).",
 		}),
 	}
+	// Every result exists from the start, so rate() and the error alert see a series
+	// before the first failure: a series born at 1 shows no increase.
+	for _, result := range []string{"ok", "duplicate", "conflict", "invalid", "error"} {
+		m.appends.WithLabelValues(result)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.appends, m.events, m.perAppend, m.duration, m.validation, m.groupSize, m.groupFallbacks, m.groupMerged} {
 			if err := reg.Register(c); err != nil {

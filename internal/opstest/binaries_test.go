@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/pgtest"
@@ -108,7 +111,9 @@ func TestBinariesServeDocumentedMetricsAndHealth(t *testing.T) {
 		for k := range e.samples {
 			require.NotRegexp(t, unboundedLabel, k, "%s: unbounded label", p.name)
 		}
+		requireDocumentedLabels(t, p.name, e)
 	}
+	requireAlertedSeries(t, procs)
 	w := scrape(t, writer)
 	for result, want := range map[string]float64{"ok": 1, "conflict": 1, "invalid": 1} {
 		n, _ := w.sum("pgjet_append_total", `result="`+result+`"`)
@@ -198,4 +203,89 @@ func TestBinariesServeDocumentedMetricsAndHealth(t *testing.T) {
 	}
 	require.Equal(t, 1, failing, "a failing check is logged once, however often it is probed")
 	writer.stop(t)
+}
+
+// sampleLabel matches one label of a sample in the text exposition.
+var sampleLabel = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`)
+
+// requireDocumentedLabels checks that each pgjet metric binary exports has the labels of
+// its row in docs/operations.md: the dashboards and alert rules are checked against the
+// table (TestDashboardsAndRulesUseDocumentedLabels), so the table must match the code.
+func requireDocumentedLabels(t *testing.T, binary string, e exposition) {
+	t.Helper()
+	documented := map[string]documentedMetric{}
+	for _, m := range documentedMetrics(t) {
+		documented[m.Name] = m
+	}
+	exported := map[string]map[string]bool{} // family -> label names
+	for k := range e.samples {
+		name, labels, _ := strings.Cut(k, "{")
+		if !strings.HasPrefix(name, "pgjet_") {
+			continue
+		}
+		if _, ok := e.types[name]; !ok {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, cut := strings.CutSuffix(name, suffix); cut && e.types[base] == "histogram" {
+					name = base
+				}
+			}
+		}
+		if exported[name] == nil {
+			exported[name] = map[string]bool{}
+		}
+		for _, m := range sampleLabel.FindAllStringSubmatch(labels, -1) {
+			if m[1] != "le" {
+				exported[name][m[1]] = true
+			}
+		}
+	}
+	for name, labels := range exported {
+		m, ok := documented[name]
+		require.True(t, ok, "%s exports %s, which docs/operations.md does not list", binary, name)
+		require.ElementsMatch(t, slices.Collect(maps.Keys(m.Labels)), slices.Collect(maps.Keys(labels)),
+			"%s: labels of %s (docs/operations.md's labels column)", binary, name)
+	}
+}
+
+// requireAlertedSeries checks that every series an alert rule selects by label value
+// (pgjet_append_total{result="error"}) is exported from the start, before the first
+// such event: rate() and increase() see no rise in a series that is born at 1, so an
+// alert on the first failures would stay silent.
+func requireAlertedSeries(t *testing.T, procs []*process) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(t), "dashboards", "alerts.yml"))
+	require.NoError(t, err)
+	var rules ruleFile
+	require.NoError(t, yaml.Unmarshal(b, &rules))
+	exportedBy := map[string]string{}
+	for _, m := range documentedMetrics(t) {
+		exportedBy[m.Name] = m.ExportedBy
+	}
+	scrapes := map[string]exposition{}
+	for _, p := range procs {
+		scrapes[p.name] = scrape(t, p)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			for _, sel := range selector.FindAllStringSubmatch(r.Expr, -1) {
+				by, ok := exportedBy[sel[1]]
+				if !ok || by == plannedBy {
+					continue
+				}
+				var want []string
+				for _, mt := range matcher.FindAllStringSubmatch(sel[2], -1) {
+					if mt[2] == "=" {
+						want = append(want, mt[1]+`="`+mt[3]+`"`)
+					}
+				}
+				for name, e := range scrapes {
+					if by != "all" && by != name {
+						continue
+					}
+					_, found := e.sum(sel[1], want...)
+					require.True(t, found, "alert %s: %s does not export %s{%s} before it first happens", r.Alert, name, sel[1], strings.Join(want, ","))
+				}
+			}
+		}
+	}
 }
