@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -150,8 +151,48 @@ func TestComposeDeploymentIsConsistent(t *testing.T) {
 			natsHosts = append(natsHosts, nu.Hostname())
 		}
 		require.ElementsMatch(t, []string{"nats-1", "nats-2", "nats-3"}, natsHosts, "%s knows every NATS node", name)
-		require.Equal(t, "3", env["PGJET_STREAM_REPLICAS"], "%s: R3", name)
+		if binaries[name] == "relay" {
+			require.Equal(t, "3", env["PGJET_STREAM_REPLICAS"], "%s: R3", name)
+		}
 		require.Equal(t, "json", env["LOG_FORMAT"], "%s: JSON logs", name)
+	}
+
+	// Every flag a service's command passes and every variable its environment sets is
+	// one its binary reads, as its -h lists them (OTEL_* aside: the OpenTelemetry SDK
+	// reads those); a flag's absolute path is one the image holds. A misspelt or misplaced
+	// setting would otherwise be ignored without a word.
+	binDir := buildBinaries(t)
+	dockerfile, err := os.ReadFile(filepath.Join(root(t), "deploy", "Dockerfile"))
+	require.NoError(t, err)
+	var copied []string
+	for _, m := range regexp.MustCompile(`(?m)^COPY\s+(?:--\S+\s+)*\S+\s+(/\S*)\s*$`).FindAllStringSubmatch(string(dockerfile), -1) {
+		copied = append(copied, m[1])
+	}
+	for name, bin := range binaries {
+		flags, envs := binaryUsage(t, binDir, bin)
+		s := c.Services[name]
+		for i := 1; i < len(s.Command); i++ {
+			arg := s.Command[i]
+			if !strings.HasPrefix(arg, "-") {
+				continue
+			}
+			flag, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			require.Contains(t, flags, flag, "%s: %s has no flag -%s", name, bin, flag)
+			if !hasValue && !flags[flag] && i+1 < len(s.Command) {
+				i++
+				value = s.Command[i]
+			}
+			if strings.HasPrefix(value, "/") {
+				require.True(t, slices.ContainsFunc(copied, func(dst string) bool { return strings.HasPrefix(value, dst) }),
+					"%s: -%s %s is not in the image (the Dockerfile copies %v)", name, flag, value, copied)
+			}
+		}
+		for k := range s.Environment {
+			if strings.HasPrefix(k, "OTEL_") {
+				continue
+			}
+			require.True(t, envs[k], "%s: %s reads no %s (see %s -h)", name, bin, k, bin)
+		}
 	}
 
 	// Prometheus scrapes every binary at its HTTP port and loads the alert rules.
@@ -278,4 +319,21 @@ func TestComposeDeploymentIsConsistent(t *testing.T) {
 			}
 		}
 	}
+}
+
+// binaryUsage returns the flags binary takes (true for a boolean flag, which takes no
+// separate value) and the environment variables it reads, from its -h output.
+func binaryUsage(t *testing.T, dir, binary string) (flags, envs map[string]bool) {
+	t.Helper()
+	out, _ := exec.Command(filepath.Join(dir, binary), "-h").CombinedOutput() // exits 2 after the usage
+	flags, envs = map[string]bool{}, map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^  -(\S+)( \S+)?$`).FindAllStringSubmatch(string(out), -1) {
+		flags[m[1]] = m[2] == ""
+	}
+	for _, m := range regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`).FindAllStringSubmatch(string(out), -1) {
+		envs[m[1]] = true
+	}
+	require.NotEmpty(t, flags, "%s -h lists no flags:\n%s", binary, out)
+	require.NotEmpty(t, envs, "%s -h lists no environment variables:\n%s", binary, out)
+	return flags, envs
 }
