@@ -113,6 +113,13 @@ func TestComposeDeploymentIsConsistent(t *testing.T) {
 			require.NoError(t, err)
 			require.NotEmpty(t, s.Command, "%s: command names the binary", name)
 			require.Contains(t, string(docker), "./cmd/"+s.Command[0], "%s: the image builds %s", name, s.Command[0])
+			if strings.Contains(string(docker), "COPY . .") {
+				ignore, err := os.ReadFile(filepath.Join(ctxDir, ".dockerignore"))
+				require.NoError(t, err, "%s: the image copies its whole build context; a .dockerignore keeps data out", name)
+				for _, p := range []string{".git", ".pgjet", "bin", "**/node_modules"} {
+					require.Contains(t, strings.Fields(string(ignore)), p, "%s: .dockerignore leaves out %s", name, p)
+				}
+			}
 			binaries[name] = s.Command[0]
 		}
 		for _, d := range s.dependsOn() {
