@@ -103,6 +103,7 @@ func TestDashboardsAndRulesQueryExportedMetrics(t *testing.T) {
 	used := map[string]bool{}
 	check := func(where, expr string) {
 		require.True(t, balanced(expr), "%s: unbalanced brackets in %q", where, expr)
+		requireFunctionsFitTypes(t, where, expr, documented)
 		refs := referencedMetrics(t, expr, documented)
 		require.True(t, len(refs) > 0 || strings.Contains(expr, "up{"), "%s: %q queries no pgjet metric", where, expr)
 		for _, name := range refs {
@@ -329,5 +330,57 @@ func TestDashboardsAndRulesUseDocumentedLabels(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+var (
+	// counterFunction matches a function of counters applied to a series selector.
+	counterFunction = regexp.MustCompile(`\b(rate|irate|increase|resets)\s*\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)`)
+	// gaugeFunction matches a function of gauges applied to a series selector.
+	gaugeFunction = regexp.MustCompile(`\b(delta|idelta|deriv|predict_linear)\s*\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)`)
+)
+
+// requireFunctionsFitTypes checks that expr applies rate(), irate(), increase() and
+// resets() to counters and histogram series only, delta(), idelta(), deriv() and
+// predict_linear() to gauges only, and histogram_quantile() to _bucket series summed by
+// le. The wrong pairs give numbers, just wrong ones: rate() takes a falling gauge for a
+// counter reset, delta() of a counter jumps at every restart, and a quantile without le
+// is no quantile.
+func requireFunctionsFitTypes(t *testing.T, where, expr string, documented map[string]documentedMetric) {
+	t.Helper()
+	family := func(name string) (string, string) {
+		if m, ok := documented[name]; ok {
+			return name, m.Type
+		}
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, cut := strings.CutSuffix(name, suffix); cut && documented[base].Type == "histogram" {
+				return base, "histogram series"
+			}
+		}
+		return name, ""
+	}
+	for _, m := range counterFunction.FindAllStringSubmatch(expr, -1) {
+		if !strings.HasPrefix(m[2], "pgjet_") {
+			continue
+		}
+		_, typ := family(m[2])
+		require.Contains(t, []string{"counter", "histogram series"}, typ, "%s: %q applies %s() to %s, a %s", where, expr, m[1], m[2], typ)
+	}
+	for _, m := range gaugeFunction.FindAllStringSubmatch(expr, -1) {
+		if !strings.HasPrefix(m[2], "pgjet_") {
+			continue
+		}
+		_, typ := family(m[2])
+		require.Equal(t, "gauge", typ, "%s: %q applies %s() to %s, a %s", where, expr, m[1], m[2], typ)
+	}
+	if strings.Contains(expr, "histogram_quantile(") {
+		require.Contains(t, expr, "_bucket", "%s: %q: histogram_quantile() over a histogram's _bucket series", where, expr)
+		le := false
+		for _, g := range grouping.FindAllStringSubmatch(expr, -1) {
+			for _, l := range strings.Split(g[2], ",") {
+				le = le || g[1] == "by" && strings.TrimSpace(l) == "le"
+			}
+		}
+		require.True(t, le, "%s: %q: histogram_quantile() needs its buckets summed by (le)", where, expr)
 	}
 }
