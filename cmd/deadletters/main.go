@@ -68,7 +68,9 @@ func main() {
 		f.Int(&o.seq, "seq", "", 0, "re-drive the dead letter with this sequence (see list)")
 		f.String(&o.id, "id", "", "", "re-drive the dead letters of this event id")
 		f.Bool(&o.all, "all", "", false, "re-drive every dead letter (of -group)")
+		f.NonNegative("seq")
 	}
+	f.NoArgs("deadletters " + cmd + " [flags]")
 	service.Main("deadletters", &c, f, os.Args[2:], func(ctx context.Context, log *zap.Logger) error {
 		nc, err := c.ConnectNATS(ctx, "pgjet-deadletters", log)
 		if err != nil {

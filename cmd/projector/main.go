@@ -44,10 +44,16 @@ func main() {
 	f.Bool(&resume, "resume", "PROJECTOR_REBUILD_RESUME", false, "rebuild: continue an interrupted rebuild instead of starting over")
 	f.Duration(&lockTimeout, "swap-lock-timeout", "PROJECTOR_SWAP_LOCK_TIMEOUT", 5*time.Second, "rebuild: longest wait for a lock at the swap before catching up and retrying")
 
+	f.NonNegative("batch-size", "swap-lock-timeout")
+	f.Positive("stall-after")
+
 	args := os.Args[1:]
 	cmd := ""
 	if len(args) > 0 && (args[0] == "migrate" || args[0] == "rebuild") {
 		cmd, args = args[0], args[1:]
+	}
+	if cmd != "rebuild" {
+		f.NoArgs("projector [migrate] [flags], or projector rebuild [flags] NAME")
 	}
 	service.Main("projector", &c, f, args, func(ctx context.Context, log *zap.Logger) error {
 		var name string

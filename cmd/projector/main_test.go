@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -76,4 +77,30 @@ func TestRebuildCommand(t *testing.T) {
 
 	out, err = projector(t, env, "rebuild", "nosuch")
 	require.Error(t, err, out)
+}
+
+// Settings out of range stop the projector at start with exit code 2 and a message naming
+// the flag: -stall-after 0 used to keep it not ready for ever; a negative
+// -swap-lock-timeout failed a rebuild only at its swap; a stray argument was ignored.
+func TestSettingsAreChecked(t *testing.T) {
+	t.Parallel()
+	env := []string{mainEnv + "=1", "DATABASE_URL=" + pgtest.DB(t), "PGJET_DATA_DIR=" + t.TempDir(), "PROJECTOR_HTTP_ADDR=127.0.0.1:0"}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{env: "PROJECTOR_STALL_AFTER=0s", want: "-stall-after (env PROJECTOR_STALL_AFTER) must be more than zero, not 0s"},
+		{args: []string{"rebuild", "-swap-lock-timeout", "-5s", "orders"}, want: "-swap-lock-timeout (env PROJECTOR_SWAP_LOCK_TIMEOUT) must not be negative"},
+		{args: []string{"-batch-size", "-1"}, want: "-batch-size (env PROJECTOR_BATCH_SIZE) must not be negative"},
+		{args: []string{"-batch-size", "10", "rebuild", "orders"}, want: `unexpected argument "rebuild"`},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], tc.args...)
+		cmd.Env = append(append(os.Environ(), env...), tc.env)
+		out, _ := cmd.CombinedOutput()
+		require.Equal(t, 2, cmd.ProcessState.ExitCode(), "%v %s: %s", tc.args, tc.env, out)
+		require.Contains(t, string(out), tc.want)
+	}
 }

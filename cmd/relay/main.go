@@ -47,6 +47,9 @@ func main() {
 	f.Int(&workers, "workers", "RELAY_WORKERS", 4, "partition-draining workers while the outbox has a backlog (one without)")
 	f.Duration(&poll, "poll-interval", "RELAY_POLL_INTERVAL", time.Second, "polling fallback and rebalance interval")
 	f.Duration(&outboxMaxAge, "outbox-max-age", "RELAY_OUTBOX_MAX_AGE", time.Minute, "not ready while the oldest unpublished outbox row is older than this")
+	f.NonNegative("replicas", "duplicate-window", "max-age", "batch-size", "window", "workers")
+	f.Positive("poll-interval", "outbox-max-age")
+	f.NoArgs("relay [migrate] [flags]")
 
 	args := os.Args[1:]
 	migrateOnly := len(args) > 0 && args[0] == "migrate"

@@ -43,6 +43,8 @@ func main() {
 	f.Int(&sc.MaxEventSize, "max-event-bytes", "WRITER_MAX_EVENT_BYTES", pgjet.DefaultMaxEventSize, "largest event data, in bytes of Avro; with its headers it must fit in NATS's max_payload")
 	f.Int(&sc.MaxMetadataSize, "max-metadata-bytes", "WRITER_MAX_METADATA_BYTES", 16<<10, "largest event metadata, in bytes of keys and values")
 	f.Int(&readCache, "read-cache-bytes", "WRITER_READ_CACHE_BYTES", 0, "memory for recently read stream events; 0: no cache")
+	f.NonNegative("max-body-bytes", "max-events-per-append", "max-event-bytes", "max-metadata-bytes", "read-cache-bytes")
+	f.NoArgs("writer [migrate] [flags]")
 
 	args := os.Args[1:]
 	migrateOnly := len(args) > 0 && args[0] == "migrate"

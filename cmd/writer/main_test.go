@@ -215,3 +215,26 @@ func TestSecretsStayOutOfLogsAndMetrics(t *testing.T) {
 		require.NotContains(t, failedDBOut.String(), s, "a secret in a failed start's log")
 	}
 }
+
+// Flags end at the first argument that is not one, so "migrate" after a flag is not the
+// subcommand: the writer refuses it (exit 2) rather than ignoring it and serving; a
+// negative limit is refused the same way. "migrate" first migrates and exits 0.
+func TestArgumentsAndLimitsAreChecked(t *testing.T) {
+	t.Parallel()
+	env := []string{"DATABASE_URL=" + pgtest.DB(t), "WRITER_HTTP_ADDR=127.0.0.1:0", "PGJET_DATA_DIR=" + t.TempDir(), "LOG_FORMAT=json"}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		code int
+		want string
+	}{
+		{args: []string{"-log-level", "debug", "migrate"}, code: 2, want: `unexpected argument "migrate"`},
+		{args: []string{"-max-body-bytes", "-1"}, code: 2, want: "-max-body-bytes (env WRITER_MAX_BODY_BYTES) must not be negative"},
+		{env: "WRITER_READ_CACHE_BYTES=-1", code: 2, want: "-read-cache-bytes (env WRITER_READ_CACHE_BYTES) must not be negative"},
+		{args: []string{"migrate", "-log-level", "debug"}, code: 0, want: `"msg":"stopped"`},
+	} {
+		cmd, out := writerProcess(t, append(env, tc.env), tc.args...)
+		require.Equal(t, tc.code, waitExit(t, cmd), "%v: %s", tc.args, out)
+		require.Contains(t, out.String(), tc.want)
+	}
+}

@@ -2,7 +2,6 @@ package service
 
 import (
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -268,7 +267,7 @@ func natsURLSecrets(urls string) []string {
 // lines are visible to every user of the machine (ps).
 func (f *Flags) Secret(p *string, name, env, usage string) {
 	f.StringVar(p, name, "", f.usage(env, usage))
-	if v, ok := os.LookupEnv(env); ok && env != "" {
+	if v, ok := f.lookupEnv(name, env); ok {
 		*p = v
 	}
 }

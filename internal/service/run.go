@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"sync"
@@ -39,6 +40,13 @@ func (c *Common) Register(f *Flags) {
 	f.Int(&c.MaxConns, "db-max-conns", "DB_MAX_CONNS", 0, "Postgres pool size; 0 uses pgxpool's default, max(4, CPUs)")
 	c.NATSSecurity.Register(f)
 	f.redactDefault("database-url", RedactDSN)
+	f.NonNegative("db-max-conns")
+	f.Check(func() error {
+		if c.MaxConns > math.MaxInt32 {
+			return fmt.Errorf("%s is too large: %d", f.describe("db-max-conns"), c.MaxConns)
+		}
+		return nil
+	})
 }
 
 // ExitError makes Main exit with Code instead of 1, for binaries whose exit status says
