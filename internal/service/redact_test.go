@@ -15,8 +15,6 @@ import (
 	"github.com/pgjet/pgjet/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
 func TestRedactDSN(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ in, want string }{

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -60,10 +61,15 @@ func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
 // Main runs a binary: parses flags, builds a logger, cancels the context on SIGINT or
-// SIGTERM, and calls run. It exits the process with 2 on bad flags and 1 on error, or
-// with the code of an *ExitError that run returns.
+// SIGTERM, and calls run. It exits the process with 0 after -h, 2 on bad flags and 1 on
+// error, or with the code of an *ExitError that run returns. After the first signal, a
+// second one ends the process at once (the default action of the signal), in case the
+// graceful shutdown hangs.
 func Main(name string, c *Common, f *Flags, args []string, run func(ctx context.Context, log *zap.Logger) error) {
 	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // the usage is printed
+		}
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(2)
 	}
@@ -75,7 +81,25 @@ func Main(name string, c *Common, f *Flags, args []string, run func(ctx context.
 	log = log.With(zap.String("service", name))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, log); err != nil {
+	finished := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		select {
+		case <-finished: // ctx ended because run returned
+			return
+		default:
+		}
+		// Hand the signals back to the runtime: a second one ends the process.
+		stop()
+		log.Info("shutting down; a second signal stops at once")
+	}()
+	err = run(ctx, log)
+	close(finished)
+	if err != nil {
 		log.Error("stopped with an error", zap.Error(err))
 		_ = log.Sync()
 		code := 1
