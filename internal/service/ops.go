@@ -99,18 +99,61 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Serve serves handler on addr until ctx is cancelled, then shuts down gracefully. An
-// empty addr serves nothing and returns when ctx ends.
+// httpLimits bounds what one client can hold of an HTTP server, and how long a shutdown
+// waits for the requests in flight.
+type httpLimits struct {
+	readHeader, read, write, idle, shutdown time.Duration
+	maxHeaderBytes                          int
+}
+
+// defaultHTTPLimits are the limits of every binary's HTTP server (docs/operations.md).
+// A request has a minute to arrive whole (4 MiB bodies over slow links) and two to be
+// answered; idle keep-alive connections close after two minutes.
+func defaultHTTPLimits() httpLimits {
+	return httpLimits{
+		readHeader:     10 * time.Second,
+		read:           time.Minute,
+		write:          2 * time.Minute,
+		idle:           2 * time.Minute,
+		shutdown:       10 * time.Second,
+		maxHeaderBytes: 64 << 10,
+	}
+}
+
+// Serve serves handler on addr until ctx is cancelled, then shuts down gracefully: it
+// stops accepting connections and waits up to 10 seconds for the requests in flight,
+// then closes the connections of those still running. Slow or idle clients are cut off
+// (see docs/operations.md for the limits). An empty addr serves nothing, says so, and
+// returns when ctx ends.
 func Serve(ctx context.Context, addr string, handler http.Handler, log *zap.Logger) error {
+	return serve(ctx, addr, handler, log, defaultHTTPLimits())
+}
+
+func serve(ctx context.Context, addr string, handler http.Handler, log *zap.Logger, lim httpLimits) error {
 	if addr == "" {
+		log.Warn("the HTTP address is empty: serving no HTTP (no API, /metrics, /healthz or /readyz)")
 		<-ctx.Done()
 		return nil
+	}
+	// net/http's own complaints (accept errors, a handler's misuse) go to the JSON log,
+	// not to stderr as plain text.
+	errLog, err := zap.NewStdLogAt(log.Named("http"), zap.WarnLevel)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: lim.readHeader,
+		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    lim.maxHeaderBytes,
+		ErrorLog:          errLog,
+	}
 	log.Info("serving HTTP", zap.String("addr", ln.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -119,10 +162,12 @@ func Serve(ctx context.Context, addr string, handler http.Handler, log *zap.Logg
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lim.shutdown)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
+		log.Warn("HTTP requests still running at the end of the shutdown; closing their connections",
+			zap.Duration("waited", lim.shutdown), zap.Error(err))
+		_ = srv.Close()
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
