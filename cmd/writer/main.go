@@ -8,7 +8,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -45,6 +47,15 @@ func main() {
 	f.Int(&readCache, "read-cache-bytes", "WRITER_READ_CACHE_BYTES", 0, "memory for recently read stream events; 0: no cache")
 	f.NonNegative("max-body-bytes", "max-events-per-append", "max-event-bytes", "max-metadata-bytes", "read-cache-bytes")
 	f.NoArgs("writer [migrate] [flags]")
+	f.Check(func() error {
+		// A client cannot send a token that starts or ends with whitespace (it is trimmed
+		// from the header), so such a token would refuse every write. It usually comes
+		// from a secret file's trailing newline.
+		if auth.Token != strings.TrimSpace(auth.Token) {
+			return errors.New("-api-token (env WRITER_API_TOKEN) starts or ends with whitespace (a secret file's newline?); no client could present it")
+		}
+		return nil
+	})
 
 	args := os.Args[1:]
 	migrateOnly := len(args) > 0 && args[0] == "migrate"

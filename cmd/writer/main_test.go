@@ -218,7 +218,8 @@ func TestSecretsStayOutOfLogsAndMetrics(t *testing.T) {
 
 // Flags end at the first argument that is not one, so "migrate" after a flag is not the
 // subcommand: the writer refuses it (exit 2) rather than ignoring it and serving; a
-// negative limit is refused the same way. "migrate" first migrates and exits 0.
+// negative limit, or an API token no client could send (a secret file's newline), is
+// refused the same way. "migrate" first migrates and exits 0.
 func TestArgumentsAndLimitsAreChecked(t *testing.T) {
 	t.Parallel()
 	env := []string{"DATABASE_URL=" + pgtest.DB(t), "WRITER_HTTP_ADDR=127.0.0.1:0", "PGJET_DATA_DIR=" + t.TempDir(), "LOG_FORMAT=json"}
@@ -231,10 +232,12 @@ func TestArgumentsAndLimitsAreChecked(t *testing.T) {
 		{args: []string{"-log-level", "debug", "migrate"}, code: 2, want: `unexpected argument "migrate"`},
 		{args: []string{"-max-body-bytes", "-1"}, code: 2, want: "-max-body-bytes (env WRITER_MAX_BODY_BYTES) must not be negative"},
 		{env: "WRITER_READ_CACHE_BYTES=-1", code: 2, want: "-read-cache-bytes (env WRITER_READ_CACHE_BYTES) must not be negative"},
+		{env: "WRITER_API_TOKEN=tok-S3CRET\n", code: 2, want: "-api-token (env WRITER_API_TOKEN) starts or ends with whitespace"},
 		{args: []string{"migrate", "-log-level", "debug"}, code: 0, want: `"msg":"stopped"`},
 	} {
 		cmd, out := writerProcess(t, append(env, tc.env), tc.args...)
 		require.Equal(t, tc.code, waitExit(t, cmd), "%v: %s", tc.args, out)
 		require.Contains(t, out.String(), tc.want)
+		require.NotContains(t, out.String(), "S3CRET")
 	}
 }
