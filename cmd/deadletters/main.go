@@ -160,28 +160,54 @@ func redrive(ctx context.Context, js jetstream.JetStream, o options, out io.Writ
 	if err != nil {
 		return err
 	}
-	var seqs []uint64
-	for _, d := range dls {
-		if o.all || d.EventID == o.id || d.Sequence == uint64(o.seq) {
-			seqs = append(seqs, d.Sequence)
-		}
-	}
-	if len(seqs) == 0 {
+	picked := pick(dls, o)
+	if len(picked) == 0 {
 		return errors.New("no matching dead letters")
 	}
-	released := map[string]bool{}
-	for _, seq := range seqs {
-		d, err := subscription.Redrive(ctx, js, o.dl, seq)
-		if err != nil {
-			return err
-		}
-		if !d.Parked {
-			fmt.Fprintf(out, "re-drove %d: %s %s v%d for group %s\n", seq, d.EventID, d.StreamID, d.Version, d.Group)
+	return redriveEach(ctx, js, o.dl, picked, out)
+}
+
+// pick returns the dead letters of dls that o selects, oldest first, with one dead letter
+// per parked stream: re-driving one asks its group to replay them all, and the group
+// deletes them as it goes, so re-driving the others would find them gone or ask for a
+// second replay.
+func pick(dls []subscription.DeadLetter, o options) []subscription.DeadLetter {
+	var picked []subscription.DeadLetter
+	parked := map[string]bool{}
+	for _, d := range dls {
+		byID := o.id != "" && d.EventID == o.id
+		bySeq := o.seq > 0 && d.Sequence == uint64(o.seq)
+		if !o.all && !byID && !bySeq {
 			continue
 		}
-		if k := d.Group + "\x00" + d.StreamID; !released[k] {
-			released[k] = true
+		if d.Parked {
+			k := d.Group + "\x00" + d.StreamID
+			if parked[k] {
+				continue
+			}
+			parked[k] = true
+		}
+		picked = append(picked, d)
+	}
+	return picked
+}
+
+// redriveEach re-drives dls in order and says what it did. A dead letter gone since it was
+// listed (re-driven by someone else, or replayed with its parked stream) is reported, not
+// an error; on an error it says how many were re-driven before it.
+func redriveEach(ctx context.Context, js jetstream.JetStream, dl subscription.DeadLetterConfig, dls []subscription.DeadLetter, out io.Writer) error {
+	for i, want := range dls {
+		d, err := subscription.Redrive(ctx, js, dl, want.Sequence)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			fmt.Fprintf(out, "dead letter %d is gone: re-driven or replayed since it was listed\n", want.Sequence)
+			continue
+		case err != nil:
+			return fmt.Errorf("re-drove %d of the %d dead letters chosen; then %w", i, len(dls), err)
+		case d.Parked:
 			fmt.Fprintf(out, "released parked stream %s for ordered group %s: its dead letters are replayed in order\n", d.StreamID, d.Group)
+		default:
+			fmt.Fprintf(out, "re-drove %d: %s %s v%d for group %s\n", want.Sequence, d.EventID, d.StreamID, d.Version, d.Group)
 		}
 	}
 	return nil

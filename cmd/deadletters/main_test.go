@@ -155,3 +155,62 @@ func TestRedriveReleasesParkedStream(t *testing.T) {
 		return list(ctx, js, o, &out) == nil && strings.Count(out.String(), "\n") == 1
 	}, 20*time.Second, 20*time.Millisecond)
 }
+
+// Re-driving works from a list that went stale: a dead letter re-driven by someone else
+// since is reported as gone, not failed, and the rest are re-driven. Of a parked stream
+// only one dead letter is re-driven (the replay hands the group all of them).
+func TestRedriveFromStaleList(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Server(t)
+	_, js := natstest.Connect(t, srv)
+	_, err := relay.EnsureStream(ctx, js, relay.StreamConfig{})
+	require.NoError(t, err)
+
+	s, err := subscription.New(js, subscription.Config{Group: "billing", MaxDeliver: 1,
+		Handler: func(context.Context, subscription.Event) error { return errors.New("ledger offline") }})
+	require.NoError(t, err)
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(sctx) }()
+	for i := 1; i <= 2; i++ {
+		id := fmt.Sprintf("e-%d", i)
+		h := nats.Header{}
+		for k, v := range map[string]string{"Nats-Msg-Id": id, "ce-id": id, "ce-type": "pgjet.demo.order.OrderPlaced",
+			"ce-subject": "order-" + id, "ce-time": time.Now().UTC().Format(time.RFC3339Nano), "ce-streamversion": "1", "ce-position": "1"} {
+			h.Set(k, v)
+		}
+		_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "pgjet.events.order.pgjet:demo:order:OrderPlaced.order-" + id, Header: h, Data: []byte{0, 0, 0, 0, 1}})
+		require.NoError(t, err)
+	}
+	var dls []subscription.DeadLetter
+	require.Eventually(t, func() bool {
+		dls, err = subscription.ListDeadLetters(ctx, js, subscription.DeadLetterConfig{}, "billing")
+		return err == nil && len(dls) == 2
+	}, 20*time.Second, 20*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+
+	// Someone else re-drives the first one after our list.
+	_, err = subscription.Redrive(ctx, js, subscription.DeadLetterConfig{}, dls[0].Sequence)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, redriveEach(ctx, js, subscription.DeadLetterConfig{}, pick(dls, options{all: true}), &out))
+	require.Equal(t, fmt.Sprintf("dead letter %d is gone: re-driven or replayed since it was listed\nre-drove %d: e-2 order-e-2 v1 for group billing\n",
+		dls[0].Sequence, dls[1].Sequence), out.String())
+
+	parked := []subscription.DeadLetter{
+		{Sequence: 7, Group: "shipping", StreamID: "order-1", Parked: true},
+		{Sequence: 8, Group: "shipping", StreamID: "order-1", Parked: true, Held: true},
+		{Sequence: 9, Group: "shipping", StreamID: "order-2", Parked: true},
+		{Sequence: 10, Group: "other", StreamID: "order-1", Parked: true},
+	}
+	var seqs []uint64
+	for _, d := range pick(parked, options{all: true}) {
+		seqs = append(seqs, d.Sequence)
+	}
+	require.Equal(t, []uint64{7, 9, 10}, seqs)
+	// -seq picks that one only, even among dead letters without an event id (a message
+	// from outside pgjet has no ce-id).
+	require.Equal(t, []subscription.DeadLetter{parked[1]}, pick(parked, options{seq: 8}))
+}
