@@ -18,7 +18,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 
 	"go.uber.org/zap"
 
@@ -26,12 +28,14 @@ import (
 	"github.com/pgjet/pgjet/internal/service"
 )
 
+const usage = "usage: schemas register|check [flags] DIR"
+
 func main() {
 	var c service.Common
 	f := service.NewFlags("schemas")
 	c.Register(f)
 	f.Usage = func() {
-		fmt.Fprintln(f.Output(), "usage: schemas register|check [flags] DIR")
+		fmt.Fprintln(f.Output(), usage)
 		f.PrintDefaults()
 	}
 	if len(os.Args) < 2 || (os.Args[1] != "register" && os.Args[1] != "check") {
@@ -39,12 +43,18 @@ func main() {
 		os.Exit(2)
 	}
 	cmd := os.Args[1]
-	service.Main("schemas", &c, f, os.Args[2:], func(ctx context.Context, log *zap.Logger) error {
+	f.Check(func() error {
 		if f.NArg() != 1 {
-			f.Usage()
-			return fmt.Errorf("want one directory, got %d arguments", f.NArg())
+			return fmt.Errorf("want one directory, got %d arguments; %s", f.NArg(), usage)
 		}
+		return nil
+	})
+	service.Main("schemas", &c, f, os.Args[2:], func(ctx context.Context, log *zap.Logger) error {
 		dir := f.Arg(0)
+		// Before connecting: a mistyped directory must not pass a CI check vacuously.
+		if err := hasSchemas(dir); err != nil {
+			return err
+		}
 		var (
 			pg  *service.Postgres
 			err error
@@ -58,6 +68,13 @@ func main() {
 			return err
 		}
 		defer pg.Close(context.WithoutCancel(ctx))
+		if cmd == "check" {
+			// check changes nothing, so it does not migrate: a database without the
+			// registry is the wrong database, not one where everything can be registered.
+			if err := service.MigrationsCheck(pg)(ctx); err != nil {
+				return fmt.Errorf("checking against this database: %w", err)
+			}
+		}
 		reg, err := registry.New(registry.Config{Pool: pg.Pool})
 		if err != nil {
 			return err
@@ -79,6 +96,29 @@ func main() {
 		fmt.Fprintf(os.Stdout, "every schema in %s is registered or can be\n", dir)
 		return nil
 	})
+}
+
+// hasSchemas returns an error naming dir unless it is a directory holding at least one
+// .avsc file (at any depth).
+func hasSchemas(dir string) error {
+	found := false
+	err := fs.WalkDir(os.DirFS(dir), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && path.Ext(p) == ".avsc" {
+			found = true
+			return fs.SkipAll
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("schemas directory %s: %w", dir, err)
+	case !found:
+		return fmt.Errorf("schemas directory %s holds no .avsc files", dir)
+	}
+	return nil
 }
 
 func register(ctx context.Context, reg *registry.Registry, dir string, out io.Writer) error {

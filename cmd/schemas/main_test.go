@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,7 +19,16 @@ import (
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+const mainEnv = "PGJET_SCHEMAS_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		os.Args = append([]string{"schemas"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	pgtest.Main(m)
+}
 
 func newRegistry(t *testing.T) *registry.Registry {
 	t.Helper()
@@ -84,4 +97,37 @@ func TestCheck(t *testing.T) {
 	require.Equal(t, []int{1}, vs)
 	_, err = reg.Versions(ctx, "n.T")
 	require.ErrorIs(t, err, registry.ErrSubjectNotFound)
+}
+
+// The command refuses a directory that cannot pass for a schemas directory before it
+// connects (a mistyped path used to pass `schemas check` in CI with "every schema ... is
+// registered or can be"), wants exactly one directory (exit 2), and does not check
+// against a database without pgjet's registry.
+func TestCommandChecksItsInputs(t *testing.T) {
+	t.Parallel()
+	empty := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(empty, "readme.txt"), []byte("no schemas here"), 0o600))
+	env := []string{mainEnv + "=1", "DATABASE_URL=" + pgtest.DB(t), "PGJET_DATA_DIR=" + t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{args: []string{"check", empty}, code: 1, want: "schemas directory " + empty + " holds no .avsc files"},
+		{args: []string{"register", empty}, code: 1, want: "holds no .avsc files"},
+		{args: []string{"check", filepath.Join(empty, "nosuch")}, code: 1, want: "schemas directory " + filepath.Join(empty, "nosuch") + ": "},
+		{args: []string{"check"}, code: 2, want: "want one directory, got 0 arguments"},
+		{args: []string{"check", "../../schemas/avro", "extra"}, code: 2, want: "want one directory, got 2 arguments"},
+		{args: []string{"check", "../../schemas/avro"}, code: 1, want: "run `migrate`"}, // a fresh database
+		{args: []string{"register", "../../schemas/avro"}, code: 0, want: "pgjet.demo.order.OrderShipped version 3"},
+		{args: []string{"check", "../../schemas/avro"}, code: 0, want: "every schema in ../../schemas/avro is registered or can be"},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], tc.args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, _ := cmd.CombinedOutput()
+		require.Equal(t, tc.code, cmd.ProcessState.ExitCode(), "%v: %s", tc.args, out)
+		require.Contains(t, string(out), tc.want, "%v", tc.args)
+	}
 }

@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 
@@ -87,8 +88,11 @@ func main() {
 		}
 		if schemasDir != "" {
 			vs, err := store.Registry().RegisterFS(ctx, os.DirFS(schemasDir))
-			if err != nil {
-				return err
+			switch {
+			case err != nil:
+				return fmt.Errorf("registering the schemas of -schemas-dir %s: %w", schemasDir, err)
+			case len(vs) == 0:
+				return fmt.Errorf("-schemas-dir %s holds no .avsc files", schemasDir)
 			}
 			log.Info("schemas registered", zap.String("dir", schemasDir), zap.Int("schemas", len(vs)))
 		}

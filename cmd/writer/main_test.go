@@ -219,7 +219,8 @@ func TestSecretsStayOutOfLogsAndMetrics(t *testing.T) {
 // Flags end at the first argument that is not one, so "migrate" after a flag is not the
 // subcommand: the writer refuses it (exit 2) rather than ignoring it and serving; a
 // negative limit, or an API token no client could send (a secret file's newline), is
-// refused the same way. "migrate" first migrates and exits 0.
+// refused the same way. A -schemas-dir without schemas stops the writer (exit 1) naming
+// it. "migrate" first migrates and exits 0.
 func TestArgumentsAndLimitsAreChecked(t *testing.T) {
 	t.Parallel()
 	env := []string{"DATABASE_URL=" + pgtest.DB(t), "WRITER_HTTP_ADDR=127.0.0.1:0", "PGJET_DATA_DIR=" + t.TempDir(), "LOG_FORMAT=json"}
@@ -233,6 +234,8 @@ func TestArgumentsAndLimitsAreChecked(t *testing.T) {
 		{args: []string{"-max-body-bytes", "-1"}, code: 2, want: "-max-body-bytes (env WRITER_MAX_BODY_BYTES) must not be negative"},
 		{env: "WRITER_READ_CACHE_BYTES=-1", code: 2, want: "-read-cache-bytes (env WRITER_READ_CACHE_BYTES) must not be negative"},
 		{env: "WRITER_API_TOKEN=tok-S3CRET\n", code: 2, want: "-api-token (env WRITER_API_TOKEN) starts or ends with whitespace"},
+		{args: []string{"-schemas-dir", "nosuch"}, code: 1, want: "registering the schemas of -schemas-dir nosuch: "},
+		{args: []string{"-schemas-dir", "."}, code: 1, want: "-schemas-dir . holds no .avsc files"},
 		{args: []string{"migrate", "-log-level", "debug"}, code: 0, want: `"msg":"stopped"`},
 	} {
 		cmd, out := writerProcess(t, append(env, tc.env), tc.args...)
