@@ -44,6 +44,9 @@ run "deadletters list -h" for the flags`
 func main() {
 	if len(os.Args) < 2 || (os.Args[1] != "list" && os.Args[1] != "redrive") {
 		fmt.Fprintln(os.Stderr, usage)
+		if len(os.Args) == 2 && service.IsHelp(os.Args[1]) {
+			os.Exit(0)
+		}
 		os.Exit(2)
 	}
 	cmd := os.Args[1]

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,4 +215,39 @@ func TestRedriveFromStaleList(t *testing.T) {
 	// -seq picks that one only, even among dead letters without an event id (a message
 	// from outside pgjet has no ce-id).
 	require.Equal(t, []subscription.DeadLetter{parked[1]}, pick(parked, options{seq: 8}))
+}
+
+const mainEnv = "PGJET_DEADLETTERS_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		os.Args = append([]string{"deadletters"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// -h exits 0 with the usage; a missing or unknown subcommand, a stray argument or a
+// negative -seq exits 2.
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{args: []string{"-h"}, code: 0, want: "deadletters redrive [-group G]"},
+		{args: []string{"list", "-h"}, code: 0, want: "-nats-url"},
+		{args: nil, code: 2, want: "deadletters list"},
+		{args: []string{"purge"}, code: 2, want: "deadletters list"},
+		{args: []string{"redrive", "-group", "g", "all"}, code: 2, want: `unexpected argument "all"`},
+		{args: []string{"redrive", "-seq", "-4"}, code: 2, want: "-seq must not be negative"},
+	} {
+		cmd := exec.Command(os.Args[0], tc.args...)
+		cmd.Env = append(os.Environ(), mainEnv+"=1", "PGJET_DATA_DIR="+t.TempDir())
+		out, _ := cmd.CombinedOutput()
+		require.Equal(t, tc.code, cmd.ProcessState.ExitCode(), "%v: %s", tc.args, out)
+		require.Contains(t, string(out), tc.want, "%v", tc.args)
+	}
 }

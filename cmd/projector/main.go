@@ -54,13 +54,17 @@ func main() {
 	}
 	if cmd != "rebuild" {
 		f.NoArgs("projector [migrate] [flags], or projector rebuild [flags] NAME")
+	} else {
+		f.Check(func() error {
+			if f.NArg() != 1 {
+				return errors.New("usage: projector rebuild [flags] NAME")
+			}
+			return nil
+		})
 	}
 	service.Main("projector", &c, f, args, func(ctx context.Context, log *zap.Logger) error {
 		var name string
 		if cmd == "rebuild" {
-			if f.NArg() != 1 {
-				return errors.New("usage: projector rebuild [flags] NAME")
-			}
 			if name = f.Arg(0); name != demo.ProjectionName {
 				return fmt.Errorf("unknown projection %q; this projector runs %q", name, demo.ProjectionName)
 			}

@@ -94,6 +94,7 @@ func TestSettingsAreChecked(t *testing.T) {
 		{args: []string{"rebuild", "-swap-lock-timeout", "-5s", "orders"}, want: "-swap-lock-timeout (env PROJECTOR_SWAP_LOCK_TIMEOUT) must not be negative"},
 		{args: []string{"-batch-size", "-1"}, want: "-batch-size (env PROJECTOR_BATCH_SIZE) must not be negative"},
 		{args: []string{"-batch-size", "10", "rebuild", "orders"}, want: `unexpected argument "rebuild"`},
+		{args: []string{"rebuild", "-batch-size", "10"}, want: "usage: projector rebuild [flags] NAME"},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()

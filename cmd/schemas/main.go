@@ -40,6 +40,9 @@ func main() {
 	}
 	if len(os.Args) < 2 || (os.Args[1] != "register" && os.Args[1] != "check") {
 		f.Usage()
+		if len(os.Args) == 2 && service.IsHelp(os.Args[1]) {
+			os.Exit(0)
+		}
 		os.Exit(2)
 	}
 	cmd := os.Args[1]

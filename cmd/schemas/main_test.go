@@ -117,6 +117,9 @@ func TestCommandChecksItsInputs(t *testing.T) {
 		{args: []string{"register", empty}, code: 1, want: "holds no .avsc files"},
 		{args: []string{"check", filepath.Join(empty, "nosuch")}, code: 1, want: "schemas directory " + filepath.Join(empty, "nosuch") + ": "},
 		{args: []string{"check"}, code: 2, want: "want one directory, got 0 arguments"},
+		{args: []string{"-h"}, code: 0, want: "usage: schemas register|check [flags] DIR"},
+		{args: []string{"check", "-h"}, code: 0, want: "-database-url"},
+		{args: []string{"verify", "x"}, code: 2, want: "usage: schemas register|check [flags] DIR"},
 		{args: []string{"check", "../../schemas/avro", "extra"}, code: 2, want: "want one directory, got 2 arguments"},
 		{args: []string{"check", "../../schemas/avro"}, code: 1, want: "run `migrate`"}, // a fresh database
 		{args: []string{"register", "../../schemas/avro"}, code: 0, want: "pgjet.demo.order.OrderShipped version 3"},

@@ -153,6 +153,12 @@ func (f *Flags) NoArgs(usage string) {
 	})
 }
 
+// IsHelp reports whether arg asks for help as the flag package understands it (-h, -help,
+// --help), for binaries that read a subcommand before their flags.
+func IsHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--h" || arg == "--help"
+}
+
 // Parse parses args, then reports every bad environment value (of a flag not given on the
 // command line, which wins) and every failed check together. -h (and -help) answers
 // flag.ErrHelp after printing the usage.
