@@ -7,6 +7,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -101,6 +102,9 @@ func main() {
 			return err
 		}
 		defer nc.Close()
+		if err := eventFitsNATS(cmp.Or(sc.MaxEventSize, pgjet.DefaultMaxEventSize), nc.Conn.MaxPayload()); err != nil {
+			return err
+		}
 		api, err := writer.NewHandler(writer.HandlerConfig{Store: store, Logger: log, MaxBodyBytes: int64(maxBody), TracerProvider: tp})
 		if err != nil {
 			return err
@@ -128,4 +132,20 @@ func main() {
 		return service.RunAll(ctx, natsAPI.Run, regNATS.Run,
 			func(ctx context.Context) error { return service.Serve(ctx, httpAddr, ops.Mux, log) })
 	})
+}
+
+// natsMessageRoom is what an event's NATS message needs beside its data: the 5 bytes of
+// the wire format and the headers, whose stream id and type can reach 256 bytes each, twice.
+const natsMessageRoom = 4 << 10
+
+// eventFitsNATS checks that the largest event the writer accepts fits in a NATS message
+// of the server's max_payload: a larger one would be appended, and then the relay could
+// never publish it, holding up its stream for ever.
+func eventFitsNATS(maxEvent int, maxPayload int64) error {
+	if int64(maxEvent)+natsMessageRoom <= maxPayload {
+		return nil
+	}
+	return fmt.Errorf("-max-event-bytes (env WRITER_MAX_EVENT_BYTES) is %d, but the NATS server's max_payload is %d: "+
+		"an event that large (with %d bytes of headers) would be appended and never published; "+
+		"lower -max-event-bytes or raise max_payload on every NATS server", maxEvent, maxPayload, natsMessageRoom)
 }

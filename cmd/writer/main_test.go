@@ -244,3 +244,35 @@ func TestArgumentsAndLimitsAreChecked(t *testing.T) {
 		require.NotContains(t, out.String(), "S3CRET")
 	}
 }
+
+// The writer refuses to start when the largest event it would accept does not fit in the
+// NATS server's max_payload: such an event would commit and never be published. With a
+// limit that fits, it serves.
+func TestMaxEventMustFitNATS(t *testing.T) {
+	t.Parallel()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir(), MaxPayload: 64 << 10})
+	require.NoError(t, err)
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	addr := freeAddr(t)
+	env := []string{"DATABASE_URL=" + pgtest.DB(t), "NATS_URL=" + ns.ClientURL(), "WRITER_HTTP_ADDR=" + addr,
+		"PGJET_DATA_DIR=" + t.TempDir(), "LOG_FORMAT=json"}
+
+	tooBig, out := writerProcess(t, env)
+	require.Equal(t, 1, waitExit(t, tooBig), "output:\n%s", out)
+	require.Contains(t, out.String(), "-max-event-bytes (env WRITER_MAX_EVENT_BYTES) is 1015808, but the NATS server's max_payload is 65536")
+
+	fits, out := writerProcess(t, env, "-max-event-bytes", "60000")
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 50*time.Millisecond, "the writer never got ready; output:\n%s", out)
+	require.NoError(t, fits.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, waitExit(t, fits), "output:\n%s", out)
+}
