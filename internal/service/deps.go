@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -32,12 +33,17 @@ type Postgres struct {
 
 // OpenPostgres connects to url. With url empty it tries LocalPostgres, and if nothing
 // answers there it starts a throwaway cluster from the machine's PostgreSQL binaries with
-// its data under dataDir/postgres. maxConns > 0 sizes the pool.
+// its data under dataDir/postgres. A server that answers there with an error (a password
+// it wants, say) is an error, not a reason for a throwaway cluster. maxConns > 0 sizes
+// the pool.
 func OpenPostgres(ctx context.Context, url, dataDir string, maxConns int, log *zap.Logger) (*Postgres, error) {
 	pg := &Postgres{URL: url}
 	if url == "" {
 		pg.URL = LocalPostgres
 		if err := ping(ctx, LocalPostgres); err != nil {
+			if answered(err) {
+				return nil, fmt.Errorf("Postgres at %s refused the connection (set -database-url or DATABASE_URL): %w", LocalPostgres, err)
+			}
 			log.Info("no Postgres at the default address; starting a throwaway cluster",
 				zap.String("tried", LocalPostgres), zap.String("dir", filepath.Join(dataDir, "postgres")))
 			c, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(dataDir, "postgres")})
@@ -65,6 +71,14 @@ func OpenPostgres(ctx context.Context, url, dataDir string, maxConns int, log *z
 		return nil, fmt.Errorf("connecting to Postgres at %s: %w", redact(cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database), scrub(err, dsnSecrets(pg.URL)...))
 	}
 	return pg, nil
+}
+
+// answered reports whether err, from connecting, comes from a Postgres server that
+// answered (and refused: authentication, a missing database or role, too many
+// connections) rather than from nothing answering.
+func answered(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr)
 }
 
 func redact(host string, port uint16, db string) string {

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -51,4 +53,28 @@ func TestOpenFreshStartsEmptyAndMigrated(t *testing.T) {
 	v, err = migrate.Version(ctx, pg.Pool)
 	require.NoError(t, err)
 	require.Equal(t, migrate.Latest(), v)
+}
+
+// Only a Postgres that does not answer makes a binary without a database URL start a
+// throwaway cluster; one that answers with an error (here: a database it does not have)
+// is reported instead, since the user most likely meant that server.
+func TestOnlySilenceStartsAThrowawayCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, err := url.Parse(pgtest.DB(t))
+	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
+		t.Skip("the test server's URL is a key=value DSN")
+	}
+	u.Path = "/pgjet_no_such_database"
+	err = ping(ctx, u.String())
+	require.Error(t, err)
+	require.True(t, answered(err), "%v", err)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	err = ping(ctx, "postgres://postgres@"+addr+"/postgres?sslmode=disable")
+	require.Error(t, err)
+	require.False(t, answered(err), "%v", err)
 }
