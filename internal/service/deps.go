@@ -1,12 +1,16 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -141,19 +145,32 @@ type NATS struct {
 	Conn     *nats.Conn
 	URL      string
 	embedded *embednats.Server
+	lock     *os.File // held while the embedded server runs
 	closed   chan struct{}
 }
 
 // ConnectNATS connects to url. With url empty it starts an embedded nats-server with
 // JetStream (file store under dataDir/nats, fsync on every write) on a free loopback port.
+// One process at a time runs the embedded server of a data directory: another one fails,
+// naming the running server's URL to set as NATS_URL, rather than start a second server
+// on the same store (and publish where no one else reads).
 func ConnectNATS(ctx context.Context, url, dataDir, name string, log *zap.Logger, opts ...nats.Option) (*NATS, error) {
 	n := &NATS{URL: url, closed: make(chan struct{})}
 	if url == "" {
+		lock, err := lockEmbedded(dataDir)
+		if err != nil {
+			return nil, err
+		}
 		s, err := embednats.Start(embednats.Options{Dir: filepath.Join(dataDir, "nats")})
 		if err != nil {
+			lock.Close()
 			return nil, fmt.Errorf("starting the embedded NATS server: %w", err)
 		}
-		n.embedded, n.URL = s, s.ClientURL()
+		n.embedded, n.URL, n.lock = s, s.ClientURL(), lock
+		// Tell a second process where this server is.
+		if err := lock.Truncate(0); err == nil {
+			_, _ = lock.WriteAt([]byte(n.URL), 0)
+		}
 		log.Info("started an embedded NATS server with JetStream", zap.String("url", n.URL), zap.String("dir", filepath.Join(dataDir, "nats")))
 	}
 	opts = append([]nats.Option{
@@ -193,6 +210,32 @@ func (n *NATS) Close() {
 	if n.embedded != nil {
 		n.embedded.Shutdown()
 	}
+	if n.lock != nil {
+		n.lock.Close() // releases the lock
+	}
+}
+
+// lockEmbedded takes the lock of dataDir's embedded NATS server (the file
+// dataDir/nats.lock, which holds the running server's URL) without waiting.
+func lockEmbedded(dataDir string) (*os.File, error) {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	path := filepath.Join(dataDir, "nats.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 1024))
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another process runs the embedded NATS server of %s (at %s): set NATS_URL to use it, or give this one its own -data-dir",
+				dataDir, cmp.Or(strings.TrimSpace(string(holder)), "an unknown address"))
+		}
+		return nil, fmt.Errorf("embedded NATS server: locking %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // ErrNotReady is returned by readiness checks that fail without a more precise error.

@@ -78,3 +78,26 @@ func TestOnlySilenceStartsAThrowawayCluster(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, answered(err), "%v", err)
 }
+
+// A second process (here: a second connection) without a NATS URL on the same data
+// directory does not start a second embedded server on the same store, which would leave
+// each binary publishing and reading on a server of its own: it fails, naming the running
+// server's URL. Once the first stops, the directory is free again.
+func TestOneEmbeddedNATSPerDataDir(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	first, err := ConnectNATS(ctx, "", dir, "first", zap.NewNop())
+	require.NoError(t, err)
+	_, err = ConnectNATS(ctx, "", dir, "second", zap.NewNop())
+	require.ErrorContains(t, err, "another process runs the embedded NATS server of "+dir+" (at "+first.URL+"): set NATS_URL to use it")
+
+	other, err := ConnectNATS(ctx, "", t.TempDir(), "other", zap.NewNop())
+	require.NoError(t, err, "another data directory has a server of its own")
+	other.Close()
+
+	first.Close()
+	third, err := ConnectNATS(ctx, "", dir, "third", zap.NewNop())
+	require.NoError(t, err)
+	third.Close()
+}
