@@ -61,7 +61,7 @@ func TestRebuildCommand(t *testing.T) {
 	_, err = pool.Exec(ctx, `UPDATE demo.orders SET status = 'stale'`)
 	require.NoError(t, err)
 
-	env := []string{"DATABASE_URL=" + url, "NATS_URL=" + srv.ClientURL()}
+	env := []string{"DATABASE_URL=" + url, "NATS_URL=" + srv.ClientURL(), "PGJET_STREAM=" + demo.Stream}
 	out, err := projector(t, env, "rebuild", "-batch-size", "16", "orders")
 	require.NoError(t, err, out)
 	t.Log("\n" + out)
