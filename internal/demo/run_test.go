@@ -86,7 +86,7 @@ func TestRunTwiceOnOneServer(t *testing.T) {
 		pool := pgtest.Pool(t)
 		require.NoError(t, pgjet.Migrate(ctx, pool))
 		start := time.Now()
-		s, err := demo.Run(ctx, demo.Config{Pool: pool, Conn: nc, Orders: 50, Rate: 2000, WarmUp: 50 * time.Millisecond})
+		s, err := demo.Run(ctx, demo.Config{Pool: pool, Conn: nc, Orders: 300, Rate: 2000, WarmUp: 300 * time.Millisecond})
 		require.NoError(t, err, "run %d", run+1)
 		require.Equal(t, s.Appended, s.Relayed, "run %d", run+1)
 		require.Equal(t, s.Appended, s.Projected, "run %d", run+1)
