@@ -37,19 +37,22 @@ type Postgres struct {
 
 // OpenPostgres connects to url. With url empty it tries LocalPostgres, and if nothing
 // answers there it starts a throwaway cluster from the machine's PostgreSQL binaries with
-// its data under dataDir/postgres. A server that answers there with an error (a password
-// it wants, say) is an error, not a reason for a throwaway cluster. maxConns > 0 sizes
-// the pool.
+// its data under dataDir/postgres; also, with a warning, if a server there refuses (Debian's
+// own cluster wants a password over TCP). maxConns > 0 sizes the pool.
 func OpenPostgres(ctx context.Context, url, dataDir string, maxConns int, log *zap.Logger) (*Postgres, error) {
 	pg := &Postgres{URL: url}
 	if url == "" {
 		pg.URL = LocalPostgres
 		if err := ping(ctx, LocalPostgres); err != nil {
 			if answered(err) {
-				return nil, fmt.Errorf("Postgres at %s refused the connection (set -database-url or DATABASE_URL): %w", LocalPostgres, err)
+				// Debian's own cluster on 5432 wants a password over TCP: make demo must
+				// still run there. Said loudly, for whoever meant to use that server.
+				log.Warn("Postgres at the default address refused the connection; starting a throwaway cluster instead (set -database-url or DATABASE_URL to use that server)",
+					zap.String("tried", LocalPostgres), zap.String("dir", filepath.Join(dataDir, "postgres")), zap.Error(err))
+			} else {
+				log.Info("no Postgres at the default address; starting a throwaway cluster",
+					zap.String("tried", LocalPostgres), zap.String("dir", filepath.Join(dataDir, "postgres")))
 			}
-			log.Info("no Postgres at the default address; starting a throwaway cluster",
-				zap.String("tried", LocalPostgres), zap.String("dir", filepath.Join(dataDir, "postgres")))
 			c, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(dataDir, "postgres")})
 			if err != nil {
 				return nil, fmt.Errorf("no Postgres reachable at %s and none could be started: %w", LocalPostgres, err)

@@ -55,10 +55,10 @@ func TestOpenFreshStartsEmptyAndMigrated(t *testing.T) {
 	require.Equal(t, migrate.Latest(), v)
 }
 
-// Only a Postgres that does not answer makes a binary without a database URL start a
-// throwaway cluster; one that answers with an error (here: a database it does not have)
-// is reported instead, since the user most likely meant that server.
-func TestOnlySilenceStartsAThrowawayCluster(t *testing.T) {
+// A binary without a database URL tells a Postgres that answers with an error (here: a
+// database it does not have) from one that does not answer, and warns about the first
+// when it starts a throwaway cluster instead: the user may have meant that server.
+func TestRefusalIsToldFromSilence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	u, err := url.Parse(pgtest.DB(t))
