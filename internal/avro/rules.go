@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
 	"net/mail"
 	"net/url"
 	"regexp"
@@ -91,6 +92,28 @@ func (b bound) ok(x float64) bool {
 		return x > b.limit
 	default:
 		return x < b.limit
+	}
+}
+
+// maxExactInt is 2^53: every integer of at most this magnitude is a float64.
+const maxExactInt = 1 << 53
+
+// okInt is ok for an int or long, compared exactly: beyond 2^53 a float64 comparison
+// rounds the value first, so a maximum of 2^53 would let 2^53+1 through.
+func (b bound) okInt(n int64) bool {
+	if -maxExactInt <= n && n <= maxExactInt {
+		return b.ok(float64(n))
+	}
+	c := new(big.Float).SetInt64(n).Cmp(big.NewFloat(b.limit)) // both exact
+	switch b.rule {
+	case RuleMinimum:
+		return c >= 0
+	case RuleMaximum:
+		return c <= 0
+	case RuleExclusiveMinimum:
+		return c > 0
+	default:
+		return c < 0
 	}
 }
 
@@ -392,8 +415,9 @@ func (r *fieldRules) checkScalar(sink ruleSink, t havro.Schema, v any, path stri
 		if !ok {
 			return
 		}
+		n, isInt := nativeInt(v)
 		for _, b := range r.bounds {
-			if !b.ok(x) {
+			if isInt && !b.okInt(n) || !isInt && !b.ok(x) {
 				sink.fail(path, b.rule, b.message(), nativeShow(v), true)
 			}
 		}
@@ -452,6 +476,19 @@ func nativeNumber(v any) (float64, bool) {
 	case float32:
 		return float64(n), true
 	case float64:
+		return n, true
+	}
+	return 0, false
+}
+
+// nativeInt returns an int or long native value as an int64.
+func nativeInt(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case int64:
 		return n, true
 	}
 	return 0, false

@@ -28,6 +28,11 @@ func TestFieldRules(t *testing.T) {
 	}{
 		{"minimum int", `"type":"int","minimum":1`, []string{"1", "500"}, []string{"0", "-3"}, RuleMinimum},
 		{"maximum long", `"type":"long","maximum":10`, []string{"10", "-1"}, []string{"11"}, RuleMaximum},
+		// Beyond 2^53 a float64 comparison would round 2^53+1 down to the bound.
+		{"maximum long beyond 2^53", `"type":"long","maximum":9007199254740992`, []string{"9007199254740992", "-9223372036854775808"},
+			[]string{"9007199254740993", "9223372036854775807"}, RuleMaximum},
+		{"exclusiveMinimum long beyond 2^53", `"type":"long","exclusiveMinimum":-9007199254740992`, []string{"-9007199254740991"},
+			[]string{"-9007199254740993", "-9007199254740992"}, RuleExclusiveMinimum},
 		{"minimum double", `"type":"double","minimum":0.5`, []string{"0.5", "7"}, []string{"0.49"}, RuleMinimum},
 		{"exclusiveMinimum", `"type":"float","exclusiveMinimum":0`, []string{"0.1"}, []string{"0", "-1"}, RuleExclusiveMinimum},
 		{"exclusiveMaximum", `"type":"int","exclusiveMaximum":100`, []string{"99"}, []string{"100"}, RuleExclusiveMaximum},
