@@ -61,6 +61,9 @@ func check(ctx context.Context, reg *registry.Registry, fsys fs.FS) ([]problem, 
 		if err == nil {
 			s, err = avro.Parse(string(text))
 		}
+		if err == nil {
+			err = avro.CheckDefaults(string(text))
+		}
 		if err != nil {
 			problems = append(problems, problem{File: name, Reason: err.Error()})
 			continue

@@ -48,7 +48,7 @@ type Schema struct {
 // Parse parses the Avro schema text of an event type. The top level must be a
 // record. Each call uses a fresh schema cache, so two versions of the same
 // record name never interfere with each other. New schema texts from outside
-// go through CheckNesting first.
+// go through CheckNesting first, and CheckDefaults after.
 func Parse(text string) (*Schema, error) {
 	s, err := havro.ParseWithCache(text, "", &havro.SchemaCache{})
 	if err != nil {

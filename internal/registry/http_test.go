@@ -191,6 +191,9 @@ func TestHTTPErrors(t *testing.T) {
 		strings.Repeat(`{"type":"array","items":`, 10_000) + `"int"` + strings.Repeat(`}`, 10_000) + `}]}`
 	c.send(http.MethodPost, "/compatibility/subjects/s/versions", schemaBody(deep)).requireError(t, 422, 42201, "nesting deeper than 128")
 	c.send(http.MethodPost, "/subjects/s/versions", schemaBody(deep)).requireError(t, 422, 42201, "nesting deeper than 128")
+	// hamba/avro would store this default as -1294967296.
+	wrapped := `{"type":"record","name":"t.Ev","fields":[{"name":"n","type":"int","default":3000000000}]}`
+	c.send(http.MethodPost, "/subjects/s/versions", schemaBody(wrapped)).requireError(t, 422, 42201, "out of range for a 32-bit int")
 
 	// 409: the message names the version that breaks and why.
 	r = c.send(http.MethodPost, "/subjects/s/versions", schemaBody(record(fID, fNote)))

@@ -29,6 +29,9 @@ func parseSchema(text string) (*avro.Schema, [32]byte, error) {
 	if err != nil {
 		return nil, [32]byte{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
 	}
+	if err := avro.CheckDefaults(text); err != nil {
+		return nil, [32]byte{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
+	}
 	full, err := json.Marshal(s.Avro())
 	if err != nil {
 		return nil, [32]byte{}, fmt.Errorf("%w: %v", ErrInvalidSchema, err)
