@@ -15,7 +15,8 @@ type EventData struct {
 	Type string
 	// Data is encoded with the newest registered schema of Type: either a json.RawMessage
 	// holding natural JSON, or a Go value hamba/avro can marshal (a struct with avro tags or
-	// a map[string]any).
+	// a map[string]any). Go values are held to JSON's ranges: an int beyond 32 bits for an
+	// Avro int, say, fails validation rather than being cut.
 	Data any
 	// Metadata is free-form string pairs stored and published with the event.
 	Metadata map[string]string

@@ -40,6 +40,7 @@ type Schema struct {
 	fullName    string
 	rules       map[*havro.Field]*fieldRules // nil: no field rules
 	binaryRules bool                         // the rules can be checked on Avro binary; see binrules.go
+	goChecks    bool                         // Encode checks Go values before hamba; see gocheck.go
 
 	mu       sync.Mutex
 	resolved map[[32]byte]havro.Schema // writer fingerprint -> resolved schema, see ResolveDecode
@@ -66,6 +67,7 @@ func Parse(text string) (*Schema, error) {
 	return &Schema{
 		rules:       rules,
 		binaryRules: binaryRulesApply(rec, rules),
+		goChecks:    needsGoCheck(rec),
 		avro:        s,
 		canonical:   canonical,
 		fingerprint: sha256.Sum256([]byte(canonical)),
@@ -120,9 +122,13 @@ func (s *Schema) String() string { return s.canonical }
 
 // Encode marshals a Go value to Avro binary: a struct with `avro` tags, a
 // pointer to one, or a map[string]any holding the native values that FromJSON
-// and Decode produce. Values are checked by hamba only; use EncodeJSON for
-// input that needs field-by-field validation. Field rules (see RuleMinimum)
-// are checked too: a value that breaks one returns *ValidationError. The result is guaranteed to be
+// and Decode produce. Values hamba/avro would not write as given fail with
+// *ValidationError, as in FromJSON: a Go int beyond 32 bits for an int, a
+// non-UUID string for a uuid, a duration outside a day for a time-millis or
+// time-micros, a date before 1970 that is not midnight UTC, a timestamp
+// beyond 64 bits of its unit, a *big.Rat with more fractional digits than
+// the decimal's scale. Other type mismatches are hamba's errors. Field rules
+// (see RuleMinimum) are checked too: a value that breaks one returns *ValidationError. The result is guaranteed to be
 // within Decode's limits (sizes, item counts, depth): what Encode returns
 // can always be decoded again.
 func (s *Schema) Encode(v any) ([]byte, error) { return s.appendChecked(nil, v) }
@@ -141,6 +147,9 @@ func wireHeader(schemaID uint32) []byte {
 
 // appendChecked returns prefix followed by v's Avro, its field rules checked.
 func (s *Schema) appendChecked(prefix []byte, v any) ([]byte, error) {
+	if err := s.checkGo(v); err != nil {
+		return nil, err
+	}
 	b, err := s.appendEncoded(prefix, v)
 	if err != nil || s.rules == nil {
 		return b, err
