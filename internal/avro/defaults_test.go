@@ -64,3 +64,39 @@ func TestCheckDefaults(t *testing.T) {
 		{"name":"a","type":{"type":"record","name":"In","fields":[{"name":"n","type":"int","default":1}]}},
 		{"name":"b","type":"In","default":{"n":2.5}}]}`), "field b of R")
 }
+
+// FuzzCheckDefaults: CheckDefaults never panics on schema text from outside, and a schema
+// it passes writes its defaults as given: encoding {} (every field defaulted) and decoding
+// again yields JSON that encodes to the same bytes.
+func FuzzCheckDefaults(f *testing.F) {
+	for _, seed := range []string{
+		`{"type":"record","name":"R","fields":[{"name":"v","type":"int","default":3000000000}]}`,
+		`{"type":"record","name":"R","fields":[{"name":"v","type":"long","default":9007199254740993}]}`,
+		`{"type":"record","name":"R","fields":[{"name":"v","type":["null","R"],"default":null}]}`,
+		`{"type":"record","name":"R","fields":[{"name":"v","type":{"type":"map","values":"int"},"default":{"a":1.5}}]}`,
+		`{"type":"record","name":"R","fields":[{"name":"v","type":{"type":"fixed","name":"F","size":2},"default":"\u00ff"}]}`,
+		`{"type":"record","name":"R","fields":[{"name":"v","type":{"type":"record","name":"In","fields":[{"name":"n","type":"int","default":1}]},"default":{"n":2}}]}`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		if CheckNesting(text) != nil || CheckDefaults(text) != nil {
+			return
+		}
+		s, err := Parse(text)
+		require.NoError(t, err)
+		b, err := s.EncodeJSON([]byte(`{}`))
+		if err != nil {
+			return // a field without a default
+		}
+		j, err := s.DecodeJSON(b)
+		require.NoError(t, err)
+		b2, err := s.EncodeJSON(j)
+		require.NoError(t, err, "defaults rendered as %s", j)
+		v, err := s.Decode(b)
+		require.NoError(t, err)
+		if !hasMultiEntryMap(s.Avro(), v) {
+			require.Equal(t, b, b2, "defaults rendered as %s", j)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package avro
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	havro "github.com/hamba/avro/v2"
@@ -25,6 +26,10 @@ func FuzzFromJSON(f *testing.F) {
 	for _, seed := range []string{
 		validOrder, validAll, `{}`, `null`, `[]`, `{"v":null}`, `{"v":{"int":1}}`, `{"v":"s"}`,
 		`{"v":{"a":1.5,"b":null}}`, `{"v":[{"v":[]},{"v":{"map":{}}}]}`, `{"v":{"x":"\ud83d\ude00"}}`,
+		// Edges of ranges that hamba/avro would wrap or round when given as Go values.
+		`{"v":2147483648}`, `{"v":{"int":-2147483649}}`, `{"v":9007199254740993}`,
+		strings.Replace(validAll, `"tsu":1700000000000001`, `"tsu":-9223372036854775808`, 1),
+		strings.Replace(validAll, `"date":"1969-12-31"`, `"date":-2147483648`, 1),
 	} {
 		f.Add([]byte(seed))
 	}

@@ -206,7 +206,8 @@ func FuzzFieldRules(f *testing.F) {
 	ruled := ruleSchema(f, fields)
 	plain := ruleSchema(f, stripAllRules(fields))
 	for _, seed := range []string{`{}`, `{"n":0,"s":"ABC","e":"x","tags":["","a","b","c"],"m":{"a":-1}}`,
-		`{"kids":[{"n":3,"kids":[{"s":"toolong"}]}]}`, `{"e":"a@b.example","m":{"z":1e9}}`} {
+		`{"kids":[{"n":3,"kids":[{"s":"toolong"}]}]}`, `{"e":"a@b.example","m":{"z":1e9}}`,
+		`{"n":9,"m":{"a":-1e-300}}`} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
