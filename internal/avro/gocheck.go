@@ -156,6 +156,18 @@ func (c *goChecker) value(s havro.Schema, v reflect.Value) {
 
 func (c *goChecker) record(r *havro.RecordSchema, v reflect.Value) {
 	switch {
+	case v.Type() == mapType:
+		// The common case, without reflect's allocations for each field's lookup.
+		m := v.Interface().(map[string]any)
+		for _, f := range r.Fields() {
+			x, ok := m[f.Name()]
+			if !ok {
+				continue // hamba writes the default
+			}
+			c.push(pathElem{field: f.Name()})
+			c.value(f.Type(), reflect.ValueOf(x))
+			c.pop()
+		}
 	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
 		for _, f := range r.Fields() {
 			fv := v.MapIndex(reflect.ValueOf(f.Name()).Convert(v.Type().Key()))
@@ -210,6 +222,7 @@ func (c *goChecker) union(u *havro.UnionSchema, v reflect.Value) {
 }
 
 var (
+	mapType      = reflect.TypeFor[map[string]any]()
 	timeType     = reflect.TypeFor[time.Time]()
 	durationType = reflect.TypeFor[time.Duration]()
 	ratType      = reflect.TypeFor[big.Rat]()
