@@ -1,10 +1,13 @@
 // Command bench measures pgjet on this machine beside the machine's raw ceilings (plain pgx
 // inserts, plain JetStream async publishes), measured in the same run, and prints the ratios.
-// It uses a fresh pgjet_bench database and an embedded JetStream server.
+// It uses a fresh pgjet_bench database and an embedded JetStream server, or the one at
+// NATS_URL; there it only touches streams named for it (PGJET_BENCH and PGJET_BENCH_*),
+// deleted at its start and end.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,6 +46,10 @@ func main() {
 	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
 	c.LogLevel = "warn"
 	service.Main("bench", &c, f, os.Args[1:], func(ctx context.Context, log *zap.Logger) error {
+		if syncAlways && c.NATSURL != "" {
+			// A server's fsync is its own configuration, not the bench's to choose.
+			return errors.New("-sync-always sets the embedded server's fsync; with -nats-url (NATS_URL), set sync_interval in that server's configuration")
+		}
 		if cpuprofile != "" {
 			pf, err := os.Create(cpuprofile)
 			if err != nil {
@@ -63,20 +70,27 @@ func main() {
 			return err
 		}
 		defer pg.Close(context.WithoutCancel(ctx))
-		ns, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), LazySync: !syncAlways})
-		if err != nil {
-			return err
-		}
-		defer ns.Shutdown()
-		nc, err := service.ConnectNATS(ctx, ns.ClientURL(), dir, "pgjet-bench", log)
-		if err != nil {
-			return err
+		var nc *service.NATS
+		mode := "lazy fsync (server default)"
+		if c.NATSURL != "" {
+			mode = "at " + service.RedactNATSURL(c.NATSURL) + ", its own fsync setting"
+			if nc, err = c.ConnectNATS(ctx, "pgjet-bench", log); err != nil {
+				return err
+			}
+		} else {
+			ns, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), LazySync: !syncAlways})
+			if err != nil {
+				return err
+			}
+			defer ns.Shutdown()
+			if nc, err = service.ConnectNATS(ctx, ns.ClientURL(), dir, "pgjet-bench", log); err != nil {
+				return err
+			}
+			if syncAlways {
+				mode = "sync_interval: always"
+			}
 		}
 		defer nc.Close()
-		mode := "lazy fsync (server default)"
-		if syncAlways {
-			mode = "sync_interval: always"
-		}
 		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, LatencyRate: rate, Relay: rc, Out: os.Stdout, JetStreamMode: mode, Only: only})
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)

@@ -24,8 +24,44 @@ import (
 	"github.com/pgjet/pgjet/internal/demo"
 	"github.com/pgjet/pgjet/internal/projection"
 	"github.com/pgjet/pgjet/internal/relay"
+	"github.com/pgjet/pgjet/internal/subject"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
+
+// The bench's JetStream streams and subject prefixes. They are its own, like its pgjet_bench
+// database, so that on a NATS server that already runs (NATS_URL) the bench neither
+// publishes into, consumes from, nor deletes a real pgjet's PGJET_EVENTS or
+// PGJET_DEADLETTERS (or anyone's stream with a generic name). Run deletes every one of them
+// at its start, so a run never finds an earlier run's messages, and at its end.
+const (
+	// Stream holds the events the relay scenarios publish; SubjectPrefix is its prefix.
+	Stream        = "PGJET_BENCH"
+	SubjectPrefix = "pgjet.bench.events"
+
+	deadLetterStream = "PGJET_BENCH_DEADLETTERS" // the consume scenario's group's
+	deadLetterPrefix = "pgjet.bench.deadletter"
+	rawStream        = "PGJET_BENCH_RAW" // raw async publishes
+	rawPrefix        = "pgjet.bench.raw"
+	pipeStream       = "PGJET_BENCH_PIPE" // raw drain and publish at once
+	pipePrefix       = "pgjet.bench.pipe"
+)
+
+// streams are the streams Run deletes at its start and end.
+var streams = []string{Stream, deadLetterStream, rawStream, pipeStream}
+
+// dropStreams deletes the bench's streams that exist.
+func dropStreams(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	for _, name := range streams {
+		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("deleting stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
 
 // Config configures a run.
 type Config struct {
@@ -42,7 +78,7 @@ type Config struct {
 	LatencyRate int
 	LatencyFor  time.Duration
 	// Relay configures the relay under test (workers, batch size, window); zero values are
-	// the relay's defaults.
+	// the relay's defaults. Its stream is always Stream, on SubjectPrefix.
 	Relay relay.Config
 	// Out receives the report.
 	Out io.Writer
@@ -88,6 +124,15 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	cfg.RelayEvents = cmp.Or(cfg.RelayEvents, 50_000)
 	cfg.LatencyRate = cmp.Or(cfg.LatencyRate, 1000)
 	cfg.LatencyFor = cmp.Or(cfg.LatencyFor, 15*time.Second)
+	subjects, err := subject.New(SubjectPrefix)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Relay.Stream.Name, cfg.Relay.Stream.Subjects = Stream, subjects
+	if err := dropStreams(ctx, cfg.Conn); err != nil {
+		return nil, err
+	}
+	defer dropStreams(context.WithoutCancel(ctx), cfg.Conn)
 	store, err := pgjet.New(pgjet.Config{Pool: cfg.Pool})
 	if err != nil {
 		return nil, err
@@ -241,11 +286,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			Unit: "ev/s", CeilingName: "both done at once, as above"})
 
 		// Consume + decode beside a plain pull consumer, over the events the relay just published.
-		rawCons, err := rawConsume(ctx, cfg.Conn, "PGJET_EVENTS", pending)
+		rawCons, err := rawConsume(ctx, cfg.Conn, Stream, pending)
 		if err != nil {
 			return nil, fmt.Errorf("raw consume: %w", err)
 		}
-		consumed, err := consumeDecoded(ctx, cfg.Conn, store, "PGJET_EVENTS", pending)
+		consumed, err := consumeDecoded(ctx, cfg.Conn, store, pending)
 		if err != nil {
 			return nil, fmt.Errorf("consume: %w", err)
 		}
@@ -481,14 +526,14 @@ func relayShaped(subject, id string, data []byte) *nats.Msg {
 // rawPublish publishes n messages shaped like the relay's (same payload, Nats-Msg-Id and
 // header count) to a scratch stream with async publishes, window 4096.
 func rawPublish(ctx context.Context, nc *nats.Conn, data []byte, n int) (float64, error) {
-	js, drop, err := scratchStream(ctx, nc, "BENCH_RAW", "bench.raw")
+	js, drop, err := scratchStream(ctx, nc, rawStream, rawPrefix)
 	if err != nil {
 		return 0, err
 	}
 	defer drop()
 	start := time.Now()
 	for i := range n {
-		m := relayShaped(fmt.Sprintf("bench.raw.order.pgjet:demo:order:OrderCancelled.order-%d", i%64), uuid.NewString(), data)
+		m := relayShaped(fmt.Sprintf(rawPrefix+".order.pgjet:demo:order:OrderCancelled.order-%d", i%64), uuid.NewString(), data)
 		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil { // sync_interval: always acks slowly
 			return 0, err
 		}
@@ -534,7 +579,7 @@ func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []
 	if err := fillRaw(ctx, pool, data, n); err != nil {
 		return 0, err
 	}
-	js, drop, err := scratchStream(ctx, nc, "BENCH_PIPE", "bench.pipe")
+	js, drop, err := scratchStream(ctx, nc, pipeStream, pipePrefix)
 	if err != nil {
 		return 0, err
 	}
@@ -563,7 +608,7 @@ func rawPipeline(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, data []
 						rows.Close()
 						return err
 					}
-					m := relayShaped("bench.pipe."+stream, id, payload)
+					m := relayShaped(pipePrefix+"."+stream, id, payload)
 					f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute))
 					if err != nil {
 						rows.Close()
@@ -701,7 +746,7 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 	var projected, delivered []time.Duration
 	var mu sync.Mutex
 	pj, err := projection.New(projection.Config{
-		Pool: projectorPool, Conn: cfg.Conn, Registry: store.Registry(), Projection: demo.OrdersProjection(),
+		Pool: projectorPool, Conn: cfg.Conn, Registry: store.Registry(), Projection: demo.OrdersProjection(), Stream: Stream,
 		AfterCommit: func(evs []projection.Event) {
 			now := time.Now()
 			mu.Lock()
@@ -726,7 +771,7 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 	}
 	// The projector starts at the end of what earlier scenarios published.
 	if s, err := jetstream.New(cfg.Conn); err == nil {
-		if st, err := s.Stream(ctx, "PGJET_EVENTS"); err == nil {
+		if st, err := s.Stream(ctx, Stream); err == nil {
 			if info, err := st.Info(ctx); err == nil {
 				if _, err := cfg.Pool.Exec(ctx, `INSERT INTO pgjet.checkpoints (name, sequence) VALUES ($1, $2)
 					ON CONFLICT (name) DO UPDATE SET sequence = EXCLUDED.sequence`, demo.ProjectionName, info.State.LastSeq); err != nil {
@@ -758,7 +803,7 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 	if err != nil {
 		return
 	}
-	oc, err := js.OrderedConsumer(ctx, "PGJET_EVENTS", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	oc, err := js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
 		return
 	}

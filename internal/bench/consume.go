@@ -21,9 +21,10 @@ func (d storeDecoder) Decode(ctx context.Context, wire []byte, eventType string)
 	return d.store.Decode(ctx, pgjet.RecordedEvent{Type: eventType, Data: wire})
 }
 
-// consumeDecoded replays the first n events of the stream through a subscription group of
-// one member with the registry decoder and explicit acks, and returns events per second.
-func consumeDecoded(ctx context.Context, nc *nats.Conn, store *pgjet.Store, stream string, n int) (float64, error) {
+// consumeDecoded replays the first n events of Stream through a subscription group of one
+// member with the registry decoder and explicit acks, and returns events per second. Its
+// dead letters would go to the bench's own stream.
+func consumeDecoded(ctx context.Context, nc *nats.Conn, store *pgjet.Store, n int) (float64, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return 0, err
@@ -31,7 +32,8 @@ func consumeDecoded(ctx context.Context, nc *nats.Conn, store *pgjet.Store, stre
 	var handled atomic.Int64
 	done := make(chan struct{})
 	sub, err := subscription.New(js, subscription.Config{
-		Stream: stream, Group: "bench-consume", Decoder: storeDecoder{store},
+		Stream: Stream, Prefix: SubjectPrefix, DeadLetterStream: deadLetterStream, DeadLetterPrefix: deadLetterPrefix,
+		Group: "bench-consume", Decoder: storeDecoder{store},
 		BatchSize: 256, BatchWait: 5 * time.Millisecond, MaxAckPending: 4096,
 		BatchHandler: func(_ context.Context, evs []subscription.Event) error {
 			for _, e := range evs {
@@ -56,7 +58,7 @@ func consumeDecoded(ctx context.Context, nc *nats.Conn, store *pgjet.Store, stre
 	errc := make(chan error, 1)
 	start := time.Now()
 	go func() { errc <- sub.Run(sctx) }()
-	defer js.DeleteConsumer(context.WithoutCancel(ctx), stream, "bench-consume")
+	defer js.DeleteConsumer(context.WithoutCancel(ctx), Stream, "bench-consume")
 	select {
 	case <-done:
 	case err := <-errc:
