@@ -320,15 +320,27 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			fmt.Fprintf(out, "(latency measured without a CHECKPOINT first: %v)\n", err)
 		}
 		latencyMem := sampleMemory(50 * time.Millisecond)
-		p50, p99, js50, js99, err := latency(ctx, store, cfg)
+		delivered, projected, err := latency(ctx, store, cfg)
 		latencyPeak := latencyMem.Stop()
 		if err != nil {
 			return nil, fmt.Errorf("latency: %w", err)
 		}
-		report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p50 @%d ev/s", cfg.LatencyRate), Value: ms(js50), Unit: "ms"})
-		report(Result{Name: fmt.Sprintf("commit -> JetStream consumer p99 @%d ev/s", cfg.LatencyRate), Value: ms(js99), Unit: "ms"})
-		report(Result{Name: fmt.Sprintf("commit -> projector p50 @%d ev/s", cfg.LatencyRate), Value: ms(p50), Unit: "ms"})
-		report(Result{Name: fmt.Sprintf("commit -> projector p99 @%d ev/s", cfg.LatencyRate), Value: ms(p99), Unit: "ms"})
+		for _, row := range []struct {
+			to      string
+			q       float64
+			p       string
+			samples []time.Duration
+		}{
+			{"JetStream consumer", 0.5, "p50", delivered}, {"JetStream consumer", 0.99, "p99", delivered},
+			{"projector", 0.5, "p50", projected}, {"projector", 0.99, "p99", projected},
+		} {
+			v, err := quantile(row.samples, row.q)
+			if err != nil {
+				return nil, fmt.Errorf("latency: commit -> %s %s: %w", row.to, row.p, err)
+			}
+			report(Result{Name: fmt.Sprintf("commit -> %s %s @%d ev/s", row.to, row.p, cfg.LatencyRate), Value: ms(v), Unit: "ms",
+				CeilingName: fmt.Sprintf("nearest rank of %d events, appended at %.0f/s", len(row.samples), float64(len(row.samples))/cfg.LatencyFor.Seconds())})
+		}
 		report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay+projector @%d ev/s", cfg.LatencyRate), Value: latencyPeak, Unit: "MiB"})
 	}
 
@@ -719,10 +731,17 @@ func waitOutboxEmpty(ctx context.Context, pool *pgxpool.Pool) error {
 // latencyWarmUp is how long the latency scenario's load runs before it is measured.
 const latencyWarmUp = 2 * time.Second
 
+// latencyStragglers bounds the wait, after the load, for the last measured events to be
+// delivered and projected.
+const latencyStragglers = 10 * time.Second
+
 // latency appends single events at a steady rate with a relay, a projector and an ordered
-// JetStream consumer running, and measures from each append's commit to the consumer
-// receiving it and to the projector committing it.
-func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js50, js99 time.Duration, err error) {
+// JetStream consumer running, and returns, for every event appended after the warm-up, the
+// time from its append's commit to the consumer receiving it and to the projector
+// committing it. It fails when an append fails, or when a measured event is not delivered
+// and projected within latencyStragglers of the load's end: a percentile of the events
+// that arrived would leave out the slowest.
+func latency(ctx context.Context, store *pgjet.Store, cfg Config) (delivered, projected []time.Duration, err error) {
 	// The relay and the projector have pools of their own, as cmd/relay and cmd/projector
 	// do. Sharing the writers' pool, they queued behind appends for connections whenever
 	// the writers fell behind, and published or projected hundreds of milliseconds late.
@@ -741,20 +760,14 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 		return
 	}
 	defer projectorPool.Close()
-	var committed sync.Map // event id -> commit time
+	timings := newTimings()
 	var warmed atomic.Bool
-	var projected, delivered []time.Duration
-	var mu sync.Mutex
 	pj, err := projection.New(projection.Config{
 		Pool: projectorPool, Conn: cfg.Conn, Registry: store.Registry(), Projection: demo.OrdersProjection(), Stream: Stream,
 		AfterCommit: func(evs []projection.Event) {
 			now := time.Now()
-			mu.Lock()
-			defer mu.Unlock()
 			for _, ev := range evs {
-				if t, ok := committed.Load(ev.ID); ok {
-					projected = append(projected, now.Sub(t.(time.Time)))
-				} else if ev.StreamID == "order-latwarmup" {
+				if !timings.projectedAt(ev.ID, now) && ev.StreamID == "order-latwarmup" {
 					warmed.Store(true)
 				}
 			}
@@ -775,7 +788,7 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 			if info, err := st.Info(ctx); err == nil {
 				if _, err := cfg.Pool.Exec(ctx, `INSERT INTO pgjet.checkpoints (name, sequence) VALUES ($1, $2)
 					ON CONFLICT (name) DO UPDATE SET sequence = EXCLUDED.sequence`, demo.ProjectionName, info.State.LastSeq); err != nil {
-					return 0, 0, 0, 0, err
+					return nil, nil, err
 				}
 			}
 		}
@@ -789,7 +802,7 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 	// a first event went all the way; only then does the clock run.
 	for warm := time.Now().Add(30 * time.Second); ; {
 		if _, err := store.Append(ctx, "order-latwarmup", pgjet.Any, event()); err != nil {
-			return 0, 0, 0, 0, err
+			return nil, nil, err
 		}
 		time.Sleep(50 * time.Millisecond)
 		if warmed.Load() || time.Now().After(warm) {
@@ -808,12 +821,7 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 		return
 	}
 	cc, err := oc.Consume(func(m jetstream.Msg) {
-		now := time.Now()
-		if t, ok := committed.Load(m.Headers().Get("ce-id")); ok {
-			mu.Lock()
-			delivered = append(delivered, now.Sub(t.(time.Time)))
-			mu.Unlock()
-		}
+		timings.deliveredAt(m.Headers().Get("ce-id"), time.Now())
 	})
 	if err != nil {
 		return
@@ -826,42 +834,43 @@ func latency(ctx context.Context, store *pgjet.Store, cfg Config) (p50, p99, js5
 	deadline := measureFrom.Add(cfg.LatencyFor)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	sent := 0
+	var (
+		appends  sync.WaitGroup
+		failed   atomic.Int64
+		firstErr atomic.Pointer[error]
+	)
 	for i := 0; time.Now().Before(deadline); i++ {
 		<-tick.C
 		stream := fmt.Sprintf("order-lat%d", i%256)
 		measured := time.Now().After(measureFrom)
-		wg.Go(func() {
+		appends.Go(func() {
 			ev := event()
-			if _, err := store.Append(ctx, stream, pgjet.Any, ev); err == nil && measured {
-				committed.Store(ev.ID.String(), time.Now())
+			id := ev.ID.String()
+			if measured {
+				timings.add(id) // before the append: its delivery may come before it returns
+			}
+			if _, err := store.Append(ctx, stream, pgjet.Any, ev); err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, &err)
+				return
+			}
+			if measured {
+				timings.committedAt(id, time.Now())
 			}
 		})
-		if measured {
-			sent++
-		}
 	}
-	// Wait (bounded) for the stragglers.
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		mu.Lock()
-		n := len(projected)
-		mu.Unlock()
-		if n >= sent*99/100 {
-			break
-		}
+	appends.Wait()
+	if n := failed.Load(); n > 0 {
+		return nil, nil, fmt.Errorf("%d appends failed, the first with: %w", n, *firstErr.Load())
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	p50, p99 = quantile(projected, 0.5), quantile(projected, 0.99)
-	js50, js99 = quantile(delivered, 0.5), quantile(delivered, 0.99)
-	return p50, p99, js50, js99, nil
-}
-
-func quantile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
+	// Wait (bounded) for the stragglers: every measured event delivered and projected.
+	for end := time.Now().Add(latencyStragglers); timings.pending() > 0 && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
 	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(q*float64(len(s))))]
+	delivered, projected, missing := timings.samples()
+	if missing > 0 {
+		return nil, nil, fmt.Errorf("%d of %d events appended were not delivered to the JetStream consumer and projected within %s of the load's end",
+			missing, timings.count(), latencyStragglers)
+	}
+	return delivered, projected, nil
 }
