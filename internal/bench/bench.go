@@ -103,6 +103,21 @@ type Config struct {
 	Only string
 }
 
+// scenarios are the names Config.Only takes.
+var scenarios = []string{"append", "groupcommit", "relay", "latency"}
+
+func (c Config) validate() error {
+	if c.Only == "" {
+		return nil
+	}
+	for _, name := range strings.Split(c.Only, ",") {
+		if !slices.Contains(scenarios, name) {
+			return fmt.Errorf("bench: Config.Only: no scenario %q (there are %s)", name, strings.Join(scenarios, ", "))
+		}
+	}
+	return nil
+}
+
 func (c Config) runs(scenario string) bool {
 	return c.Only == "" || slices.Contains(strings.Split(c.Only, ","), scenario)
 }
@@ -138,6 +153,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	cfg.RelayEvents = cmp.Or(cfg.RelayEvents, 50_000)
 	cfg.LatencyRate = cmp.Or(cfg.LatencyRate, 1000)
 	cfg.LatencyFor = cmp.Or(cfg.LatencyFor, 15*time.Second)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	subjects, err := subject.New(SubjectPrefix)
 	if err != nil {
 		return nil, err

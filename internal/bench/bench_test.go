@@ -56,3 +56,9 @@ func TestRunKeepsToItsOwnStreams(t *testing.T) {
 	require.NoError(t, names.Err())
 	require.Equal(t, []string{"PGJET_EVENTS"}, left, "no PGJET_DEADLETTERS made, the bench's own streams deleted")
 }
+
+// A misspelt scenario is an error, not a run that measures nothing.
+func TestRunRefusesAnUnknownScenario(t *testing.T) {
+	_, err := bench.Run(context.Background(), bench.Config{Only: "latency,relays", Out: io.Discard})
+	require.ErrorContains(t, err, `no scenario "relays"`)
+}
