@@ -14,7 +14,10 @@
 //   - the group got every committed event at least once, and deduplicated by (stream,
 //     version) exactly the committed events;
 //   - the projector's read model equals the same projection computed from Postgres alone
-//     (Store.ReadAll), row by row.
+//     (Store.ReadAll), row by row;
+//   - the run proved something: at least one append was acknowledged and Postgres holds
+//     events (otherwise every check above holds vacuously), and, unless faults were
+//     disabled, every kind of fault was injected at least once.
 //
 // cmd/soak (make soak) runs it for a bounded time and number of events.
 package soak

@@ -81,6 +81,15 @@ func (c *Config) validate() error {
 	case c.NATSDir == "":
 		return errors.New("soak: Config.NATSDir is required")
 	}
+	// A run without writers, streams, relays or consumers would check nothing, or hang.
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"MaxAppends", c.MaxAppends}, {"Writers", c.Writers}, {"Streams", c.Streams}, {"Relays", c.Relays}, {"Consumers", c.Consumers}} {
+		if f.n < 1 {
+			return fmt.Errorf("soak: Config.%s must be at least 1 (it is %d)", f.name, f.n)
+		}
+	}
 	return nil
 }
 

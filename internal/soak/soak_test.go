@@ -46,7 +46,7 @@ func TestShortRunWithFaultsHasNoViolations(t *testing.T) {
 func TestCheckerReportsViolations(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg := Config{DatabaseURL: pgtest.DB(t), NATSDir: t.TempDir(), Relays: 1, Consumers: 1, Streams: 4}
+	cfg := Config{DatabaseURL: pgtest.DB(t), NATSDir: t.TempDir(), Relays: 1, Consumers: 1, Streams: 4, FaultInterval: -1}
 	cfg.setDefaults()
 	sys, err := start(ctx, cfg)
 	require.NoError(t, err)
