@@ -1,8 +1,8 @@
 // Command bench measures pgjet on this machine beside the machine's raw ceilings (plain pgx
 // inserts, plain JetStream async publishes), measured in the same run, and prints the ratios.
-// It uses a fresh pgjet_bench database and an embedded JetStream server, or the one at
-// NATS_URL; there it only touches streams named for it (PGJET_BENCH and PGJET_BENCH_*),
-// deleted at its start and end.
+// It uses a fresh pgjet_bench database (-database names another) and an embedded JetStream
+// server, or the one at NATS_URL; there it only touches streams named for it (PGJET_BENCH
+// and PGJET_BENCH_*), deleted at its start and end.
 package main
 
 import (
@@ -32,6 +32,7 @@ func main() {
 		cpuprofile string
 		rc         relay.Config
 		only       string
+		db         string
 	)
 	f := service.NewFlags("bench")
 	c.Register(f)
@@ -44,6 +45,7 @@ func main() {
 	f.Int(&rate, "latency-rate", "BENCH_LATENCY_RATE", 1000, "appends per second in the latency scenario")
 	f.String(&only, "only", "BENCH_ONLY", "", "run only these scenarios (comma-separated: append, groupcommit, relay, latency); default all")
 	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
+	f.String(&db, "database", "BENCH_DATABASE", "pgjet_bench", "database to drop, recreate and fill (two runs on one server need two names)")
 	c.LogLevel = "warn"
 	service.Main("bench", &c, f, os.Args[1:], func(ctx context.Context, log *zap.Logger) error {
 		if syncAlways && c.NATSURL != "" {
@@ -65,7 +67,7 @@ func main() {
 		if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
 			return err
 		}
-		pg, err := service.OpenFresh(ctx, c.DatabaseURL, dir, "pgjet_bench", 40, log)
+		pg, err := service.OpenFresh(ctx, c.DatabaseURL, dir, db, 40, log)
 		if err != nil {
 			return err
 		}
