@@ -4,7 +4,8 @@
 // The server is chosen once per test binary:
 //
 //  1. TEST_DATABASE_URL, when set (a URL or key=value DSN of a role that may
-//     create databases; its database is the maintenance database);
+//     create databases; its database is the maintenance database), except
+//     that TEST_DATABASE_URL=throwaway goes straight to 3;
 //  2. else postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable, when
 //     it answers within a second;
 //  3. else a throwaway cluster started with [pgcluster] from the machine's

@@ -21,6 +21,11 @@ import (
 // EnvURL names the environment variable that selects the test server.
 const EnvURL = "TEST_DATABASE_URL"
 
+// Throwaway, as the value of EnvURL, skips the probe of LocalURL and starts a
+// throwaway cluster: CI uses it so that tests never depend on, or load, a
+// server that happens to run on the machine.
+const Throwaway = "throwaway"
+
 // LocalURL is the server tried when EnvURL is unset.
 const LocalURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
@@ -145,7 +150,8 @@ func PoolOn(t testing.TB, u string, configure ...func(*pgxpool.Config)) *pgxpool
 func chooseServer() {
 	server.mu.Lock()
 	defer server.mu.Unlock()
-	if u := os.Getenv(EnvURL); u != "" {
+	u := os.Getenv(EnvURL)
+	if u != "" && u != Throwaway {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := ping(ctx, u); err != nil {
@@ -155,18 +161,22 @@ func chooseServer() {
 		server.adminURL = u
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-	err := ping(ctx, LocalURL)
-	cancel()
-	if err == nil {
-		server.adminURL = LocalURL
-		return
+	why := EnvURL + "=" + Throwaway
+	if u == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		err := ping(ctx, LocalURL)
+		cancel()
+		if err == nil {
+			server.adminURL = LocalURL
+			return
+		}
+		why = fmt.Sprintf("%s unset and %s unreachable (%v)", EnvURL, LocalURL, err)
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), clusterTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	c, cerr := pgcluster.Start(ctx, pgcluster.Options{})
-	if cerr != nil {
-		server.err = fmt.Errorf("%s unset, %s unreachable (%v), and no throwaway cluster: %w", EnvURL, LocalURL, err, cerr)
+	c, err := pgcluster.Start(ctx, pgcluster.Options{})
+	if err != nil {
+		server.err = fmt.Errorf("%s, and no throwaway cluster: %w", why, err)
 		return
 	}
 	server.cluster = c

@@ -2,6 +2,7 @@ package pgtest_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -64,4 +65,12 @@ func TestParallelDatabasesAreIsolated(t *testing.T) {
 		seen[n] = true
 	}
 	require.Len(t, seen, cap(names))
+}
+
+func TestThrowawayWhenAsked(t *testing.T) {
+	t.Parallel()
+	if os.Getenv(pgtest.EnvURL) != pgtest.Throwaway {
+		t.Skipf("%s is not %q", pgtest.EnvURL, pgtest.Throwaway)
+	}
+	require.NotContains(t, pgtest.AdminURL(t), ":5432/", "a throwaway cluster, not the machine's server")
 }
