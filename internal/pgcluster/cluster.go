@@ -36,7 +36,8 @@ const (
 type Options struct {
 	// Dir is the data directory. A directory that already holds a cluster
 	// is reused; a missing or empty one is initialized with initdb. Default:
-	// a new temporary directory, removed by Stop.
+	// a new temporary directory, removed by Stop, or by a later Start once
+	// the process that made it has died without Stop.
 	Dir string
 	// Port is the TCP port on 127.0.0.1. Default (0): a free port.
 	Port int
@@ -52,10 +53,12 @@ type Options struct {
 type Cluster struct {
 	binDir string
 	dir    string
-	ownDir bool
-	cred   *syscall.Credential
-	logf   func(format string, args ...any)
-	tail   *logTail
+	// tmp is the temporary directory holding dir and the owner file, when
+	// Start made it; removed by Stop.
+	tmp  string
+	cred *syscall.Credential
+	logf func(format string, args ...any)
+	tail *logTail
 
 	mu      sync.Mutex
 	port    int
@@ -84,6 +87,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
+	}
+	if c.dir == "" {
+		sweepStale(os.TempDir(), c.logf)
 	}
 	if c.binDir == "" {
 		dir, err := FindBinaries()
@@ -336,11 +342,23 @@ func buildURL(port int, db string) string {
 // to the server's OS user.
 func (c *Cluster) prepareDir() error {
 	if c.dir == "" {
-		dir, err := os.MkdirTemp("", "pgcluster-")
+		tmp, err := os.MkdirTemp("", tempPattern)
 		if err != nil {
 			return fmt.Errorf("pgcluster: temp dir: %w", err)
 		}
-		c.dir, c.ownDir = dir, true
+		c.tmp, c.dir = tmp, filepath.Join(tmp, "data")
+		if err := os.WriteFile(filepath.Join(tmp, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("pgcluster: temp dir: %w", err)
+		}
+		if err := os.Mkdir(c.dir, 0o700); err != nil {
+			return fmt.Errorf("pgcluster: temp dir: %w", err)
+		}
+		if c.cred != nil {
+			// The server's OS user must pass through to its data directory.
+			if err := os.Chmod(tmp, 0o711); err != nil {
+				return fmt.Errorf("pgcluster: temp dir: %w", err)
+			}
+		}
 	} else {
 		abs, err := filepath.Abs(c.dir)
 		if err != nil {
@@ -413,11 +431,11 @@ func (c *Cluster) command(cmd *exec.Cmd) *exec.Cmd {
 }
 
 func (c *Cluster) removeOwnDir() error {
-	if !c.ownDir {
+	if c.tmp == "" {
 		return nil
 	}
-	if err := os.RemoveAll(c.dir); err != nil {
-		return fmt.Errorf("pgcluster: removing %s: %w", c.dir, err)
+	if err := os.RemoveAll(c.tmp); err != nil {
+		return fmt.Errorf("pgcluster: removing %s: %w", c.tmp, err)
 	}
 	return nil
 }

@@ -65,6 +65,7 @@ func TestStartKillRestartStop(t *testing.T) {
 	require.NoError(t, c.Stop(ctx), "Stop is idempotent")
 	_, err = os.Stat(dir)
 	require.True(t, os.IsNotExist(err), "Stop removes the temp dir it created")
+	require.NoDirExists(t, filepath.Dir(dir), "and the directory holding it")
 	_, err = pgx.Connect(ctx, c.URL("postgres"))
 	require.Error(t, err)
 }
