@@ -289,10 +289,9 @@ func (c *Cluster) waitReady(ctx context.Context, p *process) error {
 		default:
 		}
 		attempt, cancel := context.WithTimeout(ctx, time.Second)
-		conn, err := pgx.Connect(attempt, url)
+		err := c.ping(attempt, url)
 		cancel()
 		if err == nil {
-			_ = conn.Close(ctx)
 			return nil
 		}
 		last = err
@@ -306,6 +305,33 @@ func (c *Cluster) waitReady(ctx context.Context, p *process) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ping connects to url and checks that the server there runs on c's data
+// directory: another server (of another test binary, say) may hold the port
+// that ours is still failing to bind, and answer first.
+func (c *Cluster) ping(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var dir string
+	if err := conn.QueryRow(ctx, "SHOW data_directory").Scan(&dir); err != nil {
+		return err
+	}
+	theirs, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("another server answers on port %d (data directory %s: %w)", c.port, dir, err)
+	}
+	ours, err := os.Stat(c.dir)
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(theirs, ours) {
+		return fmt.Errorf("another server answers on port %d (data directory %s)", c.port, dir)
+	}
+	return nil
 }
 
 // shutdownLocked stops a running postmaster: fast shutdown, immediate

@@ -120,3 +120,22 @@ func TestStartOnBusyPortFails(t *testing.T) {
 	require.ErrorContains(t, err, "exited during startup")
 	require.NoError(t, ctx.Err(), "fails fast instead of retrying")
 }
+
+// A port taken by another PostgreSQL server is not mistaken for ours: that server
+// answers at once, while ours is still failing to bind.
+func TestStartOnAnotherClustersPortFails(t *testing.T) {
+	t.Parallel()
+	if _, err := pgcluster.FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, err := pgcluster.Start(ctx, pgcluster.Options{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, a.Stop(ctx)) }()
+	b, err := pgcluster.Start(ctx, pgcluster.Options{Port: a.Port()})
+	if err == nil {
+		_ = b.Stop(ctx)
+	}
+	require.ErrorContains(t, err, "exited during startup")
+}
