@@ -31,26 +31,42 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // nodeReady skips the test unless node and the example's packages are available,
 // installing them with npm ci when node_modules is missing and the registry is reachable.
+// The check and the install run once per test binary: the tests are parallel, and two
+// npm ci at once in one directory delete and write each other's node_modules.
 func nodeReady(t *testing.T) string {
 	t.Helper()
-	node, err := exec.LookPath("node")
+	nodeSetup.once.Do(func() { nodeSetup.path, nodeSetup.skip = findNode() })
+	if nodeSetup.skip != "" {
+		t.Skip(nodeSetup.skip)
+	}
+	return nodeSetup.path
+}
+
+// nodeSetup is nodeReady's outcome: node's path, or why the tests skip.
+var nodeSetup struct {
+	once       sync.Once
+	path, skip string
+}
+
+func findNode() (path, skip string) {
+	path, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not installed: skipping the JavaScript subscriber example")
+		return "", "node is not installed: skipping the JavaScript subscriber example"
 	}
 	if _, err := os.Stat("node_modules/@nats-io/jetstream"); err == nil {
-		return node
+		return path, ""
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		t.Skip("npm is not installed and node_modules is missing: skipping the JavaScript subscriber example")
+		return "", "npm is not installed and node_modules is missing: skipping the JavaScript subscriber example"
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts").CombinedOutput()
 	if err != nil {
-		t.Skipf("npm ci failed (offline?): skipping the JavaScript subscriber example: %v\n%s", err, out)
+		return "", fmt.Sprintf("npm ci failed (offline?): skipping the JavaScript subscriber example: %v\n%s", err, out)
 	}
-	return node
+	return path, ""
 }
 
 // pipeline is a store with the demo schemas, an in-process NATS server, a relay and the
