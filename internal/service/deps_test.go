@@ -21,8 +21,12 @@ import (
 func TestOpenFreshStartsEmptyAndMigrated(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	name := strings.ToLower(pgtest.DBPrefix + "open_fresh")
 	url := pgtest.DB(t)
+	// Named after the test's own database: a fixed name clashed with the same test of
+	// another run on a shared server, whose OpenFresh dropped it WITH (FORCE) mid-test.
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	name := cfg.Database + "_fresh"
 	t.Cleanup(func() {
 		admin, err := pgx.Connect(context.WithoutCancel(ctx), url)
 		if err == nil {

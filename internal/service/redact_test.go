@@ -205,8 +205,7 @@ func TestFreshDatabaseKeepsTheDSN(t *testing.T) {
 	pg, err := OpenPostgres(ctx, u.String(), t.TempDir(), 1, zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(func() { pg.Close(context.WithoutCancel(ctx)) })
-	name := pgtest.DBPrefix + "fresh_" + strings.ReplaceAll(t.Name(), "/", "_")
-	name = strings.ToLower(name)
+	name := strings.TrimPrefix(u.Path, "/") + "_fresh" // unique per run, as the server may be shared
 	fresh, err := pg.FreshDatabase(ctx, name)
 	require.NoError(t, err)
 	t.Cleanup(func() {
