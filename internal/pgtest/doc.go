@@ -17,7 +17,8 @@
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
 // Without Main the cluster still dies with the test binary (it receives
-// SIGQUIT), but its temporary directory is left behind.
+// SIGQUIT), but its temporary directory is left behind until the next
+// throwaway cluster's start removes it.
 //
 // Each [DB] is named pgjet_t_<random>, created from template0 and dropped
 // WITH (FORCE) when the test ends:
