@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/embednats"
@@ -214,4 +215,16 @@ func requireLedgerExact(t testing.TB, pool *pgxpool.Pool, total int) {
 		SELECT count(*) FROM (SELECT version, lag(version) OVER (PARTITION BY stream_id ORDER BY seq) AS prev FROM rm_ledger.applied) x
 		WHERE version <> coalesce(prev, 0) + 1`).Scan(&disorder))
 	require.Zero(t, disorder, "each stream applied in version order")
+}
+
+// firstFailedBatch waits for the projector's first "applying batch failed" warning in logs
+// and returns its fields.
+func firstFailedBatch(t testing.TB, logs *observer.ObservedLogs) map[string]any {
+	t.Helper()
+	var failure []observer.LoggedEntry
+	require.Eventually(t, func() bool {
+		failure = logs.FilterMessage("applying batch failed; retrying").All()
+		return len(failure) > 0
+	}, 10*time.Second, 10*time.Millisecond, "no failed batch logged")
+	return failure[0].ContextMap()
 }

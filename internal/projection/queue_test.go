@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -56,16 +55,8 @@ func TestQueuedStatementsFailForTheirEvent(t *testing.T) {
 	cfg.Logger = zap.New(core)
 	stop := e.run(t, cfg)
 
-	var failure observer.LoggedEntry
-	require.Eventually(t, func() bool {
-		for _, l := range logs.FilterMessage("applying batch failed; retrying").All() {
-			failure = l
-			return true
-		}
-		return false
-	}, 10*time.Second, 10*time.Millisecond, "no failed batch logged")
+	fields := firstFailedBatch(t, logs)
 	stop()
-	fields := failure.ContextMap()
 	require.Equal(t, "order-q", fields["stream"])
 	require.Equal(t, int64(3), fields["version"], "the failure is reported for the event whose statement failed: %v", fields)
 	require.Contains(t, fmt.Sprint(fields["error"]), "queued_version_check")

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -108,16 +107,8 @@ func TestUndecodableEventIsLoggedWithItsFields(t *testing.T) {
 	cfg := fastConfig(projection.Projection{Name: "shipments", Apply: func(context.Context, pgx.Tx, projection.Event) error { return nil }})
 	cfg.Logger = zap.New(core)
 	stop := e.run(t, cfg)
-	var failure observer.LoggedEntry
-	require.Eventually(t, func() bool {
-		for _, l := range logs.FilterMessage("applying batch failed; retrying").All() {
-			failure = l
-			return true
-		}
-		return false
-	}, 10*time.Second, 10*time.Millisecond, "no failed batch logged")
+	fields := firstFailedBatch(t, logs)
 	stop()
-	fields := failure.ContextMap()
 	require.Equal(t, "order-5f0c7d4e", fields["stream"])
 	require.Equal(t, shipped, fields["type"])
 	require.Equal(t, id.String(), fields["event_id"])
