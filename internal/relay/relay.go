@@ -91,6 +91,8 @@ func (c *Config) validate() error {
 		return errors.New("relay: Config.Conn is required")
 	case c.BatchSize < 0 || c.Window < 0 || c.Workers < 0:
 		return errors.New("relay: Config.BatchSize, Window and Workers must not be negative")
+	case c.PollInterval < 0 || c.PublishTimeout < 0:
+		return errors.New("relay: Config.PollInterval and PublishTimeout must not be negative")
 	case c.Workers > outbox.Partitions:
 		return fmt.Errorf("relay: Config.Workers must be at most %d (the number of partitions)", outbox.Partitions)
 	}
