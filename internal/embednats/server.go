@@ -181,6 +181,7 @@ func (s *Server) Restart() error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("embednats: restart: %w", err)
 		}
+		time.Sleep(50 * time.Millisecond) // a start that failed for another reason: not a busy loop
 	}
 }
 
