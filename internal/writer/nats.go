@@ -146,9 +146,16 @@ func (s *NATSService) Run(ctx context.Context) error {
 		inflight.Wait()
 		return fmt.Errorf("writer: subscription to %q ended: NATS connection closed", s.cfg.Subject)
 	}
-	if err := sub.Drain(); err != nil {
-		s.log.Warn("draining the subscription; unsubscribing instead", zap.Error(err))
+	switch {
+	case !s.cfg.Conn.IsConnected():
+		// A drain waits for the server to confirm it (about 10 s in vain while the client
+		// reconnects); no request can arrive meanwhile anyway.
 		_ = sub.Unsubscribe()
+	default:
+		if err := sub.Drain(); err != nil {
+			s.log.Warn("draining the subscription; unsubscribing instead", zap.Error(err))
+			_ = sub.Unsubscribe()
+		}
 	}
 	<-done
 	inflight.Wait()

@@ -224,3 +224,29 @@ func TestNewNATSServiceConfig(t *testing.T) {
 	_, err := NewNATSService(NATSConfig{Store: &pgjet.Store{}, Conn: nc})
 	require.NoError(t, err)
 }
+
+// With the nats-server gone (the client reconnecting), a shutdown does not wait for a
+// drain the server cannot confirm: Run returns at once.
+func TestNATSShutdownWhileDisconnected(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	srv := natstest.Server(t)
+	nc, _ := natstest.Connect(t, srv)
+	svc, err := NewNATSService(NATSConfig{Store: store, Conn: nc})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- svc.Run(ctx) }()
+	waitForResponders(t, nc, "pgjet.api.append")
+	srv.Shutdown()
+	require.Eventually(t, func() bool { return !nc.IsConnected() }, 10*time.Second, 10*time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-errc:
+		require.NoError(t, err)
+		t.Logf("Run returned %s after the cancel", time.Since(start))
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run waited for a drain the absent server cannot confirm")
+	}
+}
