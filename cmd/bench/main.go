@@ -43,7 +43,7 @@ func main() {
 	f.Int(&rc.BatchSize, "relay-batch", "", 0, "relay batch size (0: the relay's default)")
 	f.Int(&rc.Window, "relay-window", "", 0, "relay publish window (0: the relay's default)")
 	f.Int(&rate, "latency-rate", "BENCH_LATENCY_RATE", 1000, "appends per second in the latency scenario")
-	f.String(&only, "only", "BENCH_ONLY", "", "run only these scenarios (comma-separated: append, groupcommit, relay, latency); default all")
+	f.String(&only, "only", "BENCH_ONLY", "", "run only these scenarios (comma-separated: append, groupcommit, relay, latency, snapshot); default all")
 	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
 	f.String(&db, "database", "BENCH_DATABASE", "pgjet_bench", "database to drop, recreate and fill (two runs on one server need two names)")
 	c.LogLevel = "warn"
@@ -93,9 +93,12 @@ func main() {
 			}
 		}
 		defer nc.Close()
-		_, err = bench.Run(ctx, bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, LatencyRate: rate, Relay: rc, Out: os.Stdout, JetStreamMode: mode, Only: only})
-		if err != nil {
+		cfg := bench.Config{Pool: pg.Pool, Conn: nc.Conn, Duration: dur, RelayEvents: events, LatencyRate: rate, Relay: rc, Out: os.Stdout, JetStreamMode: mode, Only: only}
+		if _, err = bench.Run(ctx, cfg); err != nil {
 			return fmt.Errorf("bench: %w", err)
+		}
+		if !cfg.Runs("snapshot") {
+			return nil
 		}
 		snap, err := bench.SnapshotLoad(ctx, pg.Pool, 10_000)
 		if err != nil {

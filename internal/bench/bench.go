@@ -99,12 +99,13 @@ type Config struct {
 	// JetStreamMode names the server's fsync mode in the report.
 	JetStreamMode string
 	// Only runs just the scenarios whose names it lists (comma-separated: append,
-	// groupcommit, relay, latency; relay includes consume). Default: all.
+	// groupcommit, relay, latency, snapshot; relay includes consume). Default: all.
+	// Run runs all but snapshot, which is SnapshotLoad's (see Runs).
 	Only string
 }
 
 // scenarios are the names Config.Only takes.
-var scenarios = []string{"append", "groupcommit", "relay", "latency"}
+var scenarios = []string{"append", "groupcommit", "relay", "latency", "snapshot"}
 
 func (c Config) validate() error {
 	if c.Only == "" {
@@ -112,13 +113,14 @@ func (c Config) validate() error {
 	}
 	for _, name := range strings.Split(c.Only, ",") {
 		if !slices.Contains(scenarios, name) {
-			return fmt.Errorf("bench: Config.Only: no scenario %q (there are %s)", name, strings.Join(scenarios, ", "))
+			return fmt.Errorf("Config.Only: no scenario %q (there are %s)", name, strings.Join(scenarios, ", "))
 		}
 	}
 	return nil
 }
 
-func (c Config) runs(scenario string) bool {
+// Runs reports whether Only selects scenario.
+func (c Config) Runs(scenario string) bool {
 	return c.Only == "" || slices.Contains(strings.Split(c.Only, ","), scenario)
 }
 
@@ -201,7 +203,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 
 	for _, size := range []int{1, 100} {
-		if !cfg.runs("append") {
+		if !cfg.Runs("append") {
 			break
 		}
 		for _, writers := range []int{1, 8} {
@@ -235,7 +237,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.runs("groupcommit") {
+	if cfg.Runs("groupcommit") {
 		appendTo := func(st *pgjet.Store) func(ctx context.Context, w int) (int, error) {
 			return func(ctx context.Context, w int) (int, error) {
 				_, err := st.Append(ctx, fmt.Sprintf("order-gc%d-%d", w, time.Now().UnixNano()%64), pgjet.Any, sameEvent(payload))
@@ -274,7 +276,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var relayPeak float64
 	pending := 0
-	if cfg.runs("relay") {
+	if cfg.Runs("relay") {
 		// The streams exist before any clock starts, as the raw publishes' do: creating
 		// one is no part of draining or consuming.
 		if err := ensureStreams(ctx, cfg.Conn, cfg.Relay.Stream); err != nil {
@@ -342,10 +344,10 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		report(Result{Name: "end to end: 8 writers (10-event appends) + relay", Value: e2e, Unit: "ev/s",
 			CeilingName: "appended and published, per second of the whole run (no raw ceiling)"})
 	}
-	if cfg.runs("relay") {
+	if cfg.Runs("relay") {
 		report(Result{Name: fmt.Sprintf("Go heap in use, peak, relay draining %d ev", pending), Value: relayPeak, Unit: "MiB", CeilingName: heapOf})
 	}
-	if cfg.runs("latency") {
+	if cfg.Runs("latency") {
 		// Last, after the throughput scenarios: vacuum what they left behind, then write
 		// out the pages they dirtied. Without the CHECKPOINT, the one their WAL had started
 		// ran through the measurement, and its writes made the tail (commit -> JetStream p99
