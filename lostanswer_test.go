@@ -126,14 +126,27 @@ func newAnswerDropper(t *testing.T, target string, marker []byte) *answerDropper
 	return p
 }
 
+// readyIdle is Postgres's ReadyForQuery message outside a transaction: the server has
+// finished what it was sent up to a Sync, a commit included.
+var readyIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
+
 func (p *answerDropper) pipe(client, server net.Conn) {
-	var mute atomic.Bool // set once this connection's answers are to be dropped
+	var mute atomic.Bool             // set once this connection's answers are to be dropped
+	committed := make(chan struct{}) // closed when a dropped answer says the server is idle
 	go func() {
 		buf := make([]byte, 64<<10)
+		var dropped []byte
 		for {
 			n, err := server.Read(buf)
-			if n > 0 && !mute.Load() {
+			switch {
+			case n == 0:
+			case !mute.Load():
 				if _, err := client.Write(buf[:n]); err != nil {
+					return
+				}
+			default:
+				if dropped = append(dropped, buf[:n]...); bytes.Contains(dropped, readyIdle) {
+					close(committed)
 					return
 				}
 			}
@@ -155,7 +168,10 @@ func (p *answerDropper) pipe(client, server net.Conn) {
 				break
 			}
 			if drop {
-				time.Sleep(500 * time.Millisecond) // the server runs and commits what it got
+				select { // the server runs and commits what it got; its answer goes nowhere
+				case <-committed:
+				case <-time.After(30 * time.Second):
+				}
 				break
 			}
 		}
