@@ -97,8 +97,36 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 	defer nc2.Close()
 	js2, err := jetstream.New(nc2)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	// Caught up means both views agree: the stream leader counts the node as a current,
+	// online replica with no lag, and the node itself says its replica is current. The
+	// last state seen is printed when the wait fails, so a failure says which view lagged.
+	var state string
+	caughtUp := func() bool {
 		st, err := js2.Stream(ctx, "EVENTS")
-		return err == nil && st.CachedInfo().State.Msgs == 20 && leader.NATS().JetStreamIsStreamCurrent("$G", "EVENTS")
-	}, 30*time.Second, 50*time.Millisecond, "restarted node catches up")
+		if err != nil {
+			state = fmt.Sprintf("stream info through the restarted node: %v", err)
+			return false
+		}
+		info := st.CachedInfo()
+		var replica *jetstream.PeerInfo
+		if info.Cluster != nil {
+			for _, r := range info.Cluster.Replicas {
+				if r.Name == leader.Name() {
+					replica = r
+				}
+			}
+		}
+		local := leader.NATS().JetStreamIsStreamCurrent("$G", "EVENTS")
+		state = fmt.Sprintf("msgs %d, leader's view of %s: %+v, current by itself: %v",
+			info.State.Msgs, leader.Name(), replica, local)
+		return info.State.Msgs == 20 && replica != nil && replica.Current && !replica.Offline &&
+			replica.Lag == 0 && local
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !caughtUp() {
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted node did not catch up within a minute; last seen: %s", state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
