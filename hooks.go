@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgjet/pgjet/internal/avro"
 	"github.com/pgjet/pgjet/internal/evolve"
 )
@@ -29,10 +31,11 @@ type Hook func(ctx context.Context, ev HookEvent) ([]FieldError, error)
 
 // HookEvent is the event a Hook checks.
 type HookEvent struct {
-	// Store reads the stream's earlier events, e.g. with ReadStream and Decode. Its reads
-	// go through its pool, also under AppendTx: outside the caller's transaction, so they
-	// do not see events that transaction appended before, and each takes a second pool
-	// connection while the caller holds one (size the pool for it).
+	// Store is the store appended to. A hook reads and decodes the stream with
+	// HookEvent.ReadStream and HookEvent.Decode, which see what StreamVersion saw. The
+	// Store's own reads go through its pool, also under AppendTx: outside the caller's
+	// transaction, so they miss the events that transaction appended before, and each
+	// takes a second pool connection while the caller holds one.
 	Store *Store
 	// StreamID is the stream appended to.
 	StreamID string
@@ -50,6 +53,27 @@ type HookEvent struct {
 	Metadata map[string]string
 	// Earlier holds the data of the append's events before this one, in order.
 	Earlier []HookEvent
+
+	tx querier // the caller's transaction under AppendTx, else nil
+}
+
+// ReadStream reads a stream as Store.ReadStream does, in the append's view: under AppendTx
+// inside the caller's transaction, so it sees the events that transaction appended before
+// (as StreamVersion does) and needs no second connection; under Append through the store's
+// pool and read cache. Under AppendTx a hook must call it from its own goroutine only: a
+// transaction runs one query at a time.
+func (ev HookEvent) ReadStream(ctx context.Context, streamID string, dir Direction, from int64, limit int) ([]RecordedEvent, error) {
+	return ev.Store.readStream(ctx, ev.tx, streamID, dir, from, limit)
+}
+
+// Decode is Store.Decode in the append's view: under AppendTx, what the registry's caches
+// do not hold is read inside the caller's transaction, not through a second connection.
+func (ev HookEvent) Decode(ctx context.Context, e RecordedEvent) (map[string]any, error) {
+	v, err := ev.Store.decoder.DecodeTx(ctx, ev.tx, e.Type, e.Data)
+	if err != nil {
+		return nil, fmt.Errorf("decoding event %s: %w", e.ID, err)
+	}
+	return v, nil
 }
 
 // hookSet holds the hooks per event type.
@@ -125,7 +149,11 @@ func (s *Store) runHooks(ctx context.Context, db querier, p *prepared, events []
 }
 
 // checkHooks runs the hooks of the append's event types on its events.
-func (s *Store) checkHooks(ctx context.Context, db rowQuerier, p *prepared, events []EventData) error {
+func (s *Store) checkHooks(ctx context.Context, db querier, p *prepared, events []EventData) error {
+	var tx querier
+	if _, ok := db.(pgx.Tx); ok {
+		tx = db
+	}
 	version, err := streamVersion(ctx, db, p.stream)
 	if err != nil {
 		return fmt.Errorf("reading the version of %q for hooks: %w", p.stream, err)
@@ -135,7 +163,7 @@ func (s *Store) checkHooks(ctx context.Context, db rowQuerier, p *prepared, even
 		earlier []HookEvent
 	)
 	for i, typ := range p.types {
-		schema, err := s.registry.SchemaByID(ctx, int(p.schemaIDs[i]))
+		schema, err := s.registry.SchemaByIDTx(ctx, db, int(p.schemaIDs[i]))
 		if err != nil {
 			return err
 		}
@@ -150,7 +178,7 @@ func (s *Store) checkHooks(ctx context.Context, db rowQuerier, p *prepared, even
 		data, _ := native.(map[string]any)
 		ev := HookEvent{
 			Store: s, StreamID: p.stream, StreamVersion: version, Index: i, Type: typ,
-			Data: data, Metadata: events[i].Metadata, Earlier: earlier,
+			Data: data, Metadata: events[i].Metadata, Earlier: earlier, tx: tx,
 		}
 		for _, fn := range s.hooks.of(typ) {
 			fails, err := fn(ctx, ev)

@@ -8,9 +8,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/pgtest"
+	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
 // shippedAfterPlaced is a domain hook: an order ships after it was placed, and only once
@@ -23,12 +26,12 @@ func shippedAfterPlaced(ctx context.Context, ev pgjet.HookEvent) ([]pgjet.FieldE
 		}
 	}
 	if !found && ev.StreamVersion > 0 {
-		stored, err := ev.Store.ReadStream(ctx, ev.StreamID, pgjet.Forward, 1, 1)
+		stored, err := ev.ReadStream(ctx, ev.StreamID, pgjet.Forward, 1, 1)
 		if err != nil {
 			return nil, err
 		}
 		if stored[0].Type == placed {
-			d, err := ev.Store.Decode(ctx, stored[0])
+			d, err := ev.Decode(ctx, stored[0])
 			if err != nil {
 				return nil, err
 			}
@@ -136,4 +139,41 @@ func TestHooksInAppendTxSeeTheTransaction(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, []int64{0, 0, 2}, seen, "the second AppendTx sees the first one's uncommitted events")
+}
+
+// A hook that reads the stream under AppendTx reads inside the caller's transaction: it
+// sees the events appended there before, as StreamVersion does, and needs no connection of
+// the pool, which here has only the one the caller holds (through the store's pool, the
+// read waited for the caller's connection until the deadline, and found no stream).
+func TestHookReadsInAppendTxUseTheTransaction(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	u := pgtest.DB(t)
+	warm := pgtest.PoolOn(t, u)
+	require.NoError(t, pgjet.Migrate(ctx, warm))
+	w, err := pgjet.New(pgjet.Config{Pool: warm})
+	require.NoError(t, err)
+	_, err = w.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	pool := pgtest.PoolOn(t, u, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	s, err := pgjet.New(pgjet.Config{Pool: pool, Hooks: map[string][]pgjet.Hook{shipped: {shippedAfterPlaced}}})
+	require.NoError(t, err)
+
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := s.AppendTx(ctx, tx, "order-txr", pgjet.NoStream, placedEvent("2026-01-02T00:00:00Z")); err != nil {
+			return err
+		}
+		readCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := s.AppendTx(readCtx, tx, "order-txr", pgjet.Exact(1), shippedEvent("2026-01-01T00:00:00Z"))
+		require.Equal(t, map[string]string{"events[0].data.shipped_at": "after_placed_at"}, requireFields(t, err),
+			"the hook read the placed event of this transaction")
+		_, err = s.AppendTx(readCtx, tx, "order-txr", pgjet.Exact(1), shippedEvent("2026-01-03T00:00:00Z"))
+		return err
+	})
+	require.NoError(t, err)
+	v, err := s.StreamVersion(ctx, "order-txr")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), v)
 }

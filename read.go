@@ -39,6 +39,12 @@ const (
 // With Config.ReadCacheBytes, recently read events of a stream are answered from memory;
 // a read still sees every event committed before it started (see Config.ReadCacheBytes).
 func (s *Store) ReadStream(ctx context.Context, streamID string, dir Direction, from int64, limit int) ([]RecordedEvent, error) {
+	return s.readStream(ctx, nil, streamID, dir, from, limit)
+}
+
+// readStream is ReadStream through the pool and the read cache when tx is nil, else
+// inside tx and past the cache, which must not hold what tx has not committed.
+func (s *Store) readStream(ctx context.Context, tx querier, streamID string, dir Direction, from int64, limit int) ([]RecordedEvent, error) {
 	if err := ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
@@ -57,12 +63,22 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, dir Direction, 
 	default:
 		return nil, fmt.Errorf("%w: unknown direction %d", ErrInvalidRead, dir)
 	}
-	events, err := s.reads.read(ctx, s.pool, streamID, dir, from, limit)
+	var (
+		db     querier = s.pool
+		events []RecordedEvent
+		err    error
+	)
+	if tx != nil {
+		db = tx
+		events, err = readStreamDB(ctx, tx, streamID, dir, from, limit)
+	} else {
+		events, err = s.reads.read(ctx, s.pool, streamID, dir, from, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading stream %q: %w", streamID, err)
 	}
 	if len(events) == 0 {
-		v, err := streamVersion(ctx, s.pool, streamID)
+		v, err := streamVersion(ctx, db, streamID)
 		if err != nil {
 			return nil, fmt.Errorf("reading stream %q: %w", streamID, err)
 		}

@@ -93,26 +93,34 @@ func (d *Decoder) upcaster(typ string, from int) Func {
 // Decode decodes a Confluent wire-format payload of an event of type typ into the newest
 // registered version's shape: native Go values as avro.Schema.Decode returns them.
 func (d *Decoder) Decode(ctx context.Context, typ string, wire []byte) (map[string]any, error) {
-	v, _, err := d.decode(ctx, typ, wire)
+	v, _, err := d.decode(ctx, nil, typ, wire)
+	return v, err
+}
+
+// DecodeTx is Decode reading the registry through db (a caller's open transaction, say)
+// where its caches do not answer; a nil db means the registry's pool.
+func (d *Decoder) DecodeTx(ctx context.Context, db registry.Querier, typ string, wire []byte) (map[string]any, error) {
+	v, _, err := d.decode(ctx, db, typ, wire)
 	return v, err
 }
 
 // DecodeJSON is Decode rendered as natural JSON (avro.Schema.RenderJSON of the newest
 // version).
 func (d *Decoder) DecodeJSON(ctx context.Context, typ string, wire []byte) ([]byte, error) {
-	v, newest, err := d.decode(ctx, typ, wire)
+	v, newest, err := d.decode(ctx, nil, typ, wire)
 	if err != nil {
 		return nil, err
 	}
 	return newest.RenderJSON(v)
 }
 
-func (d *Decoder) decode(ctx context.Context, typ string, wire []byte) (map[string]any, *avro.Schema, error) {
+// decode reads the registry through db, or its pool when db is nil.
+func (d *Decoder) decode(ctx context.Context, db registry.Querier, typ string, wire []byte) (map[string]any, *avro.Schema, error) {
 	id, payload, err := avro.SplitWire(wire)
 	if err != nil {
 		return nil, nil, err
 	}
-	versions, n, err := d.versionOf(ctx, typ, int(id))
+	versions, n, err := d.versionOf(ctx, db, typ, int(id))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -203,8 +211,11 @@ func stepNeedsUpcaster(from, to *avro.Schema) bool {
 // versionOf returns the versions of subject typ, oldest first, and the version number
 // whose schema has the global id. The list reaches at least the newest version the
 // registry's cache knows.
-func (d *Decoder) versionOf(ctx context.Context, typ string, id int) ([]registry.Version, int, error) {
-	latest, err := d.reg.LatestCached(ctx, typ)
+func (d *Decoder) versionOf(ctx context.Context, db registry.Querier, typ string, id int) ([]registry.Version, int, error) {
+	if db == nil {
+		db = d.reg.Pool()
+	}
+	latest, err := d.reg.LatestCachedTx(ctx, db, typ)
 	if err != nil {
 		return nil, 0, fmt.Errorf("evolve: %w", err)
 	}
@@ -222,7 +233,7 @@ func (d *Decoder) versionOf(ctx context.Context, typ string, id int) ([]registry
 		if attempt == 1 {
 			return nil, 0, fmt.Errorf("evolve: schema id %d is not a version of %s", id, typ)
 		}
-		if versions, err = d.reg.All(ctx, typ); err != nil {
+		if versions, err = d.reg.AllTx(ctx, db, typ); err != nil {
 			return nil, 0, fmt.Errorf("evolve: %w", err)
 		}
 		for i, v := range versions {

@@ -216,7 +216,15 @@ func lookup(ctx context.Context, db querier, subject string, fp [32]byte) (match
 // SchemaByID returns the schema with the global id. Results are cached for the life of
 // the registry: ids never change meaning.
 func (r *Registry) SchemaByID(ctx context.Context, id int) (*avro.Schema, error) {
-	st, err := r.stored(ctx, r.pool, id)
+	return r.SchemaByIDTx(ctx, r.pool, id)
+}
+
+// Pool returns the pool the registry reads through unless told otherwise.
+func (r *Registry) Pool() *pgxpool.Pool { return r.pool }
+
+// SchemaByIDTx is SchemaByID reading through db (see LatestCachedTx).
+func (r *Registry) SchemaByIDTx(ctx context.Context, db Querier, id int) (*avro.Schema, error) {
+	st, err := r.stored(ctx, db, id)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +380,12 @@ func (r *Registry) Subjects(ctx context.Context) ([]string, error) {
 
 // All returns every version of subject, oldest first, with parsed schemas.
 func (r *Registry) All(ctx context.Context, subject string) ([]Version, error) {
-	vs, err := r.versions(ctx, r.pool, subject)
+	return r.AllTx(ctx, r.pool, subject)
+}
+
+// AllTx is All reading through db (see LatestCachedTx).
+func (r *Registry) AllTx(ctx context.Context, db Querier, subject string) ([]Version, error) {
+	vs, err := r.versions(ctx, db, subject)
 	if err != nil {
 		return nil, err
 	}
