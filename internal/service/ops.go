@@ -15,9 +15,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// Check is one readiness condition; nil means satisfied.
-type Check func(ctx context.Context) error
-
 // Ops is the operations HTTP server of a binary: /metrics, /healthz (the process is alive)
 // and /readyz (every readiness check passes). Both health endpoints answer JSON saying
 // what is wrong. A failing check is logged when it starts failing and when it recovers,
@@ -32,11 +29,6 @@ type Ops struct {
 	failing map[string]bool
 }
 
-type namedCheck struct {
-	name  string
-	check Check
-}
-
 // NewOps returns an Ops with a fresh metrics registry that already holds the Go runtime
 // and process collectors.
 func NewOps(log *zap.Logger) *Ops {
@@ -49,48 +41,6 @@ func NewOps(log *zap.Logger) *Ops {
 	})
 	o.Mux.HandleFunc("GET /readyz", o.ready)
 	return o
-}
-
-// AddCheck adds a readiness condition.
-func (o *Ops) AddCheck(name string, c Check) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.checks = append(o.checks, namedCheck{name, c})
-}
-
-func (o *Ops) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	o.mu.Lock()
-	checks := append([]namedCheck(nil), o.checks...)
-	o.mu.Unlock()
-	results := map[string]string{}
-	ok := true
-	for _, c := range checks {
-		err := c.check(ctx)
-		o.mu.Lock()
-		was := o.failing[c.name]
-		o.failing[c.name] = err != nil
-		o.mu.Unlock()
-		switch {
-		case err != nil:
-			ok = false
-			results[c.name] = err.Error()
-			if !was {
-				o.log.Warn("readiness check failing", zap.String("check", c.name), zap.Error(err))
-			}
-		default:
-			results[c.name] = "ok"
-			if was {
-				o.log.Info("readiness check recovered", zap.String("check", c.name))
-			}
-		}
-	}
-	status, code := "ready", http.StatusOK
-	if !ok {
-		status, code = "not ready", http.StatusServiceUnavailable
-	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": results})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
