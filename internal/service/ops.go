@@ -24,6 +24,9 @@ type Ops struct {
 	Mux      *http.ServeMux
 	log      *zap.Logger
 
+	// checkTimeout is each readiness check's budget: readyCheckTimeout.
+	checkTimeout time.Duration
+
 	mu      sync.Mutex
 	checks  []namedCheck
 	failing map[string]bool
@@ -34,7 +37,10 @@ type Ops struct {
 func NewOps(log *zap.Logger) *Ops {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	o := &Ops{Registry: reg, Mux: http.NewServeMux(), log: log, failing: map[string]bool{}}
+	o := &Ops{
+		Registry: reg, Mux: http.NewServeMux(), log: log,
+		checkTimeout: readyCheckTimeout, failing: map[string]bool{},
+	}
 	o.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	o.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
