@@ -17,19 +17,25 @@ import (
 
 // Ops is the operations HTTP server of a binary: /metrics, /healthz (the process is alive)
 // and /readyz (every readiness check passes). Both health endpoints answer JSON saying
-// what is wrong. A failing check is logged when it starts failing and when it recovers,
-// not on every probe.
+// what is wrong. The readiness checks run concurrently, each within 2 s of its own;
+// probes that arrive during a run share it, and a result less than a second old answers
+// without running the checks again. A failing check is logged when it starts failing and
+// when it recovers, not on every probe.
 type Ops struct {
 	Registry *prometheus.Registry
 	Mux      *http.ServeMux
 	log      *zap.Logger
 
-	// checkTimeout is each readiness check's budget: readyCheckTimeout.
-	checkTimeout time.Duration
+	// checkTimeout is each readiness check's budget (readyCheckTimeout) and maxAge how
+	// long a run's result answers /readyz (readyMaxAge), by the clock now.
+	checkTimeout, maxAge time.Duration
+	now                  func() time.Time
 
 	mu      sync.Mutex
 	checks  []namedCheck
 	failing map[string]bool
+	running *readyRun // the run of the checks in flight, if any
+	lastRun *readyRun // the last finished run, if any
 }
 
 // NewOps returns an Ops with a fresh metrics registry that already holds the Go runtime
@@ -39,7 +45,7 @@ func NewOps(log *zap.Logger) *Ops {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o := &Ops{
 		Registry: reg, Mux: http.NewServeMux(), log: log,
-		checkTimeout: readyCheckTimeout, failing: map[string]bool{},
+		checkTimeout: readyCheckTimeout, maxAge: readyMaxAge, now: time.Now, failing: map[string]bool{},
 	}
 	o.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	o.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
