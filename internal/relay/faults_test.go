@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/netproxy"
 	"github.com/pgjet/pgjet/internal/outbox"
 	"github.com/pgjet/pgjet/internal/pgcluster"
 	"github.com/pgjet/pgjet/internal/promtest"
@@ -64,8 +65,8 @@ func TestNetworkToNATSCutAndRestored(t *testing.T) {
 	srv := natstest.Server(t)
 	nc, js := natstest.Connect(t, srv) // the test's own view, not through the proxy
 	e := newEnvOn(t, "", nc, js, srv.ClientURL())
-	p := newProxy(t, strings.TrimPrefix(srv.ClientURL(), "nats://"))
-	relayConn, err := nats.Connect(p.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	p := netproxy.New(t, strings.TrimPrefix(srv.ClientURL(), "nats://"), netproxy.Config{})
+	relayConn, err := nats.Connect("nats://"+p.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(relayConn.Close)
 	w := startPacedWriters(t, e.store, 3, 100000, 16, 2*time.Millisecond)
@@ -73,11 +74,11 @@ func TestNetworkToNATSCutAndRestored(t *testing.T) {
 	var pendingWhileCut int
 	for range 3 {
 		progress(t, e, 50, "publishing before the cut")
-		p.cut()
+		p.Cut()
 		waitUntil(t, 5*time.Second, "the relay notices the cut", func() bool { return !relayConn.IsConnected() })
 		w.waitAppends(t, 30)
 		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pgjet.outbox`).Scan(&pendingWhileCut))
-		p.restore(t)
+		p.Restore(t)
 		progress(t, e, 50, "publishing after the network is back")
 	}
 	committed := w.finish()

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/netproxy"
 	"github.com/pgjet/pgjet/internal/relay"
 )
 
@@ -106,12 +107,12 @@ func TestRelayCutOffFromPostgresLosesItsPartitions(t *testing.T) {
 	e := newEnv(t)
 	u, err := url.Parse(e.url)
 	require.NoError(t, err)
-	p := newProxy(t, u.Host)
+	p := netproxy.New(t, u.Host, netproxy.Config{})
 	viaProxy := *u
-	viaProxy.Host = p.addr
+	viaProxy.Host = p.Addr()
 	cfg := relay.Config{BatchSize: 40, Window: 16}
 	a := startOwnRelay(t, viaProxy.String(), e.nc, cfg)
-	t.Cleanup(p.cut) // before stopping a, which may hang on frozen sessions
+	t.Cleanup(p.Cut) // before stopping a, which may hang on frozen sessions
 	startOwnRelay(t, e.url, e.nc, cfg)
 	waitUntil(t, 10*time.Second, "2 relays share the partitions", func() bool {
 		return fairlyShared(partitionHolders(t, e.pool), 2)
@@ -119,7 +120,7 @@ func TestRelayCutOffFromPostgresLosesItsPartitions(t *testing.T) {
 	w := startPacedWriters(t, e.store, 3, 100000, 16, 2*time.Millisecond)
 	w.waitAppends(t, 50)
 
-	p.freeze()
+	p.Freeze()
 	start := time.Now()
 	waitUntil(t, 12*time.Second, "the reachable relay owns every partition", func() bool {
 		return fairlyShared(partitionHolders(t, e.pool), 1)
@@ -129,7 +130,7 @@ func TestRelayCutOffFromPostgresLosesItsPartitions(t *testing.T) {
 
 	// The network heals: the relay's stale batch (read before the freeze) completes, which
 	// JetStream deduplicates; it notices its lost session and takes its share again.
-	p.thaw()
+	p.Heal()
 	waitUntil(t, 10*time.Second, "the relay rejoins", func() bool {
 		return fairlyShared(partitionHolders(t, e.pool), 2) && a.r.Owned() > 0
 	})
@@ -149,19 +150,19 @@ func TestRelayStaleBatchBeyondDuplicateWindow(t *testing.T) {
 	e := newEnv(t)
 	u, err := url.Parse(e.url)
 	require.NoError(t, err)
-	p := newProxy(t, u.Host)
+	p := netproxy.New(t, u.Host, netproxy.Config{})
 	viaProxy := *u
-	viaProxy.Host = p.addr
+	viaProxy.Host = p.Addr()
 	cfg := relay.Config{BatchSize: 40, Window: 16, Stream: relay.StreamConfig{DuplicateWindow: 3 * time.Second}}
 	a := startOwnRelay(t, viaProxy.String(), e.nc, cfg)
-	t.Cleanup(p.cut)
+	t.Cleanup(p.Cut)
 	startOwnRelay(t, e.url, e.nc, cfg)
 	waitUntil(t, 10*time.Second, "2 relays share the partitions", func() bool {
 		return fairlyShared(partitionHolders(t, e.pool), 2)
 	})
 	w := startPacedWriters(t, e.store, 3, 100000, 16, time.Millisecond)
 	w.waitAppends(t, 100)
-	p.freeze()
+	p.Freeze()
 	waitUntil(t, 12*time.Second, "the reachable relay owns every partition", func() bool {
 		return fairlyShared(partitionHolders(t, e.pool), 1)
 	})
@@ -170,7 +171,7 @@ func TestRelayStaleBatchBeyondDuplicateWindow(t *testing.T) {
 	// Let the duplicate window pass for every event the other relay published: a time
 	// window in JetStream, not a condition a test could poll.
 	time.Sleep(3500 * time.Millisecond)
-	p.thaw()
+	p.Heal()
 	waitUntil(t, 10*time.Second, "the relay rejoins", func() bool {
 		return fairlyShared(partitionHolders(t, e.pool), 2) && a.r.Owned() > 0
 	})
