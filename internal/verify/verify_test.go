@@ -4,11 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +18,7 @@ import (
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/netproxy"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/internal/verify"
@@ -361,8 +359,8 @@ func TestCheckOverASlowLink(t *testing.T) {
 	}
 	env.relayAll(t)
 
-	slow := slowLink(t, strings.TrimPrefix(srv.ClientURL(), "nats://"), 1500*time.Millisecond)
-	nc, err := nats.Connect("nats://"+slow, nats.Timeout(30*time.Second))
+	slow := netproxy.New(t, strings.TrimPrefix(srv.ClientURL(), "nats://"), netproxy.Config{ToClientDelay: 1500 * time.Millisecond})
+	nc, err := nats.Connect("nats://"+slow.Addr(), nats.Timeout(30*time.Second))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(30*time.Second))
@@ -371,61 +369,6 @@ func TestCheckOverASlowLink(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, rep.OK(), rep.String())
 	require.Equal(t, 30, rep.JetStream)
-}
-
-// slowLink is a TCP proxy to target on loopback that hands on what the server sends delay
-// late, as a long or congested link would; what the client sends goes straight through.
-func slowLink(t *testing.T, target string, delay time.Duration) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var conns sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); conns.Wait() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			conns.Add(2)
-			go func() { defer conns.Done(); _, _ = io.Copy(s, c); s.Close() }()
-			go func() { defer conns.Done(); delayed(c, s, delay); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// delayed copies from src to dst, each chunk delay after it was read, in order.
-func delayed(dst io.Writer, src io.Reader, delay time.Duration) {
-	type chunk struct {
-		due  time.Time
-		data []byte
-	}
-	chunks := make(chan chunk, 1024)
-	go func() {
-		defer close(chunks)
-		for {
-			buf := make([]byte, 32<<10)
-			n, err := src.Read(buf)
-			if n > 0 {
-				chunks <- chunk{time.Now().Add(delay), buf[:n]}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	for c := range chunks {
-		time.Sleep(time.Until(c.due)) // the link's latency, not a wait for work
-		if _, err := dst.Write(c.data); err != nil {
-			return
-		}
-	}
 }
 
 // A stream longer than one pull is read whole: Check finds exactly the events deleted in
