@@ -3,7 +3,7 @@ package pgjet_test
 import (
 	"bytes"
 	"context"
-	"net"
+	"io"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/netproxy"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/promtest"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
@@ -33,8 +34,8 @@ func TestGroupCommitBatchWhoseAnswerIsLost(t *testing.T) {
 	u, err := url.Parse(dbURL)
 	require.NoError(t, err)
 	const marker = "lose-the-answer-3f9a"
-	p := newAnswerDropper(t, u.Host, []byte(marker))
-	u.Host = p.addr
+	d := &answerDropper{marker: []byte(marker)}
+	u.Host = netproxy.New(t, u.Host, netproxy.Config{Hooks: d.hooks}).Addr()
 	reg := prometheus.NewRegistry()
 	s, err := pgjet.New(pgjet.Config{Pool: pgtest.PoolOn(t, u.String()), GroupCommit: true, GroupCommitConns: 1, Registerer: reg})
 	require.NoError(t, err)
@@ -70,7 +71,7 @@ func TestGroupCommitBatchWhoseAnswerIsLost(t *testing.T) {
 	require.NoError(t, tx.Rollback(ctx))
 	wg.Wait()
 
-	require.True(t, p.dropped.Load(), "the batch's answer was not dropped")
+	require.True(t, d.dropped.Load(), "the batch's answer was not dropped")
 	require.Equal(t, 1.0, promtest.Must(t, reg, "pgjet_append_group_fallbacks_total"))
 	require.NoError(t, errA, "the append's own first run counted as a conflict")
 	require.Equal(t, int64(2), resA.FirstVersion)
@@ -93,92 +94,51 @@ func lockWaiters(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
-// answerDropper is a TCP proxy to Postgres that, the first time a client sends bytes
-// holding marker, passes them on, lets the server answer into the void and closes the
-// connection: the statements run and commit, and the client never hears of it.
+// answerDropper makes netproxy hooks that, the first time a client sends bytes holding
+// marker, pass them on to Postgres, let the server answer into the void and close the
+// connection once it is idle: the statements run and commit, and the client never hears of
+// it.
 type answerDropper struct {
-	addr    string
-	target  string
 	marker  []byte
 	dropped atomic.Bool
-}
-
-func newAnswerDropper(t *testing.T, target string, marker []byte) *answerDropper {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	p := &answerDropper{addr: ln.Addr().String(), target: target, marker: marker}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go p.pipe(c, s)
-		}
-	}()
-	return p
 }
 
 // readyIdle is Postgres's ReadyForQuery message outside a transaction: the server has
 // finished what it was sent up to a Sync, a commit included.
 var readyIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
 
-func (p *answerDropper) pipe(client, server net.Conn) {
+// hooks returns the hooks of one connection.
+func (d *answerDropper) hooks() (toServer, toClient netproxy.Hook) {
 	var mute atomic.Bool             // set once this connection's answers are to be dropped
 	committed := make(chan struct{}) // closed when a dropped answer says the server is idle
-	go func() {
-		buf := make([]byte, 64<<10)
-		var dropped []byte
-		for {
-			n, err := server.Read(buf)
-			switch {
-			case n == 0:
-			case !mute.Load():
-				if _, err := client.Write(buf[:n]); err != nil {
-					return
-				}
-			default:
-				if dropped = append(dropped, buf[:n]...); bytes.Contains(dropped, readyIdle) {
-					close(committed)
-					return
-				}
-			}
-			if err != nil {
-				client.Close()
-				return
-			}
+	var dropped []byte
+	toServer = func(server io.Writer, b []byte) error {
+		drop := !d.dropped.Load() && bytes.Contains(b, d.marker) && d.dropped.CompareAndSwap(false, true)
+		if drop {
+			mute.Store(true)
 		}
-	}()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := client.Read(buf)
-		if n > 0 {
-			drop := !p.dropped.Load() && bytes.Contains(buf[:n], p.marker) && p.dropped.CompareAndSwap(false, true)
-			if drop {
-				mute.Store(true)
-			}
-			if _, err := server.Write(buf[:n]); err != nil {
-				break
-			}
-			if drop {
-				select { // the server runs and commits what it got; its answer goes nowhere
-				case <-committed:
-				case <-time.After(30 * time.Second):
-				}
-				break
-			}
+		if _, err := server.Write(b); err != nil {
+			return err
 		}
-		if err != nil {
-			break
+		if drop {
+			select { // the server runs and commits what it got; its answer goes nowhere
+			case <-committed:
+			case <-time.After(30 * time.Second):
+			}
+			return io.EOF // the proxy closes the connection
 		}
+		return nil
 	}
-	client.Close()
-	server.Close()
+	toClient = func(client io.Writer, b []byte) error {
+		if !mute.Load() {
+			_, err := client.Write(b)
+			return err
+		}
+		if dropped = append(dropped, b...); bytes.Contains(dropped, readyIdle) {
+			close(committed)
+			return io.EOF
+		}
+		return nil
+	}
+	return toServer, toClient
 }
