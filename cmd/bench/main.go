@@ -35,6 +35,7 @@ func main() {
 		db         string
 	)
 	f := service.NewFlags("bench")
+	c.LogLevel = "warn" // a tool's default: its output is the report, not the log
 	c.Register(f)
 	f.Bool(&syncAlways, "sync-always", "BENCH_SYNC_ALWAYS", false, "run the embedded JetStream with sync_interval: always instead of the lazy default")
 	f.Duration(&dur, "duration", "BENCH_DURATION", 3*time.Second, "length of each timed append scenario")
@@ -46,7 +47,6 @@ func main() {
 	f.String(&only, "only", "BENCH_ONLY", "", "run only these scenarios (comma-separated: append, groupcommit, relay, latency, snapshot); default all")
 	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
 	f.String(&db, "database", "BENCH_DATABASE", "pgjet_bench", "database to drop, recreate and fill (two runs on one server need two names)")
-	c.LogLevel = "warn"
 	service.Main("bench", &c, f, os.Args[1:], func(ctx context.Context, log *zap.Logger) error {
 		if syncAlways && c.NATSURL != "" {
 			// A server's fsync is its own configuration, not the bench's to choose.

@@ -26,11 +26,11 @@ func main() {
 		orders, rate, clients int
 	)
 	f := service.NewFlags("demo")
+	c.LogLevel = "warn" // a tool's default: its output is the report, not the log
 	c.Register(f)
 	f.Int(&orders, "orders", "DEMO_ORDERS", 2000, "orders to generate (about 2.7 events each)")
 	f.Int(&rate, "rate", "DEMO_RATE", 1000, "target append rate, events per second")
 	f.Int(&clients, "clients", "DEMO_CLIENTS", 8, "concurrent HTTP clients")
-	c.LogLevel = "warn"
 	service.Main("demo", &c, f, os.Args[1:], func(ctx context.Context, log *zap.Logger) error {
 		dir := filepath.Join(c.DataDir, "demo")
 		if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {

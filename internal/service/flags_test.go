@@ -91,3 +91,23 @@ func TestFlagsRanges(t *testing.T) {
 	t.Setenv("T_E", "-5s")
 	require.ErrorContains(t, newFlags().Parse(nil), "-e (env T_E) must be more than zero, not -5s")
 }
+
+// A binary's own -log-level default (the tools' warn) is set before Register, so that
+// LOG_LEVEL still overrides it and -h shows it; assigned after, it overwrote LOG_LEVEL.
+func TestCommonLogLevelDefault(t *testing.T) {
+	for _, tc := range []struct{ env, want string }{{"", "warn"}, {"debug", "debug"}} {
+		t.Setenv("LOG_LEVEL", tc.env)
+		c := Common{LogLevel: "warn"}
+		f := NewFlags("t")
+		c.Register(f)
+		require.NoError(t, f.Parse(nil))
+		require.Equal(t, tc.want, c.LogLevel, "LOG_LEVEL=%q", tc.env)
+		if tc.env == "" {
+			require.Equal(t, "warn", f.Lookup("log-level").DefValue, "what -h shows")
+		}
+	}
+	t.Setenv("LOG_LEVEL", "")
+	var c Common
+	c.Register(NewFlags("t"))
+	require.Equal(t, "info", c.LogLevel, "the services' default")
+}

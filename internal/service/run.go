@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -31,13 +32,14 @@ type Common struct {
 	NATSSecurity NATSSecurity
 }
 
-// Register adds the shared flags to f.
+// Register adds the shared flags to f. A LogLevel set before is the -log-level default
+// (the tools log at warn); LOG_LEVEL and the flag still override it.
 func (c *Common) Register(f *Flags) {
 	f.String(&c.DatabaseURL, "database-url", "DATABASE_URL", "", "Postgres URL; empty tries "+LocalPostgres+", then starts a throwaway cluster")
 	f.String(&c.NATSURL, "nats-url", "NATS_URL", "", "NATS URL(s), comma-separated; empty starts an embedded server with JetStream")
 	f.String(&c.DataDir, "data-dir", "PGJET_DATA_DIR", ".pgjet", "directory for embedded NATS and Postgres data")
 	f.String(&c.LogFormat, "log-format", "LOG_FORMAT", "console", "log format: json or console")
-	f.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	f.String(&c.LogLevel, "log-level", "LOG_LEVEL", cmp.Or(c.LogLevel, "info"), "log level: debug, info, warn, error")
 	f.Int(&c.MaxConns, "db-max-conns", "DB_MAX_CONNS", 0, "Postgres pool size; 0 uses pgxpool's default, max(4, CPUs)")
 	c.NATSSecurity.Register(f)
 	f.redactDefault("database-url", RedactDSN)
