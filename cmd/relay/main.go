@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"time"
@@ -27,6 +28,7 @@ func main() {
 		prefix, source, reg string
 		replicas, batch     int
 		window, workers     int
+		maxBytes            int
 		dupWindow, maxAge   time.Duration
 		poll, outboxMaxAge  time.Duration
 		batchPublish        bool
@@ -41,13 +43,14 @@ func main() {
 	f.Int(&replicas, "replicas", "PGJET_STREAM_REPLICAS", 1, "JetStream stream replicas (3 in production)")
 	f.Duration(&dupWindow, "duplicate-window", "PGJET_DUPLICATE_WINDOW", 2*time.Minute, "JetStream duplicate window")
 	f.Duration(&maxAge, "max-age", "PGJET_MAX_AGE", 0, "JetStream retention by age; 0 keeps events forever")
+	f.Int(&maxBytes, "max-bytes", "PGJET_MAX_BYTES", 0, "JetStream retention by size, in bytes (oldest events go first); 0: no cap")
 	f.Int(&batch, "batch-size", "RELAY_BATCH_SIZE", relay.DefaultBatchSize, "outbox rows read per batch")
 	f.Int(&window, "window", "RELAY_WINDOW", 512, "publishes in flight (unacknowledged) per worker")
 	f.Bool(&batchPublish, "batch-publish", "RELAY_BATCH_PUBLISH", false, "send a batch whose streams repeat as one ordered batch publish (nats-server 2.14+); see docs/architecture.md for its limit")
 	f.Int(&workers, "workers", "RELAY_WORKERS", 4, "partition-draining workers while the outbox has a backlog (one without)")
 	f.Duration(&poll, "poll-interval", "RELAY_POLL_INTERVAL", time.Second, "polling fallback and rebalance interval")
 	f.Duration(&outboxMaxAge, "outbox-max-age", "RELAY_OUTBOX_MAX_AGE", time.Minute, "not ready while the oldest unpublished outbox row is older than this")
-	f.NonNegative("replicas", "duplicate-window", "max-age", "batch-size", "window", "workers")
+	f.NonNegative("replicas", "duplicate-window", "max-age", "max-bytes", "batch-size", "window", "workers")
 	f.Positive("poll-interval", "outbox-max-age")
 	f.NoArgs("relay [migrate] [flags]")
 
@@ -77,7 +80,8 @@ func main() {
 		ops := service.NewOps(log)
 		r, err := relay.New(relay.Config{
 			Pool: pg.Pool, Conn: nc.Conn, Source: source, RegistryURL: reg,
-			Stream:    relay.StreamConfig{Name: stream, Subjects: scheme, Replicas: replicas, DuplicateWindow: dupWindow, MaxAge: maxAge},
+			Stream: relay.StreamConfig{Name: stream, Subjects: scheme, Replicas: replicas, DuplicateWindow: dupWindow, MaxAge: maxAge,
+				MaxBytes: int64(cmp.Or(maxBytes, -1))},
 			BatchSize: batch, Window: window, Workers: workers, PollInterval: poll, BatchPublish: batchPublish,
 			Logger: log, Registerer: ops.Registry,
 		})

@@ -40,6 +40,7 @@ func TestSettingsAreChecked(t *testing.T) {
 		{env: "RELAY_OUTBOX_MAX_AGE=0s", want: "-outbox-max-age (env RELAY_OUTBOX_MAX_AGE) must be more than zero"},
 		{args: []string{"-replicas", "-3"}, want: "-replicas (env PGJET_STREAM_REPLICAS) must not be negative"},
 		{env: "PGJET_DUPLICATE_WINDOW=-2m", want: "-duplicate-window (env PGJET_DUPLICATE_WINDOW) must not be negative"},
+		{args: []string{"-max-bytes", "-1"}, want: "-max-bytes (env PGJET_MAX_BYTES) must not be negative"},
 		{args: []string{"-batch-size", "100", "migrate"}, want: `unexpected argument "migrate"`},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

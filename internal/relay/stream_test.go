@@ -63,10 +63,11 @@ func TestEnsureStreamKeepsOperatorSettings(t *testing.T) {
 	_, err = js.UpdateStream(ctx, cfg)
 	require.NoError(t, err)
 
-	s, err = relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour})
+	s, err = relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour, MaxBytes: 64 << 20})
 	require.NoError(t, err)
 	got := s.CachedInfo().Config
 	require.Equal(t, time.Hour, got.MaxAge)
+	require.Equal(t, int64(64<<20), got.MaxBytes, "the relay's -max-bytes")
 	require.Equal(t, int32(512<<10), got.MaxMsgSize)
 	require.Equal(t, int64(1000), got.MaxMsgsPerSubject)
 	require.Equal(t, "ops", got.Metadata["owner"])
