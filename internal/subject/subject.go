@@ -65,11 +65,11 @@ func (s Scheme) For(streamID, eventType string) (string, error) {
 	if streamID == "" {
 		return "", ErrEmptyStreamID
 	}
-	tt, err := typeToken(eventType)
-	if err != nil {
+	if err := ValidateType(eventType); err != nil {
 		return "", err
 	}
-	return s.join(EncodeToken(Category(streamID)), tt, EncodeToken(streamID)), nil
+	// join writes the type token itself: one allocation per subject, the relay's per event.
+	return s.join(EncodeToken(Category(streamID)), eventType, EncodeToken(streamID)), nil
 }
 
 // Parse returns the stream id and event type of an event subject built by
@@ -166,6 +166,8 @@ func categoryToken(cat string) (string, error) {
 	return EncodeToken(cat), nil
 }
 
+// join builds prefix.category.typ.stream from tokens; typ may also be a validated event
+// type, whose '.' it writes as typeSep.
 func (s Scheme) join(category, typ, stream string) string {
 	p := s.prefix()
 	var b strings.Builder
@@ -174,7 +176,13 @@ func (s Scheme) join(category, typ, stream string) string {
 	b.WriteByte('.')
 	b.WriteString(category)
 	b.WriteByte('.')
-	b.WriteString(typ)
+	for i := 0; i < len(typ); i++ { // a type's '.' becomes typeSep (see typeToken)
+		if c := typ[i]; c == '.' {
+			b.WriteByte(typeSep)
+		} else {
+			b.WriteByte(c)
+		}
+	}
 	b.WriteByte('.')
 	b.WriteString(stream)
 	return b.String()
