@@ -7,7 +7,8 @@ import (
 )
 
 // Holding a stream back: a stream whose publish failed is left out of its partition's reads
-// until its retry time, which backs off per stream from minHold to maxHold. So an event
+// until its retry time, which backs off per stream from minHold to maxHold; the worker
+// draining the partition wakes then, without waiting for its poll. So an event
 // that JetStream keeps refusing holds back its own stream (whose next event may not be
 // stored before it) and nothing else. Before, every round of its relay failed and backed
 // off, and once the stream had a batch of rows waiting, they filled every batch.
@@ -61,6 +62,20 @@ func (h *heldStreams) skip(parts []int16, now time.Time) (partitions []int16, st
 		}
 	}
 	return partitions, streams, due
+}
+
+// next returns the earliest retry time of the held-back streams of parts, zero when none is
+// held back: the drain of parts is due then, whether or not a poll or an append wakes it.
+func (h *heldStreams) next(parts []int16) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var t time.Time
+	for _, x := range h.m {
+		if slices.Contains(parts, x.partition) && (t.IsZero() || x.retryAt.Before(t)) {
+			t = x.retryAt
+		}
+	}
+	return t
 }
 
 // hold holds stream back after a failed publish, or for longer if it is held already, and

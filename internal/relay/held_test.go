@@ -28,6 +28,9 @@ func TestHeldStreams(t *testing.T) {
 	_, skip, _ = h.skip([]int16{4}, t0)
 	require.Equal(t, []string{}, skip, "another partition's read leaves out nothing, and says so with an empty array")
 
+	require.Equal(t, t0.Add(minHold), h.next(parts), "the drain of its partition is due at its retry time")
+	require.True(t, h.next([]int16{4}).IsZero(), "nothing held back in partition 4")
+
 	_, skip, due = h.skip(parts, t0.Add(minHold))
 	require.Empty(t, skip)
 	require.Equal(t, []string{"order-1"}, due, "read again at its retry time")

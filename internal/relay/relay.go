@@ -338,7 +338,7 @@ func (r *Relay) work(ctx context.Context, w int) {
 		for p := w; p < outbox.Partitions && w < level; p += level {
 			mine = append(mine, int16(p))
 		}
-		n, err := r.drain(ctx, mine)
+		n, retryAt, err := r.drain(ctx, mine)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -354,8 +354,13 @@ func (r *Relay) work(ctx context.Context, w int) {
 		}
 		r.settle()
 		wait := r.cfg.PollInterval
-		if backoff > 0 {
+		switch {
+		case backoff > 0:
 			wait = backoff
+		case !retryAt.IsZero():
+			// A held-back stream is read again at its retry time, not at the next poll, which
+			// may be far (or an append that happens to wake the worker).
+			wait = min(wait, max(time.Until(retryAt), 0))
 		}
 		poll.Reset(wait)
 		select {
@@ -504,17 +509,19 @@ type row struct {
 }
 
 // drain relays one batch of the owned partitions among mine that no other worker drains,
-// leaving out the streams held back, and returns its size. The error reports a batch that
-// failed as a whole, after which the worker backs off.
-func (r *Relay) drain(ctx context.Context, mine []int16) (n int, err error) {
+// leaving out the streams held back, and returns its size and the earliest retry time of
+// the streams of those partitions held back now (zero when none is). The error reports a
+// batch that failed as a whole, after which the worker backs off.
+func (r *Relay) drain(ctx context.Context, mine []int16) (n int, retryAt time.Time, err error) {
 	r.owner.mu.RLock()
 	defer r.owner.mu.RUnlock()
 	parts, perStream := r.parts.claim(r.owner.ownedOf(mine))
 	if len(parts) == 0 {
-		return 0, nil
+		return 0, time.Time{}, nil
 	}
 	stopped := false
 	defer func() {
+		retryAt = r.held.next(parts)
 		for _, p := range r.parts.release(parts, stopped) {
 			r.wakePartition(int(p))
 		}
@@ -544,11 +551,11 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (n int, err error) {
 		err = closeErr
 	}
 	if err != nil {
-		return 0, fmt.Errorf("reading outbox: %w", err)
+		return 0, time.Time{}, fmt.Errorf("reading outbox: %w", err)
 	}
 	if len(batch) == 0 {
 		r.held.release(due...) // their rows are gone: another relay published them
-		return 0, nil
+		return 0, time.Time{}, nil
 	}
 	r.metrics.batch.Observe(float64(len(batch)))
 	// A batch publish pays off when some stream has several events in the batch; with one
@@ -566,13 +573,13 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (n int, err error) {
 	}
 	if len(done) > 0 {
 		if err := r.delete(context.WithoutCancel(ctx), parts, done); err != nil {
-			return len(batch), fmt.Errorf("deleting %d published outbox rows: %w", len(done), err)
+			return len(batch), time.Time{}, fmt.Errorf("deleting %d published outbox rows: %w", len(done), err)
 		}
 	}
 	if err != nil {
-		return len(batch), err
+		return len(batch), time.Time{}, err
 	}
-	return len(batch), r.holdBack(batch, due, len(done), failed)
+	return len(batch), time.Time{}, r.holdBack(batch, due, len(done), failed)
 }
 
 // holdBack holds back the streams whose publish failed, and releases the streams that were

@@ -1,0 +1,95 @@
+package relay_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/outbox"
+	"github.com/pgjet/pgjet/internal/promtest"
+	"github.com/pgjet/pgjet/internal/relay"
+)
+
+// Tests of held-back streams (held.go) in a running relay. JetStream refuses an event here
+// through the events stream's max_msg_size, which the test can lower and raise again while
+// the relay runs: an event over it is refused as one over the server's max_payload is, and
+// once the limit is raised the same event goes through.
+
+// refuseOver sets the events stream's max_msg_size to n bytes (-1: no limit), creating the
+// stream first if no relay has yet. The relay leaves the setting as it finds it.
+func refuseOver(t *testing.T, js jetstream.JetStream, n int32) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{})
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	cfg := info.Config
+	cfg.MaxMsgSize = n
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+}
+
+// refusedLimit is the max_msg_size the tests set: the events of cancelled fit, those of
+// oversized do not.
+const refusedLimit = 4096
+
+// oversized is an event of stream whose message is over refusedLimit.
+func oversized(stream string) pgjet.EventData {
+	return pgjet.EventData{ID: uuid.New(), Type: "pgjet.demo.order.OrderPlaced", Data: json.RawMessage(fmt.Sprintf(
+		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","customer_id":"c1","customer_email":"a@b.de",`+
+			`"items":[{"sku":"A1","quantity":1,"unit_price_cents":1}],"placed_at":"2026-11-26T10:00:00Z","note":%q}`,
+		strings.Repeat("x", 2*refusedLimit)))}
+}
+
+// A held-back stream is read again at its retry time (100 ms after its first failure), not
+// at the relay's next poll: once JetStream takes its event again, the stream is published
+// at once, in order, and no longer held back. Here the poll is 20 s away and nothing else
+// wakes the relay; a relay that waited for the poll would publish the stream then.
+func TestHeldStreamIsRetriedAtItsRetryTime(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []bool{false, true} {
+		t.Run(publishMode(batch), func(t *testing.T) {
+			t.Parallel()
+			testHeldStreamIsRetriedAtItsRetryTime(t, batch)
+		})
+	}
+}
+
+func testHeldStreamIsRetriedAtItsRetryTime(t *testing.T, batch bool) {
+	ctx := context.Background()
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	// A batch publish whose first message is refused waits PublishTimeout for its first
+	// acknowledgement.
+	r := startOwnRelay(t, e.url, e.nc, relay.Config{PollInterval: 20 * time.Second, PublishTimeout: 2 * time.Second, BatchPublish: batch, Registerer: reg})
+	waitUntil(t, 10*time.Second, "the relay owns every partition", func() bool {
+		return r.r.Ready() == nil && r.r.Owned() == outbox.Partitions
+	})
+	refuseOver(t, e.js, refusedLimit)
+
+	// Two events, so that a batch publish is used where it is on.
+	evs := []pgjet.EventData{oversized("order-retried"), cancelled("order-retried", 2)}
+	_, err := e.store.Append(ctx, "order-retried", pgjet.Any, evs...)
+	require.NoError(t, err)
+	waitUntil(t, 10*time.Second, "the stream held back after its failed publish", func() bool {
+		return promtest.Value(t, reg, "pgjet_relay_streams_held_back") == 1
+	})
+	refuseOver(t, e.js, -1)
+	waitUntil(t, 5*time.Second, "the stream published at its retry time, well before the poll", func() bool {
+		return streamMsgs(t, e.js) == 2
+	})
+	checkExactlyOnceInOrder(t, readAll(t, e.js), map[string]string{evs[0].ID.String(): "order-retried", evs[1].ID.String(): "order-retried"})
+	waitUntil(t, 5*time.Second, "a retry that went through releases the stream", func() bool {
+		return promtest.Value(t, reg, "pgjet_relay_streams_held_back") == 0
+	})
+}
