@@ -51,6 +51,19 @@ func oversized(stream string) pgjet.EventData {
 		strings.Repeat("x", 2*refusedLimit)))}
 }
 
+// histogramCount returns how many observations the histogram name holds in reg.
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
 // A held-back stream is read again at its retry time (100 ms after its first failure), not
 // at the relay's next poll: once JetStream takes its event again, the stream is published
 // at once, in order, and no longer held back. Here the poll is 20 s away and nothing else
@@ -92,4 +105,51 @@ func testHeldStreamIsRetriedAtItsRetryTime(t *testing.T, batch bool) {
 	waitUntil(t, 5*time.Second, "a retry that went through releases the stream", func() bool {
 		return promtest.Value(t, reg, "pgjet_relay_streams_held_back") == 0
 	})
+}
+
+// Past maxHeld (100) held-back streams, a failing stream is not held back: that is an
+// outage, and the worker backs off as a whole, from 50 ms doubling to 5 s, as for any
+// round of failures. Here 100 streams are held back and a 101st, refused too, has more rows
+// than a batch holds. A relay that did not back off read and published that stream's batch
+// again at once, round after round, without pause.
+func TestFailuresPastTheHeldCapBackOff(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []bool{false, true} {
+		t.Run(publishMode(batch), func(t *testing.T) {
+			t.Parallel()
+			testFailuresPastTheHeldCapBackOff(t, batch)
+		})
+	}
+}
+
+func testFailuresPastTheHeldCapBackOff(t *testing.T, batch bool) {
+	const batchSize = 200
+	ctx := context.Background()
+	e := newEnv(t)
+	refuseOver(t, e.js, refusedLimit)
+	for i := range 100 {
+		s := fmt.Sprintf("order-cap%d", i)
+		_, err := e.store.Append(ctx, s, pgjet.Any, oversized(s))
+		require.NoError(t, err)
+	}
+	last := []pgjet.EventData{oversized("order-cap-last")}
+	for v := 2; v <= batchSize+50; v++ {
+		last = append(last, cancelled("order-cap-last", v))
+	}
+	_, err := e.store.Append(ctx, "order-cap-last", pgjet.Any, last...)
+	require.NoError(t, err)
+
+	reg := prometheus.NewRegistry()
+	e.startRelay(t, relay.Config{BatchSize: batchSize, BatchPublish: batch, PublishTimeout: time.Second, Registerer: reg})
+	waitUntil(t, 15*time.Second, "100 streams held back", func() bool {
+		return promtest.Value(t, reg, "pgjet_relay_streams_held_back") == 100
+	})
+	before := histogramCount(t, reg, "pgjet_relay_batch_size")
+	time.Sleep(3 * time.Second)
+	rounds := histogramCount(t, reg, "pgjet_relay_batch_size") - before
+	t.Logf("%d batches read in 3 s", rounds)
+	// Backing off from 50 ms, and with the held-back streams retried together, 3 s take
+	// about 15 batches.
+	require.Less(t, rounds, uint64(100), "the worker backs off while a stream past the cap fails")
+	require.Equal(t, 100.0, promtest.Value(t, reg, "pgjet_relay_streams_held_back"))
 }

@@ -586,7 +586,9 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (n int, retryAt time.Ti
 // due for a retry and did not fail: the batch had their rows, or room for them (another
 // relay published them). When nothing was stored and several streams failed, the cause is
 // likely no event's own (NATS unreachable, no stream leader, JetStream full): it returns an
-// error, and the worker backs off as a whole.
+// error, and the worker backs off as a whole. So it does when a failed stream cannot be held
+// back, maxHeld being held back already: that is an outage too, and nothing else would pace
+// the stream's retries (with a batch of its rows waiting, the worker read it again at once).
 func (r *Relay) holdBack(batch []row, due []string, stored int, failed []failure) error {
 	outage := stored == 0 && len(failed) > 1
 	level := zap.WarnLevel
@@ -594,11 +596,13 @@ func (r *Relay) holdBack(batch []row, due []string, stored int, failed []failure
 		level = zap.DebugLevel // the worker logs the outage once
 	}
 	now := time.Now()
+	var unheld []failure
 	for _, f := range failed {
 		x := f.row
 		h, ok := r.held.hold(x.stream, outbox.PartitionOf(x.stream), now)
 		if !ok {
-			continue // as many streams as maxHeld are held back already
+			unheld = append(unheld, f) // as many streams as maxHeld are held back already
+			continue
 		}
 		r.log.Log(level, "publish failed; holding its stream back, the others go on",
 			zap.String("stream", x.stream), zap.String("event_id", x.eventID), zap.Int64("version", x.version),
@@ -613,6 +617,10 @@ func (r *Relay) holdBack(batch []row, due []string, stored int, failed []failure
 	if outage {
 		x := failed[0].row
 		return fmt.Errorf("%d publishes failed and none was stored; first, %s (%s v%d): %w", len(failed), x.eventID, x.stream, x.version, failed[0].err)
+	}
+	if len(unheld) > 0 {
+		x := unheld[0].row
+		return fmt.Errorf("%d publishes failed with %d streams held back already; first, %s (%s v%d): %w", len(unheld), maxHeld, x.eventID, x.stream, x.version, unheld[0].err)
 	}
 	return nil
 }
