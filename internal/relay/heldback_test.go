@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/outbox"
@@ -152,4 +154,87 @@ func testFailuresPastTheHeldCapBackOff(t *testing.T, batch bool) {
 	// about 15 batches.
 	require.Less(t, rounds, uint64(100), "the worker backs off while a stream past the cap fails")
 	require.Equal(t, 100.0, promtest.Value(t, reg, "pgjet_relay_streams_held_back"))
+}
+
+// With batch publishes, a stream due for a retry whose rows the batch publish did not reach
+// (it stopped at another stream's event) has not been retried: it stays held back, and its
+// back-off goes on growing. Two refused streams fail together and are held back together;
+// then one gets a second event, so their next batch goes out as a batch publish, which
+// stops at the first one's event. The second one's failures count on (1, 2, 3 ...) from
+// the time it first failed; a relay that let it go counted them from 1 again, and retried
+// it from 100 ms again.
+func TestHeldStreamKeepsItsBackOffInBatchPublish(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	refuseOver(t, e.js, refusedLimit)
+	first, second := "order-held-first", "order-held-second"
+	for _, s := range []string{first, second} {
+		_, err := e.store.Append(ctx, s, pgjet.Any, oversized(s))
+		require.NoError(t, err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	reg := prometheus.NewRegistry()
+	e.startRelay(t, relay.Config{BatchPublish: true, Registerer: reg, Logger: zap.New(core)})
+	waitUntil(t, 10*time.Second, "both streams held back", func() bool {
+		return promtest.Value(t, reg, "pgjet_relay_streams_held_back") == 2
+	})
+	_, err := e.store.Append(ctx, first, pgjet.Any, cancelled(first, 2))
+	require.NoError(t, err)
+
+	failures := func() (counts []int64, since []time.Time) {
+		for _, l := range logs.FilterMessageSnippet("holding its stream back").All() {
+			f := l.ContextMap()
+			if f["stream"] != second {
+				continue
+			}
+			counts = append(counts, f["failures"].(int64))
+			since = append(since, f["failing_since"].(time.Time))
+		}
+		return counts, since
+	}
+	waitUntil(t, 15*time.Second, "the second stream failed four times", func() bool {
+		n, _ := failures()
+		return len(n) >= 4
+	})
+	counts, since := failures()
+	for i := range counts {
+		require.Equal(t, int64(i+1), counts[i], "failures of %s, in order: %v", second, counts)
+		require.Equal(t, since[0], since[i], "failing since its first failure")
+	}
+}
+
+// With batch publishes, a retry of a held-back stream goes one event per stream. A batch
+// publish would stop at the stream's refused event, and when that event is its first
+// message, the publisher waits PublishTimeout for a first acknowledgement that never comes
+// (jetstreamext 0.3.2): the worker, and every stream of its partitions, waited that long at
+// each retry. Here a stream whose two events wait behind a refused one is held back while
+// another stream gets an event every 200 ms; each is to be published within a second, with
+// PublishTimeout 3 s.
+func TestRetriesOfAHeldStreamDoNotStallBatchPublishes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	refuseOver(t, e.js, refusedLimit)
+	const stuck, flowing = "order-stuck", "order-flowing"
+	_, err := e.store.Append(ctx, stuck, pgjet.Any, oversized(stuck), cancelled(stuck, 2))
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	e.startRelay(t, relay.Config{BatchPublish: true, PublishTimeout: 3 * time.Second, Registerer: reg})
+	waitUntil(t, 15*time.Second, "the stream held back", func() bool {
+		return promtest.Value(t, reg, "pgjet_relay_streams_held_back") == 1
+	})
+	failed := func() float64 { return promtest.Value(t, reg, "pgjet_relay_published_total", "result", "error") }
+	before := failed()
+	// 6 s: the held-back stream is retried about 5 times meanwhile.
+	for i := 1; i <= 30; i++ {
+		_, err := e.store.Append(ctx, flowing, pgjet.Any, cancelled(flowing, i))
+		require.NoError(t, err)
+		waitUntil(t, time.Second, fmt.Sprintf("event %d of the other stream published", i), func() bool {
+			return streamMsgs(t, e.js) == uint64(i)
+		})
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.GreaterOrEqual(t, failed(), before+3, "the held-back stream was retried meanwhile")
+	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_relay_streams_held_back"))
 }

@@ -26,9 +26,11 @@ import (
 //
 // Used only with Config.BatchPublish. Known limits (nats-server 2.15.2, orbit.go
 // jetstreamext 0.3.2): a message whose disk write fails on a standalone server does not end
-// the batch and is acknowledged as stored; and when acknowledgements stop coming for
+// the batch and is acknowledged as stored; when acknowledgements stop coming for
 // PublishTimeout (the server unreachable), the publisher's reply subscription is left
-// behind until the connection closes.
+// behind until the connection closes; and a batch whose first message the server refuses
+// waits PublishTimeout for that message's acknowledgement, which never comes (so a batch
+// that retries a held-back stream is not published this way; see drain).
 func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Time) ([]int64, []failure, error) {
 	start := time.Now()
 	flow := uint16(min(r.cfg.Window, 100))

@@ -560,9 +560,14 @@ func (r *Relay) drain(ctx context.Context, mine []int16) (n int, retryAt time.Ti
 	r.metrics.batch.Observe(float64(len(batch)))
 	// A batch publish pays off when some stream has several events in the batch; with one
 	// event per stream, plain publishes are all in flight at once anyway, and take one round
-	// trip where a batch publish takes two.
+	// trip where a batch publish takes two. A batch that retries a held-back stream goes per
+	// stream too, as the one after a batch publish that stopped short does: the stream failed
+	// before, and a batch publish would stop at it, leaving the rest of the batch (and the
+	// other streams due, as if retried) for another round; and when its event is the batch's
+	// first, the publisher waits PublishTimeout for an acknowledgement the server never sends
+	// (jetstreamext 0.3.2), which held up every stream of the worker at each retry.
 	publish := r.publish
-	ordered := r.ordered.Load() && !perStream && repeatsStream(batch)
+	ordered := r.ordered.Load() && !perStream && !retries(batch, due) && repeatsStream(batch)
 	if ordered {
 		publish = r.publishOrdered
 	}
@@ -623,6 +628,11 @@ func (r *Relay) holdBack(batch []row, due []string, stored int, failed []failure
 		return fmt.Errorf("%d publishes failed with %d streams held back already; first, %s (%s v%d): %w", len(unheld), maxHeld, x.eventID, x.stream, x.version, unheld[0].err)
 	}
 	return nil
+}
+
+// retries reports whether batch has rows of the held-back streams due, which it retries.
+func retries(batch []row, due []string) bool {
+	return len(due) > 0 && slices.ContainsFunc(batch, func(x row) bool { return slices.Contains(due, x.stream) })
 }
 
 // repeatsStream reports whether some stream has more than one row in batch.
