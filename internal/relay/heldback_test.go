@@ -238,3 +238,55 @@ func TestRetriesOfAHeldStreamDoNotStallBatchPublishes(t *testing.T) {
 	require.GreaterOrEqual(t, failed(), before+3, "the held-back stream was retried meanwhile")
 	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_relay_streams_held_back"))
 }
+
+// A held-back stream goes with its partition when another relay joins: the relay that gave
+// the partition away stops holding the stream back (its gauge drops), the one that took it
+// reads the stream from its oldest event, fails on it and holds it back in turn, while the
+// partition's other streams flow; once JetStream takes the event, the new owner publishes
+// the stream in order and lets it go. (A relay owning every partition gives the upper half
+// away to a second one: see owner.rebalance.)
+func TestHeldStreamIsHandedOverWithItsPartition(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	refuseOver(t, e.js, refusedLimit)
+	stuck, flowing := "", ""
+	for i := 0; stuck == "" || flowing == ""; i++ {
+		s := fmt.Sprintf("order-moved%d", i)
+		switch {
+		case outbox.PartitionOf(s) < outbox.Partitions/2:
+		case stuck == "":
+			stuck = s
+		case outbox.PartitionOf(s) == outbox.PartitionOf(stuck):
+			flowing = s
+		}
+	}
+	committed := map[string]string{}
+	add := func(stream string, evs ...pgjet.EventData) {
+		_, err := e.store.Append(ctx, stream, pgjet.Any, evs...)
+		require.NoError(t, err)
+		for _, ev := range evs {
+			committed[ev.ID.String()] = stream
+		}
+	}
+	add(stuck, oversized(stuck), cancelled(stuck, 2))
+	gauge := func(reg *prometheus.Registry) float64 {
+		return promtest.Value(t, reg, "pgjet_relay_streams_held_back")
+	}
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	startOwnRelay(t, e.url, e.nc, relay.Config{Registerer: regA})
+	waitUntil(t, 10*time.Second, "the first relay holds the stream back", func() bool { return gauge(regA) == 1 })
+
+	startOwnRelay(t, e.url, e.nc, relay.Config{Registerer: regB})
+	waitUntil(t, 10*time.Second, "2 relays share the partitions", func() bool { return fairlyShared(partitionHolders(t, e.pool), 2) })
+	waitUntil(t, 10*time.Second, "the stream held back by the partition's new owner only", func() bool {
+		return gauge(regA) == 0 && gauge(regB) == 1
+	})
+	add(flowing, cancelled(flowing, 1))
+	waitUntil(t, 10*time.Second, "the partition's other stream published", func() bool { return streamMsgs(t, e.js) == 1 })
+
+	refuseOver(t, e.js, -1)
+	waitUntil(t, 10*time.Second, "the stream published", func() bool { return streamMsgs(t, e.js) == uint64(len(committed)) })
+	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
+	waitUntil(t, 5*time.Second, "and let go", func() bool { return gauge(regB) == 0 })
+}
