@@ -16,13 +16,14 @@ test:
 
 ## bench: throughput and latency beside this machine's raw ceilings, then per-event costs
 ## of validate+encode and decode+upcast, the relay with 1, 2 and 4 instances (and 1 with
-## -batch-publish), and decoded
+## -batch-publish) and its message building, and decoded
 ## catch-up consumption from sequence 1 by 1 and 4 group members
 bench:
 	$(GO) run ./cmd/bench
 	$(GO) test -run '^$$' -bench 'ValidateEncode|EncodeValue' -benchtime 20000x ./internal/avro
 	$(GO) test -run '^$$' -bench 'DecodeUpcast' -benchtime 20000x .
 	$(GO) test -run '^$$' -bench 'Relays' -benchtime 2x ./internal/relay
+	$(GO) test -run '^$$' -bench 'Message' -benchtime 200000x ./internal/relay
 	$(GO) test -run '^$$' -bench 'Consume' -benchtime 20000x ./subscription
 
 ## build: the binaries, into bin/
