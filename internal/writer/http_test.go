@@ -225,3 +225,40 @@ func TestHTTPInternalError(t *testing.T) {
 	require.Equal(t, 500, status, "%s", raw)
 	require.Len(t, logs.FilterLevelExact(zap.ErrorLevel).All(), 2)
 }
+
+// cutReader yields its text, then fails as a connection does when the client hangs up, or
+// the server's read timeout passes, before the body's end.
+type cutReader struct{ r io.Reader }
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// TestHTTPUnreadableBody: a body that ends early is the client's fault: a 400 that is not
+// logged as an error, and nothing is written. (A 500 would tell the client to retry, and
+// count against the writer's error rate.)
+func TestHTTPUnreadableBody(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	core, logs := observer.New(zap.DebugLevel)
+	h, err := NewHandler(HandlerConfig{Store: store, Logger: zap.New(core)})
+	require.NoError(t, err)
+
+	ok := body(t, nil, event(orderPlaced, placed(1)))
+	for _, sent := range []string{ok[:len(ok)/2], ok} {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/streams/order-cut", &cutReader{strings.NewReader(sent)})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusBadRequest, rec.Code, "%s", rec.Body)
+		e := decodeError(t, rec.Body.Bytes())
+		require.Equal(t, codeMalformedJSON, e.Code)
+		require.Contains(t, e.Message, "could not be read")
+	}
+	require.Empty(t, logs.FilterLevelExact(zap.ErrorLevel).All())
+	_, err = store.StreamVersion(t.Context(), "order-cut")
+	require.ErrorIs(t, err, pgjet.ErrStreamNotFound)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"unicode/utf8"
 
@@ -58,9 +59,17 @@ type requestError struct {
 	Path    string // the member of the body, e.g. events[0].id; "" for the body as a whole
 	Param   string // the query parameter
 	Message string
+	err     error // the cause, for the log; nil for most
 }
 
-func (e *requestError) Error() string { return e.Message }
+func (e *requestError) Error() string {
+	if e.err != nil {
+		return e.Message + ": " + e.err.Error()
+	}
+	return e.Message
+}
+
+func (e *requestError) Unwrap() error { return e.err }
 
 func malformed(format string, args ...any) error {
 	return &requestError{Code: codeMalformedJSON, Message: fmt.Sprintf(format, args...)}
@@ -79,12 +88,20 @@ func (e *bodyTooLargeError) Error() string {
 
 // decodeAppendRequest reads exactly one JSON object from r and checks its shape strictly:
 // unknown or repeated members, wrong JSON kinds, invalid UTF-8 and trailing data are errors
-// (*requestError). Errors reading r (such as *http.MaxBytesError) are returned as they are.
-// The events' data is checked against its schema later, by the store.
+// (*requestError). A body over the limit (*http.MaxBytesError) is returned as it is; any
+// other failure to read r to its end (the client hung up, or sent too slowly for the
+// server's read timeout) is a malformed_json request error that wraps it: the client's
+// fault, not the writer's. The events' data is checked against its schema later, by the
+// store.
 func decodeAppendRequest(r io.Reader) (appendRequest, error) {
 	body, err := io.ReadAll(r)
 	if err != nil {
-		return appendRequest{}, err
+		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+			return appendRequest{}, err
+		}
+		// The reason goes to the log only: it names the server's address.
+		return appendRequest{}, &requestError{Code: codeMalformedJSON, err: err,
+			Message: "request body could not be read to its end: the client closed it early or sent it too slowly"}
 	}
 	top, err := oneValue(body)
 	if err != nil {
