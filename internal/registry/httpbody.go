@@ -39,7 +39,8 @@ type configRequest struct {
 // readObject reads a request body that must be one JSON object and returns its members.
 // Its failures follow Confluent: 415 for a content type it does not consume, 422 with
 // code 422 for a missing or null body, 400 for malformed JSON or a body that is not an
-// object. It also answers 413 past MaxBodyBytes and 400 for data after the object.
+// object. It also answers 413 past MaxBodyBytes, and 400 for data after the object or a
+// member given twice.
 func readObject(w http.ResponseWriter, r *http.Request) (map[string]json.RawMessage, *apiError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -76,7 +77,37 @@ func parseObject(body []byte) (map[string]json.RawMessage, *apiError) {
 	if dec.More() || dec.InputOffset() != int64(len(trimmed)) {
 		return nil, httpError(http.StatusBadRequest, "Malformed JSON in request body: data after the JSON object")
 	}
+	if key, ok := repeatedMember(trimmed); ok {
+		return nil, httpError(http.StatusBadRequest, fmt.Sprintf("Malformed JSON in request body: member %.64q is given twice", key))
+	}
 	return members, nil
+}
+
+// repeatedMember returns a key that the JSON object holds twice (after unescaping).
+// Decoding into a map keeps the last; other parsers keep the first, so a proxy that
+// vetted one schema would see another registered. object must be a well-formed object.
+func repeatedMember(object []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(object))
+	if _, err := dec.Token(); err != nil { // {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return key, true
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // stringMember reads member name of an object as a string: absent and null read as "".
