@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,6 +51,9 @@ func TestHTTPBadInput(t *testing.T) {
 		{"schema given twice", "POST", "/subjects/t.Ev/versions", `{"schema": "{\"type\":\"record\",\"name\":\"Ev\",\"namespace\":\"t\",\"fields\":[]}", "schema": "{\"type\":\"record\",\"name\":\"Ev\",\"namespace\":\"u\",\"fields\":[]}"}`, 400, 400},
 		{"schema given twice, once escaped", "POST", "/subjects/t.Ev/versions", `{"schema": "{}", "sch\u0065ma": ` + ok[len(`{"schema": `):], 400, 400},
 		{"compatibility given twice", "PUT", "/config/t.Ev", `{"compatibility": "NONE", "compatibility": "FULL"}`, 400, 400},
+		// Go's decoder would store U+FFFD in place of the lone surrogate: another schema.
+		{"lone surrogate in schema", "POST", "/subjects/t.Ev/versions", `{"schema": "{\"type\":\"record\",\"name\":\"Ev\",\"namespace\":\"t\",\"doc\":\"\ud800\",\"fields\":[]}"}`, 400, 400},
+		{"lone low surrogate in schema", "POST", "/subjects/t.Ev/versions", `{"schema": "{\"type\":\"record\",\"name\":\"Ev\",\"namespace\":\"t\",\"doc\":\"\udc00\ud800\",\"fields\":[]}"}`, 400, 400},
 	} {
 		r := c.do(tc.method, tc.path, registry.ContentType, tc.body)
 		r.requireError(t, tc.status, tc.code)
@@ -60,6 +64,15 @@ func TestHTTPBadInput(t *testing.T) {
 	r := c.do("POST", "/subjects/"+strings.Repeat("s", registry.MaxSubjectLength)+"/versions", registry.ContentType,
 		`{"schema": "{\"type\":\"record\",\"name\":\"Ev\",\"namespace\":\"t\",\"doc\":\"café ☃ 😀\",\"fields\":[]}"}`)
 	require.Equal(t, http.StatusOK, r.status, r.body)
+
+	// A surrogate pair is one character; an escaped backslash before "ud800" is text.
+	r = c.do("POST", "/subjects/t.Pair/versions", registry.ContentType,
+		`{"schema": "{\"type\":\"record\",\"name\":\"Pair\",\"namespace\":\"t\",\"doc\":\"\ud83d\ude00 \\\\ud800\",\"fields\":[]}"}`)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	var id struct{ ID int }
+	r.json(t, &id)
+	require.Equal(t, `{"type":"record","name":"Pair","namespace":"t","doc":"😀 \\ud800","fields":[]}`,
+		c.get(fmt.Sprintf("/schemas/ids/%d/schema", id.ID)).body)
 }
 
 // TestNATSBadInput does the same over the NATS API.
