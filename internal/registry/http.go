@@ -395,7 +395,14 @@ func (a *api) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ae)
 		return
 	}
-	v, err := a.reg.Register(r.Context(), subject, req.Schema)
+	if req.ID >= 0 {
+		// Confluent allows this in its IMPORT mode only. Registering under another id
+		// than the one asked for would break every message that carries that id.
+		writeError(w, newAPIError(http.StatusUnprocessableEntity, codeNotPermitted,
+			"Subject '%s' is not in import mode: this registry assigns schema ids itself and cannot register a schema under id %d; leave \"id\" out", subject, req.ID))
+		return
+	}
+	v, err := a.reg.registerAs(r.Context(), subject, req.Schema, req.Version)
 	if err != nil {
 		a.fail(w, r, err, target{subject: subject})
 		return

@@ -325,3 +325,47 @@ func TestHTTPCompatibility(t *testing.T) {
 	// Nothing was registered by checking.
 	require.JSONEq(t, `[1,2]`, c.get("/subjects/s/versions").body)
 }
+
+// TestHTTPRegisterIDAndVersion: Confluent's register body may name an id (import only) and
+// a version (which must be the one the registration gets). Values meaning "none" register
+// as usual, a schema the subject already has returns its version whatever was asked, and
+// the lookup and compatibility endpoints ignore both, as Confluent's do.
+func TestHTTPRegisterIDAndVersion(t *testing.T) {
+	t.Parallel()
+	c := newAPI(t, newRegistry(t, newPool(t)))
+	v1, v2, v3 := record(fID), record(fID, fNoteDefault), record(fID, fNoteDefault, fXIntDef)
+	register := func(text string, members map[string]any) reply {
+		body := map[string]any{"schema": text}
+		for k, v := range members {
+			body[k] = v
+		}
+		return c.send(http.MethodPost, "/subjects/s/versions", body)
+	}
+
+	for _, members := range []map[string]any{{"id": -1}, {"id": nil}, {"version": 0}, {"version": -1}, {"version": nil}, {"version": 1, "id": -1}} {
+		r := register(v1, members)
+		require.Equal(t, http.StatusOK, r.status, "%v: %s", members, r.body)
+		require.JSONEq(t, `{"id":1}`, r.body)
+	}
+	require.JSONEq(t, `[1]`, c.get("/subjects/s/versions").body)
+	require.JSONEq(t, `{"id":1}`, register(v1, map[string]any{"version": 9}).body, "an existing schema keeps its version")
+
+	register(v2, map[string]any{"version": 3}).requireError(t, 422, 42201, "version 3", "next version")
+	register(v2, map[string]any{"version": 1}).requireError(t, 422, 42201)
+	register(v2, map[string]any{"id": 2}).requireError(t, 422, 42205, "id")
+	require.JSONEq(t, `[1]`, c.get("/subjects/s/versions").body, "nothing was registered")
+
+	r := register(v2, map[string]any{"version": 2})
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.JSONEq(t, `{"id":2}`, r.body)
+	require.JSONEq(t, `{"subject":"s","version":2,"id":2,"schema":`+mustJSON(t, v2)+`}`, c.get("/subjects/s/versions/latest").body)
+
+	withImport := map[string]any{"schema": v3, "id": 7, "version": 9}
+	r = c.send(http.MethodPost, "/compatibility/subjects/s/versions/latest", withImport)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.JSONEq(t, `{"is_compatible":true}`, r.body)
+	withImport["schema"] = v2
+	r = c.send(http.MethodPost, "/subjects/s", withImport)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.JSONEq(t, `{"subject":"s","version":2,"id":2,"schema":`+mustJSON(t, v2)+`}`, r.body)
+}

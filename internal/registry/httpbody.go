@@ -29,6 +29,11 @@ var requestMediaTypes = map[string]bool{
 // RegisterSchemaRequest), reduced to what this registry supports.
 type schemaRequest struct {
 	Schema string
+	// ID is the schema id asked for (Confluent's import), -1 when none is.
+	ID int
+	// Version is the subject version asked for, 0 when none is (Confluent reads values
+	// below 1 as none too).
+	Version int
 }
 
 // configRequest is the body of PUT /config and PUT /config/{subject}.
@@ -165,8 +170,9 @@ func loneSurrogate(raw []byte) int {
 }
 
 // readSchemaRequest reads the body of an endpoint that takes a schema: "schema" (the
-// schema text, required), "schemaType" (absent, null or "AVRO") and "references" (absent,
-// null or empty). Other members, such as "metadata" or "ruleSet" from newer clients, are
+// schema text, required), "schemaType" (absent, null or "AVRO"), "references" (absent,
+// null or empty), and "id" and "version" (absent, null or integers; only registration
+// heeds them). Other members, such as "metadata" or "ruleSet" from newer clients, are
 // ignored.
 func readSchemaRequest(w http.ResponseWriter, r *http.Request) (schemaRequest, *apiError) {
 	members, ae := readObject(w, r)
@@ -200,7 +206,29 @@ func schemaRequestFrom(members map[string]json.RawMessage) (schemaRequest, *apiE
 	if strings.TrimSpace(text) == "" {
 		return schemaRequest{}, invalidSchema(`empty schema: send {"schema": "<Avro schema JSON as a string>"}`)
 	}
-	return schemaRequest{Schema: text}, nil
+	id, ae := intMember(members, "id", -1)
+	if ae != nil {
+		return schemaRequest{}, ae
+	}
+	version, ae := intMember(members, "version", 0)
+	if ae != nil {
+		return schemaRequest{}, ae
+	}
+	return schemaRequest{Schema: text, ID: id, Version: max(version, 0)}, nil
+}
+
+// intMember reads member name of an object as a 32-bit integer; absent and null read as
+// def. Any other JSON value is a 400.
+func intMember(members map[string]json.RawMessage, name string, def int) (int, *apiError) {
+	raw, ok := members[name]
+	if !ok || string(raw) == "null" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 32)
+	if err != nil {
+		return 0, httpError(http.StatusBadRequest, fmt.Sprintf("Field %q must be a 32-bit integer", name))
+	}
+	return int(n), nil
 }
 
 // readConfigRequest reads {"compatibility": "<level>"}; the level is case-insensitive, as

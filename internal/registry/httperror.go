@@ -20,6 +20,7 @@ const (
 	codeInvalidSchema        = 42201
 	codeInvalidVersion       = 42202
 	codeInvalidCompatibility = 42203
+	codeNotPermitted         = 42205 // Confluent's "operation not permitted": here, import
 	codeStore                = 50001
 )
 

@@ -53,6 +53,15 @@ func TestHTTPBadInput(t *testing.T) {
 		{"compatibility given twice", "PUT", "/config/t.Ev", `{"compatibility": "NONE", "compatibility": "FULL"}`, 400, 400},
 		// Go's decoder would store U+FFFD in place of the lone surrogate: another schema.
 		{"lone surrogate in schema", "POST", "/subjects/t.Ev/versions", `{"schema": "{\"type\":\"record\",\"name\":\"Ev\",\"namespace\":\"t\",\"doc\":\"\ud800\",\"fields\":[]}"}`, 400, 400},
+		// Confluent refuses a given id outside its IMPORT mode, which pgjet does not have;
+		// ignoring it would register the schema under another id than the client's.
+		{"import with an id", "POST", "/subjects/t.Ev/versions", withMember(ok, `"id": 42`), 422, 42205},
+		{"import with id 0", "POST", "/subjects/t.Ev/versions", withMember(ok, `"id": 0`), 422, 42205},
+		{"id not an integer", "POST", "/subjects/t.Ev/versions", withMember(ok, `"id": "42"`), 400, 400},
+		{"id beyond 32 bits", "POST", "/subjects/t.Ev/versions", withMember(ok, `"id": -4294967296`), 400, 400},
+		// A version must be the one the registration gets, as in Confluent (42201).
+		{"version not the next", "POST", "/subjects/t.Ev/versions", withMember(ok, `"version": 7`), 422, 42201},
+		{"version not an integer", "POST", "/subjects/t.Ev/versions", withMember(ok, `"version": 1.5`), 400, 400},
 		{"lone low surrogate in schema", "POST", "/subjects/t.Ev/versions", `{"schema": "{\"type\":\"record\",\"name\":\"Ev\",\"namespace\":\"t\",\"doc\":\"\udc00\ud800\",\"fields\":[]}"}`, 400, 400},
 	} {
 		r := c.do(tc.method, tc.path, registry.ContentType, tc.body)
@@ -73,6 +82,11 @@ func TestHTTPBadInput(t *testing.T) {
 	r.json(t, &id)
 	require.Equal(t, `{"type":"record","name":"Pair","namespace":"t","doc":"😀 \\ud800","fields":[]}`,
 		c.get(fmt.Sprintf("/schemas/ids/%d/schema", id.ID)).body)
+}
+
+// withMember adds a member to a JSON object's text.
+func withMember(object, member string) string {
+	return strings.TrimSuffix(object, "}") + ", " + member + "}"
 }
 
 // TestNATSBadInput does the same over the NATS API.

@@ -91,13 +91,21 @@ func New(cfg Config) (*Registry, error) {
 // text stored, and served by SchemaText, is the one first registered for that identity,
 // as written, so defaults, aliases and docs survive.
 func (r *Registry) Register(ctx context.Context, subject, schemaText string) (Version, error) {
-	v, created, err := r.register(ctx, subject, schemaText)
+	return r.registerAs(ctx, subject, schemaText, 0)
+}
+
+// registerAs is Register, where a version above 0 must be the version a new registration
+// gets, else nothing is registered and the error is ErrInvalidSchema (Confluent's register
+// request with a "version" outside import mode). A schema the subject already has returns
+// its version, whatever version was asked for, as in Confluent.
+func (r *Registry) registerAs(ctx context.Context, subject, schemaText string, version int) (Version, error) {
+	v, created, err := r.register(ctx, subject, schemaText, version)
 	r.metrics.registered(created, err)
 	return v, err
 }
 
-// register is Register; created says it wrote a new version.
-func (r *Registry) register(ctx context.Context, subject, schemaText string) (Version, bool, error) {
+// register is registerAs; created says it wrote a new version.
+func (r *Registry) register(ctx context.Context, subject, schemaText string, want int) (Version, bool, error) {
 	if subject == "" {
 		return Version{}, false, fmt.Errorf("%w: empty subject", ErrSubjectNotFound)
 	}
@@ -134,6 +142,15 @@ func (r *Registry) register(ctx context.Context, subject, schemaText string) (Ve
 		if breaks := level.check(s, registered); len(breaks) > 0 {
 			return &IncompatibleError{Subject: subject, Level: level, Breaks: breaks}
 		}
+		next := 1
+		if len(registered) > 0 {
+			next = registered[len(registered)-1].Version + 1
+		}
+		// Before the schema is stored: a refused request must not use up an id.
+		if want > 0 && want != next {
+			return fmt.Errorf("%w: version %d was asked for, but the next version of subject %q is %d",
+				ErrInvalidSchema, want, subject, next)
+		}
 		// DO UPDATE, not DO NOTHING: when a concurrent transaction registering the same
 		// schema under another subject commits first, DO UPDATE still returns its row,
 		// where DO NOTHING would return nothing and a plain SELECT in the same statement
@@ -145,10 +162,6 @@ func (r *Registry) register(ctx context.Context, subject, schemaText string) (Ve
 			RETURNING id, schema`, fp[:], schemaText).Scan(&id, &stored)
 		if err != nil {
 			return fmt.Errorf("storing schema: %w", err)
-		}
-		next := 1
-		if len(registered) > 0 {
-			next = registered[len(registered)-1].Version + 1
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO pgjet.subject_versions (subject, version, schema_id) VALUES ($1, $2, $3)`,
 			subject, next, id); err != nil {
