@@ -116,6 +116,9 @@ func TestNATSBadInput(t *testing.T) {
 		{"subject too long", bySubject, `{"subject": "` + strings.Repeat("s", registry.MaxSubjectLength+1) + `"}`, "422"},
 		{"validate type with CRLF", validate, `{"type": "t.Ev\r\n", "data": {"id": "x"}}`, "422"},
 		{"data not UTF-8", validate, "{\"type\": \"t.Ev\", \"data\": {\"id\": \"\xff\"}}", "400"},
+		// Which of two equal keys wins is the parser's choice: no answer for either.
+		{"subject given twice", bySubject, `{"subject": "t.Nope", "subject": "t.Ev"}`, "400"},
+		{"type given twice", validate, `{"type": "t.Nope", "data": {"id": "x"}, "type": "t.Ev"}`, "400"},
 	} {
 		var msg *nats.Msg
 		for range 50 { // the service may still be subscribing

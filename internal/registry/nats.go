@@ -165,7 +165,8 @@ func (s *NATSService) serve(ctx context.Context, msg *nats.Msg, h func(context.C
 	}
 }
 
-// decodeRequest reads a JSON object into v, rejecting unknown members and trailing data.
+// decodeRequest reads a JSON object into v, rejecting unknown or repeated members and
+// trailing data.
 func decodeRequest(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		// Go's decoder would turn the bad bytes into U+FFFD and answer for another subject.
@@ -179,6 +180,10 @@ func decodeRequest(data []byte, v any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return httpError(http.StatusBadRequest, "malformed request: data after the JSON object")
+	}
+	if key, ok := repeatedMember(data); ok {
+		// The decoder kept the last; another client's parser would have kept the first.
+		return httpError(http.StatusBadRequest, fmt.Sprintf("malformed request: member %.64q is given twice", key))
 	}
 	return nil
 }
