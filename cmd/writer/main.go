@@ -30,6 +30,7 @@ func main() {
 		natsSubj   string
 		schemasDir string
 		maxBody    int
+		maxRead    int
 		auth       service.BearerAuth
 		sc         pgjet.Config // the store's settings
 		readCache  int
@@ -40,6 +41,7 @@ func main() {
 	f.String(&natsSubj, "nats-subject", "WRITER_NATS_SUBJECT", "pgjet.api.append", "NATS subject of the append endpoint")
 	f.String(&schemasDir, "schemas-dir", "PGJET_SCHEMAS_DIR", "", "register every .avsc file of this directory at start (idempotent)")
 	f.Int(&maxBody, "max-body-bytes", "WRITER_MAX_BODY_BYTES", 4<<20, "largest accepted request body")
+	f.Int(&maxRead, "max-read-bytes", "WRITER_MAX_READ_BYTES", 4<<20, "a read's reply ends once its events' data reach this (at least one event)")
 	f.Secret(&auth.Token, "api-token", "WRITER_API_TOKEN", "bearer token that HTTP writes (POST, PUT, DELETE) must present; empty: no authentication")
 	f.Bool(&auth.Reads, "api-token-reads", "WRITER_API_TOKEN_READS", false, "require -api-token for HTTP reads too")
 	f.Bool(&sc.GroupCommit, "group-commit", "WRITER_GROUP_COMMIT", true, "combine concurrent single appends into shared transactions")
@@ -47,7 +49,7 @@ func main() {
 	f.Int(&sc.MaxEventSize, "max-event-bytes", "WRITER_MAX_EVENT_BYTES", pgjet.DefaultMaxEventSize, "largest event data, in bytes of Avro; with its headers it must fit in NATS's max_payload")
 	f.Int(&sc.MaxMetadataSize, "max-metadata-bytes", "WRITER_MAX_METADATA_BYTES", 16<<10, "largest event metadata, in bytes of keys and values")
 	f.Int(&readCache, "read-cache-bytes", "WRITER_READ_CACHE_BYTES", 0, "memory for recently read stream events; 0: no cache")
-	f.NonNegative("max-body-bytes", "max-events-per-append", "max-event-bytes", "max-metadata-bytes", "read-cache-bytes")
+	f.NonNegative("max-body-bytes", "max-read-bytes", "max-events-per-append", "max-event-bytes", "max-metadata-bytes", "read-cache-bytes")
 	f.NoArgs("writer [migrate] [flags]")
 	f.Check(func() error {
 		// A client cannot send a token that starts or ends with whitespace (it is trimmed
@@ -105,7 +107,7 @@ func main() {
 		if err := eventFitsNATS(cmp.Or(sc.MaxEventSize, pgjet.DefaultMaxEventSize), nc.Conn.MaxPayload()); err != nil {
 			return err
 		}
-		api, err := writer.NewHandler(writer.HandlerConfig{Store: store, Logger: log, MaxBodyBytes: int64(maxBody), TracerProvider: tp})
+		api, err := writer.NewHandler(writer.HandlerConfig{Store: store, Logger: log, MaxBodyBytes: int64(maxBody), MaxReadBytes: int64(maxRead), TracerProvider: tp})
 		if err != nil {
 			return err
 		}

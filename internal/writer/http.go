@@ -23,6 +23,12 @@ import (
 const (
 	defaultReadLimit = 100
 	maxReadLimit     = 1000
+	// readChunk is how many events a read takes from the store at a time: the default
+	// limit's page in one query, and at most this many events in memory beyond the reply's
+	// budget (HandlerConfig.MaxReadBytes).
+	readChunk = 100
+	// eventOverhead approximates an event's bytes in a reply beside its data and metadata.
+	eventOverhead = 256
 )
 
 // HandlerConfig configures the HTTP API.
@@ -35,6 +41,10 @@ type HandlerConfig struct {
 	// MaxBodyBytes caps the size of a request body; a larger one is answered with 413.
 	// Default 4 MiB.
 	MaxBodyBytes int64
+	// MaxReadBytes bounds a read's reply: a read stops adding events once their data reach
+	// it (a reply always holds at least one event), so it may return fewer than its limit
+	// and the client pages on from the last version. Default 4 MiB.
+	MaxReadBytes int64
 	// TracerProvider starts a span per append, a child of the request's traceparent.
 	// Default: no tracing (an incoming traceparent is still passed on).
 	TracerProvider trace.TracerProvider
@@ -43,6 +53,7 @@ type HandlerConfig struct {
 func (c *HandlerConfig) setDefaults() {
 	c.Logger = cmp.Or(c.Logger, zap.NewNop())
 	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, 4<<20)
+	c.MaxReadBytes = cmp.Or(c.MaxReadBytes, 4<<20)
 }
 
 func (c *HandlerConfig) validate() error {
@@ -51,6 +62,8 @@ func (c *HandlerConfig) validate() error {
 		return errors.New("writer: HandlerConfig.Store is required")
 	case c.MaxBodyBytes < 0:
 		return errors.New("writer: HandlerConfig.MaxBodyBytes must not be negative")
+	case c.MaxReadBytes < 0:
+		return errors.New("writer: HandlerConfig.MaxReadBytes must not be negative")
 	}
 	return nil
 }
@@ -68,7 +81,7 @@ func NewHandler(cfg HandlerConfig) (http.Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	h := &handler{store: cfg.Store, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, tracer: tracerOf(cfg.TracerProvider)}
+	h := &handler{store: cfg.Store, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, maxRead: cfg.MaxReadBytes, tracer: tracerOf(cfg.TracerProvider)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /streams/{stream}", h.append)
 	mux.HandleFunc("GET /streams/{stream}", h.read)
@@ -81,6 +94,7 @@ type handler struct {
 	store   *pgjet.Store
 	log     *zap.Logger
 	maxBody int64
+	maxRead int64
 	tracer  trace.Tracer
 }
 
@@ -141,25 +155,50 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, stream, err)
 		return
 	}
-	events, err := h.store.ReadStream(r.Context(), stream, q.dir, q.from, q.limit)
-	if err != nil {
-		h.fail(w, r, stream, err)
-		return
-	}
-	out := readResponse{Stream: stream, Events: make([]eventResponse, len(events))}
-	for i, e := range events {
-		data, err := h.store.DecodeJSON(r.Context(), e)
+	// The page is read in chunks and ends early once its events fill the reply's budget:
+	// read whole, a page of large events held gigabytes (1000 events of 1 MiB, raw, decoded
+	// and encoded) for one request.
+	out := readResponse{Stream: stream, Events: []eventResponse{}}
+	size := int64(0)
+	for from := q.from; len(out.Events) < q.limit && size < h.maxRead; {
+		n := min(q.limit-len(out.Events), readChunk)
+		events, err := h.store.ReadStream(r.Context(), stream, q.dir, from, n)
 		if err != nil {
 			h.fail(w, r, stream, err)
 			return
 		}
-		md := e.Metadata
-		if md == nil {
-			md = map[string]string{}
+		for _, e := range events {
+			data, err := h.store.DecodeJSON(r.Context(), e)
+			if err != nil {
+				h.fail(w, r, stream, err)
+				return
+			}
+			md := e.Metadata
+			if md == nil {
+				md = map[string]string{}
+			}
+			out.Events = append(out.Events, eventResponse{
+				ID: e.ID, Stream: e.StreamID, Version: e.Version, Type: e.Type, SchemaID: e.SchemaID,
+				Position: e.Position, CreatedAt: e.CreatedAt, Metadata: md, Data: data,
+			})
+			size += int64(len(data)) + eventOverhead
+			for k, v := range md {
+				size += int64(len(k) + len(v))
+			}
+			if size >= h.maxRead {
+				break
+			}
 		}
-		out.Events[i] = eventResponse{
-			ID: e.ID, Stream: e.StreamID, Version: e.Version, Type: e.Type, SchemaID: e.SchemaID,
-			Position: e.Position, CreatedAt: e.CreatedAt, Metadata: md, Data: data,
+		if len(events) < n {
+			break // the stream's end
+		}
+		last := events[len(events)-1].Version
+		if q.dir == pgjet.Backward {
+			if from = last - 1; from < 1 {
+				break
+			}
+		} else {
+			from = last + 1
 		}
 	}
 	h.reply(w, r, http.StatusOK, out)

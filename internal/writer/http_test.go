@@ -2,6 +2,7 @@ package writer
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -261,4 +262,71 @@ func TestHTTPUnreadableBody(t *testing.T) {
 	require.Empty(t, logs.FilterLevelExact(zap.ErrorLevel).All())
 	_, err = store.StreamVersion(t.Context(), "order-cut")
 	require.ErrorIs(t, err, pgjet.ErrStreamNotFound)
+}
+
+// A read's reply stops once its events' data reach MaxReadBytes, at least one event in, and
+// paging on from the last version returns the rest, in both directions; a page larger than
+// the store's chunk is read whole when it fits.
+func TestReadReplyIsBounded(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	const n = 250
+	events := make([]map[string]any, n)
+	for i := range events {
+		events[i] = event(orderPlaced, placed(i+1))
+	}
+	page := func(t *testing.T, h http.Handler, query string) []int64 {
+		t.Helper()
+		status, raw := serve(t, h, http.MethodGet, streamPath("order-bounded")+query, "", nil)
+		require.Equal(t, 200, status, "%s", raw)
+		var res readResponse
+		require.NoError(t, json.Unmarshal(raw, &res))
+		var got []int64
+		for _, e := range res.Events {
+			got = append(got, e.Version)
+		}
+		return got
+	}
+	big, err := NewHandler(HandlerConfig{Store: store})
+	require.NoError(t, err)
+	for i := 0; i < n; i += 10 { // the test store takes 10 events per append
+		status, raw := serve(t, big, http.MethodPost, streamPath("order-bounded"), body(t, i, events[i:i+10]...), nil)
+		require.Equal(t, 200, status, "%s", raw)
+	}
+	all := page(t, big, "?limit=1000")
+	require.Len(t, all, n, "three chunks of the store, one reply")
+	for i, v := range all {
+		require.Equal(t, int64(i+1), v)
+	}
+
+	small, err := NewHandler(HandlerConfig{Store: store, MaxReadBytes: 2 << 10})
+	require.NoError(t, err)
+	for _, dir := range []string{"forward", "backward"} {
+		var got []int64
+		from := int64(1)
+		if dir == "backward" {
+			from = n
+		}
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, n, "paging does not end")
+			p := page(t, small, fmt.Sprintf("?direction=%s&from=%d&limit=1000", dir, from))
+			if len(p) == 0 {
+				break
+			}
+			require.Less(t, len(p), 10, "a 2 KiB reply holds a few events, not the limit")
+			got = append(got, p...)
+			if dir == "backward" {
+				if from = p[len(p)-1] - 1; from < 1 {
+					break
+				}
+			} else {
+				from = p[len(p)-1] + 1
+			}
+		}
+		require.Len(t, got, n, dir)
+	}
+
+	tiny, err := NewHandler(HandlerConfig{Store: store, MaxReadBytes: 1})
+	require.NoError(t, err)
+	require.Equal(t, []int64{7}, page(t, tiny, "?from=7"), "an event over the budget still comes, alone")
 }
