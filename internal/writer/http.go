@@ -256,6 +256,15 @@ func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
 // fail answers with the error's status and body, and logs it.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, stream string, err error) {
 	status, body := errorResponse(err)
+	if r.Context().Err() != nil {
+		// The client hung up (or its request's deadline passed) while the request ran: the
+		// failure is the client's leaving, not the writer's trouble, and nobody reads the
+		// answer. An append it interrupted may still commit; a retry with the same ids is
+		// answered as one.
+		h.log.Debug("client gone before the answer", zap.String("stream", stream), zap.String("method", r.Method), zap.Error(err))
+		h.reply(w, r, status, errorEnvelope{Error: body})
+		return
+	}
 	logFailure(h.log, status, body.Code, err, zap.String("stream", stream), zap.String("method", r.Method))
 	h.reply(w, r, status, errorEnvelope{Error: body})
 }

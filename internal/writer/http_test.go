@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -329,4 +330,24 @@ func TestReadReplyIsBounded(t *testing.T) {
 	tiny, err := NewHandler(HandlerConfig{Store: store, MaxReadBytes: 1})
 	require.NoError(t, err)
 	require.Equal(t, []int64{7}, page(t, tiny, "?from=7"), "an event over the budget still comes, alone")
+}
+
+// A client that hangs up while its append or read runs is not the writer's failure: no
+// error is logged (an alert on the writer's errors would fire on impatient clients).
+func TestHTTPClientGoneIsNotAnError(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	core, logs := observer.New(zap.DebugLevel)
+	h, err := NewHandler(HandlerConfig{Store: store, Logger: zap.New(core)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, req := range []*http.Request{
+		httptest.NewRequestWithContext(ctx, http.MethodPost, "/streams/order-gone", strings.NewReader(body(t, nil, event(orderPlaced, placed(1))))),
+		httptest.NewRequestWithContext(ctx, http.MethodGet, "/streams/order-gone", nil),
+	} {
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	require.Empty(t, logs.FilterLevelExact(zap.ErrorLevel).All())
+	require.Len(t, logs.FilterMessage("client gone before the answer").All(), 2)
 }
