@@ -166,7 +166,7 @@ func (s *Subscriber) historic(ctx context.Context, scheme subject.Scheme, r pgje
 	// out of reach) is retried with backoff, MaxDeliver times in all (for ever with -1);
 	// one that does not pass (a corrupt event, a deleted schema) then ends Run.
 	for attempt := uint64(1); s.cfg.Decoder != nil; attempt++ {
-		if ev.Data, err = s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type); err == nil {
+		if ev.Data, err = s.decode(ctx, ev); err == nil {
 			break
 		}
 		s.metrics.events.WithLabelValues("failed").Inc()

@@ -248,7 +248,7 @@ func (s *Subscriber) replayStream(ctx, hctx context.Context, f *feed, key string
 // replayOne hands one parked event to the handler, with up to MaxDeliver attempts.
 func (s *Subscriber) replayOne(ctx, hctx context.Context, ev Event) error {
 	if s.cfg.Decoder != nil {
-		data, err := s.cfg.Decoder.Decode(hctx, ev.Raw, ev.Type)
+		data, err := s.decode(hctx, ev)
 		if err != nil {
 			return fmt.Errorf("decoding %s %s: %w", ev.Type, ev.ID, err)
 		}

@@ -473,7 +473,7 @@ func (s *Subscriber) handle(ctx context.Context, f *feed, msgs []jetstream.Msg) 
 			continue
 		}
 		if s.cfg.Decoder != nil {
-			data, err := s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type)
+			data, err := s.decode(ctx, ev)
 			if err != nil {
 				s.fail(ctx, f, m, ev, fmt.Errorf("decoding %s %s: %w", ev.Type, ev.ID, err), false)
 				continue
@@ -535,6 +535,17 @@ func (s *Subscriber) call(ctx context.Context, events []Event) (err error) {
 		return s.cfg.BatchHandler(ctx, events)
 	}
 	return s.cfg.Handler(ctx, events[0])
+}
+
+// decode runs the decoder on ev's payload, turning a panic (a user's upcaster meeting data
+// it did not expect) into an error: a payload is outside input and must not crash Run.
+func (s *Subscriber) decode(ctx context.Context, ev Event) (data map[string]any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			data, err = nil, fmt.Errorf("decoder panicked: %v", r)
+		}
+	}()
+	return s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type)
 }
 
 func (s *Subscriber) skip(m jetstream.Msg) {

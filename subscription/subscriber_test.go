@@ -594,3 +594,46 @@ func TestGroupSurvivesMemberConnectionLoss(t *testing.T) {
 		return len(seen) == published
 	})
 }
+
+// panickingDecoder panics on every payload, as a decoder (or a user's upcaster inside it)
+// may on data it does not expect.
+type panickingDecoder struct{}
+
+func (panickingDecoder) Decode(context.Context, []byte, string) (map[string]any, error) {
+	panic("upcaster: field note is not a string")
+}
+
+// A decoder that panics on a payload fails that event like a decoding error (naked, then
+// dead-lettered with the reason) instead of crashing the process, as a handler's panic does.
+func TestDecoderPanicIsAFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.publish(t, "order-1", placed)
+	var rec recorder
+	s := newSub(t, e.js, subscription.Config{Group: "panicky", Handler: rec.handle, Decoder: panickingDecoder{}, MaxDeliver: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		_ = s.Run(ctx)
+	}()
+	var dls []subscription.DeadLetter
+	deadline := time.Now().Add(waitTimeout)
+	for len(dls) == 0 {
+		select {
+		case r := <-done:
+			t.Fatalf("Run ended before the event was dead-lettered (panic: %v)", r)
+		case <-time.After(20 * time.Millisecond):
+		}
+		require.True(t, time.Now().Before(deadline), "no dead letter")
+		var err error
+		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "panicky")
+		require.NoError(t, err)
+	}
+	require.Contains(t, dls[0].Reason, "field note is not a string")
+	require.Equal(t, 2, dls[0].Deliveries)
+	require.Zero(t, rec.len())
+	cancel()
+	require.Nil(t, <-done)
+}
