@@ -291,6 +291,10 @@ func (s *Subscriber) consumer(ctx context.Context, f *feed, recovering bool) (je
 	switch {
 	case recovering && floor > 0:
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
+	case recovering && s.cfg.Start.kind == startNew && f.partition < 0:
+		// A floor of 0: the stream was empty when the lost consumer was created, so it began
+		// at sequence 1. "New only" now would pass over what was stored since.
+		cc.DeliverPolicy = jetstream.DeliverAllPolicy
 	case s.cfg.Start.kind == startPosition && s.liveStart > 0:
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, s.liveStart
 	case s.cfg.Start.kind == startSequence:

@@ -637,3 +637,45 @@ func TestDecoderPanicIsAFailure(t *testing.T) {
 	cancel()
 	require.Nil(t, <-done)
 }
+
+// A NewOnly group whose consumer is lost before it acknowledged anything (its
+// acknowledgement floor is still 0: the stream was empty when it was created) is re-created
+// after that floor, not "new only" again: an event stored while the consumer was gone is
+// not lost.
+func TestNewOnlyGroupRecoversWithoutLoss(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var rec recorder
+	handler := func(ctx context.Context, ev subscription.Event) error {
+		if ev.Version == 1 {
+			close(entered)
+			<-release
+		}
+		return rec.handle(ctx, ev)
+	}
+	reg := prometheus.NewRegistry()
+	run(t, newSub(t, e.js, subscription.Config{Group: "fresh-lost", Start: subscription.NewOnly(), Handler: handler, Registerer: reg}))
+	eventually(t, "the consumer", func() bool {
+		_, err := e.js.Consumer(t.Context(), subscription.DefaultStream, "fresh-lost")
+		return err == nil
+	})
+	e.publish(t, "order-1", placed) // 1: in flight
+	<-entered
+	// The consumer is lost while the handler is busy; event 2 is stored meanwhile. The
+	// subscriber re-creates the consumer once the handler returns.
+	require.NoError(t, e.js.DeleteConsumer(t.Context(), subscription.DefaultStream, "fresh-lost"))
+	e.publish(t, "order-1", placed) // 2
+	close(release)
+	eventually(t, "the consumer re-created", func() bool {
+		_, err := e.js.Consumer(t.Context(), subscription.DefaultStream, "fresh-lost")
+		return err == nil && metric(t, reg, "pgjet_subscription_recoveries_total", nil) >= 1
+	})
+	e.publish(t, "order-1", placed) // 3
+	eventually(t, "event 3", func() bool {
+		evs := rec.all()
+		return len(evs) > 0 && evs[len(evs)-1].Version == 3
+	})
+	require.Equal(t, []string{"order-1/1", "order-1/2", "order-1/3"}, keys(rec.all()))
+}
