@@ -165,6 +165,7 @@ func (s *Subscriber) holdIfParked(ctx context.Context, f *feed, m jetstream.Msg,
 			if err := m.DoubleAck(actx); err != nil {
 				s.log.Warn("ack of a held event failed", zap.String("event_id", ev.ID), zap.Error(err))
 			}
+			f.remember(ev.Sequence)
 			s.metrics.events.WithLabelValues("held").Inc()
 			s.log.Info("event held behind its parked stream", zap.String("event_id", ev.ID), zap.String("stream", ev.StreamID),
 				zap.Int64("version", ev.Version))

@@ -587,6 +587,7 @@ func (s *Subscriber) fail(ctx context.Context, f *feed, m jetstream.Msg, ev Even
 				if err := m.Term(); err != nil {
 					s.log.Warn("terminating a dead-lettered event failed", zap.Error(err))
 				}
+				f.remember(ev.Sequence) // done for the group, as a handled event is
 				s.metrics.deadLetters.Inc()
 				s.metrics.events.WithLabelValues("deadlettered").Inc()
 				s.log.Warn("event dead-lettered", zap.String("event_id", ev.ID), zap.Uint64("sequence", ev.Sequence),

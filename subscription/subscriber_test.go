@@ -679,3 +679,42 @@ func TestNewOnlyGroupRecoversWithoutLoss(t *testing.T) {
 	})
 	require.Equal(t, []string{"order-1/1", "order-1/2", "order-1/3"}, keys(rec.all()))
 }
+
+// A lone subscriber whose consumer is re-created does not hand an event it dead-lettered to
+// its handler again: like one it handled, the event is done for the group. (Handed again,
+// an event that now succeeded would also sit in the dead letters, and a re-drive would
+// handle it twice.)
+func TestRecoveryDoesNotRedeliverADeadLetteredEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var bad atomic.Int64
+	var rec recorder
+	handler := func(ctx context.Context, ev subscription.Event) error {
+		if ev.StreamID == "order-bad" {
+			bad.Add(1)
+			return errors.New("boom")
+		}
+		return rec.handle(ctx, ev)
+	}
+	reg := prometheus.NewRegistry()
+	// A long Heartbeat: the subscriber does not refresh the group's acknowledgement floor
+	// before the consumer is lost.
+	run(t, newSub(t, e.js, subscription.Config{Group: "dl-recover", Handler: handler, MaxDeliver: 1, Registerer: reg,
+		Heartbeat: 30 * time.Second}))
+	e.publish(t, "order-1", placed)
+	e.publish(t, "order-bad", placed)
+	e.publish(t, "order-1", placed)
+	eventually(t, "the dead letter and the other events", func() bool {
+		dls, err := subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "dl-recover")
+		return err == nil && len(dls) == 1 && rec.len() == 2
+	})
+	require.NoError(t, e.js.DeleteConsumer(t.Context(), subscription.DefaultStream, "dl-recover"))
+	eventually(t, "the consumer re-created", func() bool {
+		_, err := e.js.Consumer(t.Context(), subscription.DefaultStream, "dl-recover")
+		return err == nil && metric(t, reg, "pgjet_subscription_recoveries_total", nil) >= 1
+	})
+	e.publish(t, "order-1", placed)
+	eventually(t, "the next event", func() bool { return rec.len() == 3 })
+	require.Equal(t, []string{"order-1/1", "order-1/2", "order-1/3"}, keys(rec.all()))
+	require.Equal(t, int64(1), bad.Load(), "the dead-lettered event was handed to the handler again")
+}
