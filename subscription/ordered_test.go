@@ -415,3 +415,64 @@ func TestShutdownReturnsEventsWithoutFailingThem(t *testing.T) {
 		})
 	}
 }
+
+// A member stopped while its handler replays a parked stream lets the handler finish and
+// deletes the dead letter it handled, as it acknowledges a live event: the next owner goes
+// on with the rest of the stream and does not hand the event over again.
+func TestParkedReplayStoppedMidwayRepeatsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := newOrderLog()
+	var healed, blocked atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	poison := func(ev subscription.Event) error {
+		if ev.StreamID != "order-bad" || ev.Version != 1 {
+			return nil
+		}
+		if !healed.Load() {
+			return errors.New("not yet")
+		}
+		if blocked.CompareAndSwap(false, true) {
+			close(entered)
+			<-release
+		}
+		return nil
+	}
+	cfg := orderedCfg("replay-stop", log.handler(0, poison))
+	cfg.Partitions, cfg.MaxDeliver = 1, 1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- newSub(t, e.js, cfg).Run(ctx) }()
+	e.publish(t, "order-bad", placed) // parks the stream
+	e.publish(t, "order-bad", placed) // held
+	var dls []subscription.DeadLetter
+	eventually(t, "the parked and the held event", func() bool {
+		var err error
+		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "replay-stop")
+		return err == nil && len(dls) == 2
+	})
+	healed.Store(true)
+	_, err := subscription.Redrive(t.Context(), e.js, subscription.DeadLetterConfig{}, dls[0].Sequence)
+	require.NoError(t, err)
+	<-entered // the replay of version 1 is in the handler
+	cancel()
+	close(release)
+	require.NoError(t, <-done)
+	left, err := subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "replay-stop")
+	require.NoError(t, err)
+	require.Equal(t, []int64{2}, func() (vs []int64) {
+		for _, dl := range left {
+			vs = append(vs, dl.Version)
+		}
+		return vs
+	}(), "the handled dead letter is deleted")
+
+	cfg.Handler = log.handler(1, poison)
+	run(t, newSub(t, e.js, cfg))
+	eventually(t, "the rest of the stream", func() bool { return log.version("order-bad") == 2 })
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	require.Empty(t, log.violations)
+	require.Zero(t, log.repeats, "an event handed over twice")
+}

@@ -219,6 +219,15 @@ func (s *Subscriber) replayStream(ctx, hctx context.Context, f *feed, key string
 			if err == nil {
 				err = s.replayOne(ctx, hctx, ev)
 			}
+			if err == nil {
+				// Deleted even when the member is stopping meanwhile, as a handled live
+				// event is acknowledged: the next owner must not hand it over again.
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				if err := dlStream.DeleteMsg(dctx, dl.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+					s.log.Warn("deleting a replayed dead letter failed", zap.Uint64("sequence", dl.Sequence), zap.Error(err))
+				}
+				cancel()
+			}
 			if ctx.Err() != nil {
 				return // the next owner of the partition goes on
 			}
@@ -232,9 +241,6 @@ func (s *Subscriber) replayStream(ctx, hctx context.Context, f *feed, key string
 				s.log.Warn("replay of a parked stream failed; it stays parked", zap.String("stream", rec.Stream),
 					zap.String("event_id", ev.ID), zap.Error(err))
 				return
-			}
-			if err := dlStream.DeleteMsg(ctx, dl.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-				s.log.Warn("deleting a replayed dead letter failed", zap.Uint64("sequence", dl.Sequence), zap.Error(err))
 			}
 		}
 		if err := s.parkedKV.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err == nil {
