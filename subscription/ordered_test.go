@@ -4,16 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/netproxy"
 	"github.com/pgjet/pgjet/subscription"
 )
 
@@ -475,4 +481,88 @@ func TestParkedReplayStoppedMidwayRepeatsNothing(t *testing.T) {
 	defer log.mu.Unlock()
 	require.Empty(t, log.violations)
 	require.Zero(t, log.repeats, "an event handed over twice")
+}
+
+// A member whose lease on a partition ran out while its handler replayed a parked stream
+// (its network is cut, so it cannot renew) hands no further event of the replay to its
+// handler: the partition's next owner replays the stream, and two members handing out one
+// stream's events at once would break its order.
+func TestParkedReplayStopsWhenTheLeaseRunsOut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var (
+		mu     sync.Mutex
+		calls  = map[string][]int64{} // member -> versions of order-bad handed to it
+		healed atomic.Bool
+		held   atomic.Bool
+	)
+	entered, release := make(chan struct{}), make(chan struct{})
+	handler := func(member string) subscription.Handler {
+		return func(_ context.Context, ev subscription.Event) error {
+			if ev.StreamID != "order-bad" {
+				return nil
+			}
+			if ev.Version == 1 && !healed.Load() {
+				return errors.New("not yet")
+			}
+			mu.Lock()
+			calls[member] = append(calls[member], ev.Version)
+			mu.Unlock()
+			if member == "a" && held.CompareAndSwap(false, true) {
+				close(entered)
+				<-release
+			}
+			return nil
+		}
+	}
+	versions := func(member string) []int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int64(nil), calls[member]...)
+	}
+	cfg := orderedCfg("lease-replay", handler("a"))
+	cfg.Partitions, cfg.MaxDeliver, cfg.DrainTimeout = 1, 1, time.Second
+	logs, observed := observer.New(zap.WarnLevel)
+	cfg.Logger = zap.New(logs)
+
+	p := netproxy.New(t, strings.TrimPrefix(e.srv.ClientURL(), "nats://"), netproxy.Config{})
+	aConn, err := nats.Connect("nats://"+p.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(aConn.Close)
+	aJS, err := jetstream.New(aConn)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- newSub(t, aJS, cfg).Run(ctx) }()
+
+	for range 3 {
+		e.publish(t, "order-bad", placed) // 1 parks the stream, 2 and 3 are held
+	}
+	var dls []subscription.DeadLetter
+	eventually(t, "the parked and the held events", func() bool {
+		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "lease-replay")
+		return err == nil && len(dls) == 3
+	})
+	healed.Store(true)
+	_, err = subscription.Redrive(t.Context(), e.js, subscription.DeadLetterConfig{}, dls[0].Sequence)
+	require.NoError(t, err)
+	<-entered // member a replays version 1
+	p.Cut()   // and can renew nothing from now on
+
+	cfg.Handler, cfg.Logger = handler("b"), nil
+	run(t, newSub(t, e.js, cfg)) // takes the partition once a's lease has run out
+	eventually(t, "member b to replay the stream", func() bool { return slices.Equal(versions("b"), []int64{1, 2, 3}) })
+
+	close(release)
+	// Member a's handler returns; deleting the dead letter fails for want of a connection.
+	// Then a must not go on with the replay.
+	eventually(t, "member a past the first event", func() bool {
+		return observed.FilterMessage("deleting a replayed dead letter failed").Len() > 0 ||
+			observed.FilterMessage("replay of a parked stream left to the partition's next owner").Len() > 0
+	})
+	p.Restore(t)
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, []int64{1}, versions("a"), "events handed to a member whose lease had run out")
 }

@@ -214,6 +214,12 @@ func (s *Subscriber) replayStream(ctx, hctx context.Context, f *feed, key string
 			return
 		}
 		for _, dl := range dls {
+			if !f.leased() {
+				// The lease ran out (it could not be renewed): the partition's next owner
+				// replays the stream, and must be the only one handing out its events.
+				s.log.Warn("replay of a parked stream left to the partition's next owner", zap.String("stream", rec.Stream))
+				return
+			}
 			ev, err := parseHeaders(dl.Header)
 			ev.Subject, ev.Sequence, ev.Delivered, ev.Raw = dl.Subject, dl.StreamSequence, 1, dl.Data
 			if err == nil {
