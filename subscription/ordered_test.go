@@ -566,3 +566,36 @@ func TestParkedReplayStopsWhenTheLeaseRunsOut(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Equal(t, []int64{1}, versions("a"), "events handed to a member whose lease had run out")
 }
+
+// An ordered group whose partitioned mirror is deleted under it (by an operator, or lost
+// with a server's store) makes it again and goes on where each partition left off, rather
+// than retrying its partitions' consumers on a stream that no member will ever create.
+func TestOrderedGroupRecoversFromADeletedMirror(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := newOrderLog()
+	cfg := orderedCfg("mirror-lost", log.handler(0, nil))
+	cfg.Partitions = 2
+	run(t, newSub(t, e.js, cfg))
+	const streams = 4
+	published := 0
+	publishRound := func() {
+		for s := range streams {
+			e.publish(t, fmt.Sprintf("order-%d", s), placed)
+			published++
+		}
+	}
+	for range 3 {
+		publishRound()
+	}
+	eventually(t, "the first rounds", func() bool { return log.count() == published })
+	require.NoError(t, e.js.DeleteStream(t.Context(), subscription.PartitionedStream(subscription.DefaultStream, 2)))
+	for range 3 {
+		publishRound()
+	}
+	eventually(t, "every event", func() bool { return log.count() == published })
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	require.Empty(t, log.violations)
+	require.Zero(t, log.repeats)
+}

@@ -311,6 +311,15 @@ func (s *Subscriber) consumer(ctx context.Context, f *feed, recovering bool) (je
 	}
 
 	cons, err := s.js.Consumer(ctx, f.stream, f.name)
+	if f.partition >= 0 && errors.Is(err, jetstream.ErrStreamNotFound) {
+		// The partitioned mirror is gone (deleted, or lost with a server's store), and
+		// members make it only when they start: make it again. It refills from the events
+		// stream with the same sequences, so the partition goes on after its floor.
+		if _, err := EnsurePartitionedStream(ctx, s.js, s.cfg.Stream, s.cfg.Prefix, s.cfg.Partitions); err != nil {
+			return nil, err
+		}
+		cons, err = s.js.Consumer(ctx, f.stream, f.name)
+	}
 	switch {
 	case err == nil:
 		// Keep where it starts (that cannot change); update the rest.
