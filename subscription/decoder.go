@@ -41,7 +41,8 @@ func NewRegistryDecoder(reg *registry.Registry, upcasters ...pgjet.Upcaster) (*R
 // Decode implements [Decoder]. Schemas are cached; the newest version of a type is
 // re-read at most once a second (the registry's LatestTTL). Data of a step that needs an
 // upcaster none was given for fails with pgjet.ErrMissingUpcaster. A type registered under
-// another subject than its name decodes with its own schema.
+// another subject than its name decodes with its own schema, provided the schema is a
+// record of that name: data of another type is never passed off as the claimed one.
 func (d *RegistryDecoder) Decode(ctx context.Context, wire []byte, eventType string) (map[string]any, error) {
 	data, err := d.dec.Decode(ctx, eventType, wire)
 	if !errors.Is(err, registry.ErrSubjectNotFound) {
@@ -54,6 +55,11 @@ func (d *RegistryDecoder) Decode(ctx context.Context, wire []byte, eventType str
 	writer, err := d.reg.SchemaByID(ctx, int(id))
 	if err != nil {
 		return nil, err
+	}
+	if writer.FullName() != eventType {
+		// Without a subject of the type there are no versions to check the id against:
+		// the schema itself must be the type's.
+		return nil, fmt.Errorf("schema id %d is %s, not %s", id, writer.FullName(), eventType)
 	}
 	v, err := avro.ResolveDecode(writer, writer, payload)
 	if err != nil {

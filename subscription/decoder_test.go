@@ -142,3 +142,41 @@ func TestRegistryDecoderAppliesUpcasters(t *testing.T) {
 	_, err = subscription.NewRegistryDecoder(store.Registry(), append(demoschemas.Upcasters(), demoschemas.Upcasters()...)...)
 	require.ErrorContains(t, err, "two upcasters")
 }
+
+// A payload whose schema is of another type than the event claims (a foreign publisher's
+// mislabelled message) fails to decode, also for a type the registry has no subject of: it
+// is never handed over as data of the claimed type. A type registered under a subject other
+// than its name still decodes with its own schema.
+func TestRegistryDecoderRefusesAnotherTypesSchema(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	require.NoError(t, pgjet.Migrate(ctx, pool))
+	store, err := pgjet.New(pgjet.Config{Pool: pool})
+	require.NoError(t, err)
+	_, err = store.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	dec, err := subscription.NewRegistryDecoder(store.Registry())
+	require.NoError(t, err)
+
+	v, err := store.Registry().Latest(ctx, cancelled)
+	require.NoError(t, err)
+	wire, err := v.Schema.EncodeJSONWire(uint32(v.ID), []byte(
+		`{"order_id":"5f0c7d4e-8a51-4c1e-9d4b-6f1b9a3c2e10","reason":"x","cancelled_at":"2026-11-26T10:00:00Z"}`))
+	require.NoError(t, err)
+	_, err = dec.Decode(ctx, wire, cancelled)
+	require.NoError(t, err)
+	_, err = dec.Decode(ctx, wire, "acme.billing.InvoiceSent")
+	require.ErrorContains(t, err, "not acme.billing.InvoiceSent", "OrderCancelled data passed off as an unregistered type")
+	_, err = dec.Decode(ctx, wire, placed)
+	require.Error(t, err, "OrderCancelled data passed off as a registered type")
+
+	invoice, err := store.Registry().Register(ctx, "billing-value",
+		`{"type":"record","name":"InvoiceSent","namespace":"acme.billing","fields":[{"name":"n","type":"long"}]}`)
+	require.NoError(t, err)
+	wire, err = invoice.Schema.EncodeJSONWire(uint32(invoice.ID), []byte(`{"n":7}`))
+	require.NoError(t, err)
+	data, err := dec.Decode(ctx, wire, "acme.billing.InvoiceSent")
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"n": int64(7)}, data)
+}
