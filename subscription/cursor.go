@@ -87,6 +87,9 @@ func NewCursor(ctx context.Context, js jetstream.JetStream, cfg CursorConfig, af
 // for the rest took two round trips a batch, and added one to an idle cursor's first
 // event.)
 func (c *Cursor) Fetch(n int, wait time.Duration) ([]Event, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("subscription: fetching %d events: n must be at least 1", n)
+	}
 	var msgs []jetstream.Msg
 	// What the server has at once; an error here shows as a gap, or again, below.
 	if ready, err := c.cons.FetchNoWait(n); err == nil {

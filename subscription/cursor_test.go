@@ -41,6 +41,9 @@ func TestCursorReadsFromAPosition(t *testing.T) {
 	require.Zero(t, info.NumPending)
 	require.Equal(t, jetstream.AckNonePolicy, info.Config.AckPolicy)
 
+	_, err = cur.Fetch(0, time.Millisecond)
+	require.ErrorContains(t, err, "n must be at least 1", "a fetch of none is a mistake, not a fetch of one")
+
 	_, err = subscription.NewCursor(t.Context(), e.js, subscription.CursorConfig{Name: "a.b"}, 0)
 	require.ErrorContains(t, err, "cursor name")
 }
