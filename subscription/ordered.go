@@ -115,7 +115,7 @@ func (s *Subscriber) prepareOrdered(ctx context.Context) error {
 	if s.leases, err = bucket(ctx, s.js, PartitionBucket, "pgjet ordered groups: members and partition leases", replicas); err != nil {
 		return fmt.Errorf("opening bucket %s: %w", PartitionBucket, err)
 	}
-	if s.parkedKV, err = bucket(ctx, s.js, ParkedBucket, "pgjet ordered groups: parked streams", replicas); err != nil {
+	if s.parkedKV, err = openParked(ctx, s.js, replicas); err != nil {
 		return fmt.Errorf("opening bucket %s: %w", ParkedBucket, err)
 	}
 	key := s.cfg.Group + ".partitions"

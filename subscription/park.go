@@ -62,6 +62,31 @@ type parkRecord struct {
 	Replay bool `json:"replay"`
 }
 
+// openParked opens ParkedBucket, creating it if missing with the given replicas, so that
+// its reads are answered by the leader of its stream: a member that finds direct gets on
+// (nats.go's CreateKeyValue turns them on) turns them off. See holdIfParked for why.
+func openParked(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	if _, err := bucket(ctx, js, ParkedBucket, "pgjet ordered groups: parked streams", replicas); err != nil {
+		return nil, err
+	}
+	st, err := js.Stream(ctx, parkedStream)
+	if err != nil {
+		return nil, err
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("turning direct gets off: %w", err)
+		}
+	}
+	// Opened again: nats.go sends a Get to the leader ($JS.API.STREAM.MSG.GET) only when
+	// the stream info it read on opening says AllowDirect false.
+	return js.KeyValue(ctx, ParkedBucket)
+}
+
+// parkedStream is the JetStream stream of ParkedBucket.
+const parkedStream = "KV_" + ParkedBucket
+
 func parkKey(group, stream string) string {
 	return group + "." + base64.RawURLEncoding.EncodeToString([]byte(stream))
 }
@@ -150,6 +175,26 @@ func (s *Subscriber) park(ctx context.Context, f *feed, m jetstream.Msg, ev Even
 
 // holdIfParked sets m aside (dead-letters it as held and acknowledges it) when its stream
 // is parked, and reports whether it did, or could not tell (then m is naked).
+//
+// The read must see every park acknowledged before it: the stream's previous event may
+// have parked it a moment ago, on this member or on the partition's previous owner. A
+// direct get need not. With AllowDirect every replica of the bucket's stream answers
+// direct gets from its own store, with no leader or currency check (nats-server v2.15.2
+// stream.go:5289-5311 and 6323); the queue group hands a request to any of them
+// (client.go:5646-5712); a follower joins it once current or 90% caught up and stays in
+// it while it lags (jetstream_cluster.go:4789-4826). The leader acknowledges a write
+// once a quorum stored it and it applied it; followers apply it on the next heartbeat
+// (raft.go:5315-5320), or later when slow or catching up. So a direct get right after a
+// park can read "not parked" and hand the stream's next event to the handler, out of
+// order. nats-server says so itself (issues 4710 and 6557: "Since introducing Direct Get
+// we lost our ... read-after-write consistency in KV stores").
+//
+// openParked therefore turns direct gets off: nats.go then sends Get to
+// $JS.API.STREAM.MSG.GET (nats.go v1.55.0 jetstream/stream.go:565-605), which only the
+// stream leader answers (jetstream_api.go:3956-3959, jetstream_cluster.go:1619), and a
+// new leader counts as one only once it has applied what its predecessor committed
+// (raft.go:1600-1613, 6315-6321). What is left is a deposed leader that has not noticed
+// yet during a network partition, the gap nats-server issue 6557 is about.
 func (s *Subscriber) holdIfParked(ctx context.Context, f *feed, m jetstream.Msg, ev Event) bool {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
