@@ -60,6 +60,10 @@ type ClusterOptions struct {
 	// Routes are the route URLs of the other nodes, as
 	// "nats-route://host:port" (or "nats://host:port").
 	Routes []string
+	// Advertise is the "host:port" the node tells the other nodes to route
+	// to when they learn of it from a third one. Default: the address they
+	// see its connections come from, with Port.
+	Advertise string
 }
 
 // Server is a running (or shut down) embedded nats-server. Its methods are
@@ -198,9 +202,10 @@ func start(o Options) (*server.Server, error) {
 	}
 	if c := o.Cluster; c != nil {
 		so.Cluster = server.ClusterOpts{
-			Name: c.Name,
-			Host: c.Host,
-			Port: randomIfZero(c.Port),
+			Name:      c.Name,
+			Host:      c.Host,
+			Port:      randomIfZero(c.Port),
+			Advertise: c.Advertise,
 		}
 		for _, r := range c.Routes {
 			u, err := url.Parse(r)
