@@ -77,6 +77,13 @@ func Connect(t testing.TB, s *embednats.Server, more ...*embednats.Server) (*nat
 // nodes are shut down when the test ends.
 func Cluster(t testing.TB, n int) []*embednats.Server {
 	t.Helper()
+	return startCluster(t, n, nil)
+}
+
+// startCluster starts the nodes of Cluster. With links, node i routes to node j
+// through links[i][j] and advertises links.sink, so that no route bypasses the links.
+func startCluster(t testing.TB, n int, links *Links) []*embednats.Server {
+	t.Helper()
 	if n < 1 {
 		t.Fatalf("natstest: cluster of %d nodes", n)
 	}
@@ -91,6 +98,11 @@ func Cluster(t testing.TB, n int) []*embednats.Server {
 	for i, p := range routePorts {
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
 	}
+	var advertise string
+	if links != nil {
+		links.start(t, routePorts)
+		advertise = links.sink.Addr().String()
+	}
 	// The store directories come first: cleanups run last-registered first, so the nodes
 	// are shut down before their directories are removed. Made inside the loop, each
 	// directory was removed while its node still ran, and a node still writing made the
@@ -104,9 +116,13 @@ func Cluster(t testing.TB, n int) []*embednats.Server {
 	for i := range n {
 		others := make([]string, 0, n-1)
 		for j, r := range routes {
-			if j != i {
-				others = append(others, r)
+			if j == i {
+				continue
 			}
+			if links != nil {
+				r = "nats-route://" + links.links[i][j].ln.Addr().String()
+			}
+			others = append(others, r)
 		}
 		s, err := embednats.Start(embednats.Options{
 			Dir:        dirs[i],
@@ -114,9 +130,10 @@ func Cluster(t testing.TB, n int) []*embednats.Server {
 			ServerName: fmt.Sprintf("n%d", i+1),
 			LazySync:   true,
 			Cluster: &embednats.ClusterOptions{
-				Name:   ClusterName,
-				Port:   routePorts[i],
-				Routes: others,
+				Name:      ClusterName,
+				Port:      routePorts[i],
+				Routes:    others,
+				Advertise: advertise,
 			},
 		})
 		if err != nil {

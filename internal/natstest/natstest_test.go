@@ -3,6 +3,7 @@ package natstest_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/natstest"
 )
 
@@ -129,4 +131,45 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// A node cut off by Links keeps serving its clients but sees no writes of the others,
+// which go on with their quorum; healed, it routes again and catches up.
+func TestClusterWithLinksIsolatesANode(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("3-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nodes, links := natstest.ClusterWithLinks(t, 3)
+	_, js := natstest.Connect(t, nodes[0], nodes[1:]...)
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "EVENTS", Subjects: []string{"ev.>"}, Storage: jetstream.FileStorage, Replicas: 3,
+	})
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "ev.x", []byte("before"))
+	require.NoError(t, err)
+	natstest.WaitReplicasCurrent(t, js, "EVENTS")
+
+	leader := natstest.StreamLeader(t, nodes, "EVENTS")
+	cut := slices.IndexFunc(nodes, func(s *embednats.Server) bool { return s != leader })
+	nc, _ := natstest.Connect(t, nodes[cut])
+	sub, err := nc.SubscribeSync("local")
+	require.NoError(t, err)
+	links.Isolate(t, cut)
+	require.Zero(t, nodes[cut].NATS().NumRoutes())
+
+	_, wjs := natstest.Connect(t, leader)
+	_, err = wjs.Publish(ctx, "ev.x", []byte("during"))
+	require.NoError(t, err, "the leader and the other follower are a quorum")
+	require.NoError(t, nc.Publish("local", []byte("hi")))
+	_, err = sub.NextMsg(5 * time.Second)
+	require.NoError(t, err, "the cut-off node serves its clients")
+
+	links.Heal(cut)
+	natstest.WaitReplicasCurrent(t, wjs, "EVENTS")
+	st, err := wjs.Stream(ctx, "EVENTS")
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), st.CachedInfo().State.Msgs)
 }
