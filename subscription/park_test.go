@@ -2,12 +2,16 @@ package subscription_test
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/subscription"
 )
@@ -65,4 +69,80 @@ func TestParkedBucketIsReadFromTheLeader(t *testing.T) {
 			require.ErrorIs(t, err, nats.ErrTimeout, "no direct get")
 		})
 	}
+}
+
+// A follower cut off from the other nodes goes on answering direct gets from its own
+// store, which lacks what the others wrote since: there, a stream parked after the cut
+// reads as not parked, and a member connected to it would hand the stream's next event
+// to its handler. The parked bucket is read from the stream leader instead, so that
+// member gets an error (and the event is redelivered later), never a stale "not parked".
+func TestParkedStreamIsNotReadStaleFromAFollower(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("3-node cluster")
+	}
+	ctx := t.Context()
+	nodes, links := natstest.ClusterWithLinks(t, 3)
+	_, js := natstest.Connect(t, nodes[0], nodes[1:]...)
+	_, err := subscription.OpenParked(ctx, js, 3)
+	require.NoError(t, err)
+	const directBucket = "DIRECT" // as nats.go makes buckets: direct gets on
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: directBucket, Replicas: 3})
+	require.NoError(t, err)
+	streams := []string{"KV_" + subscription.ParkedBucket, "KV_" + directBucket}
+
+	// The follower is a node leading neither bucket's stream; the writer is connected to
+	// another node only.
+	leaders := map[string]bool{}
+	for _, st := range streams {
+		leaders[natstest.StreamLeader(t, nodes, st).Name()] = true
+	}
+	f := slices.IndexFunc(nodes, func(s *embednats.Server) bool { return !leaders[s.Name()] })
+	_, fjs := natstest.Connect(t, nodes[f])
+	_, wjs := natstest.Connect(t, nodes[(f+1)%len(nodes)])
+	open := func(js jetstream.JetStream) (parked, direct jetstream.KeyValue) {
+		t.Helper()
+		parked, err := subscription.OpenParked(ctx, js, 3)
+		require.NoError(t, err)
+		direct, err = js.KeyValue(ctx, directBucket)
+		require.NoError(t, err)
+		return parked, direct
+	}
+	fParked, fDirect := open(fjs) // while the follower can still reach the leaders
+	wParked, wDirect := open(wjs)
+	for _, kv := range []jetstream.KeyValue{wParked, wDirect} {
+		_, err := kv.Create(ctx, "g.before", []byte("parked"))
+		require.NoError(t, err)
+	}
+	for _, st := range streams {
+		natstest.WaitReplicasCurrent(t, wjs, st)
+	}
+	// A follower takes part in direct gets once it is caught up, checked every 2s.
+	eventually(t, "the follower serving direct gets", func() bool {
+		sz, err := nodes[f].NATS().Subsz(&server.SubszOptions{Subscriptions: true})
+		return err == nil && slices.ContainsFunc(sz.Subs, func(d server.SubDetail) bool {
+			return d.Subject == "$JS.API.DIRECT.GET.KV_"+directBucket
+		})
+	})
+
+	links.Isolate(t, f)
+	for _, kv := range []jetstream.KeyValue{wParked, wDirect} {
+		_, err := kv.Create(ctx, "g.after", []byte("parked"))
+		require.NoError(t, err, "written by the leader and the other follower")
+	}
+
+	// The hazard: the follower answers, from what it had.
+	e, err := fDirect.Get(ctx, "g.before")
+	require.NoError(t, err)
+	require.Equal(t, "parked", string(e.Value()))
+	_, err = fDirect.Get(ctx, "g.after")
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "a stale read")
+
+	// The parked bucket: no answer rather than a stale one.
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	e, err = fParked.Get(gctx, "g.after")
+	require.Error(t, err, "read %v", e)
+	require.NotErrorIs(t, err, jetstream.ErrKeyNotFound)
+	t.Logf("the cut-off follower's read of the parked bucket: %v", err)
 }
