@@ -2,7 +2,9 @@ package subscription_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/avro"
+	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/relay"
@@ -106,5 +109,65 @@ func BenchmarkConsume(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 		})
+	}
+}
+
+// BenchmarkParkedCheck measures the read an ordered group's member makes before handling
+// each event (is the event's stream parked? usually not) on a 3-node cluster: from the
+// bucket's stream leader, as members open ParkedBucket, and by direct gets, as nats.go
+// opens a bucket, for a client connected to that leader and to a follower.
+//
+//	go test ./subscription -run '^$' -bench ParkedCheck -benchtime 5000x
+func BenchmarkParkedCheck(b *testing.B) {
+	ctx := context.Background()
+	nodes := natstest.Cluster(b, 3)
+	_, js := natstest.Connect(b, nodes[0], nodes[1:]...)
+	if _, err := subscription.OpenParked(ctx, js, 3); err != nil {
+		b.Fatal(err)
+	}
+	const directBucket = "DIRECT"
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: directBucket, Replicas: 3}); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name, bucket string
+		open         func(jetstream.JetStream) (jetstream.KeyValue, error)
+	}{
+		{"leader", subscription.ParkedBucket, func(js jetstream.JetStream) (jetstream.KeyValue, error) {
+			return subscription.OpenParked(ctx, js, 3)
+		}},
+		{"direct", directBucket, func(js jetstream.JetStream) (jetstream.KeyValue, error) {
+			return js.KeyValue(ctx, directBucket)
+		}},
+	} {
+		stream := "KV_" + bc.bucket
+		natstest.WaitReplicasCurrent(b, js, stream)
+		leader := natstest.StreamLeader(b, nodes, stream)
+		follower := nodes[(slices.Index(nodes, leader)+1)%len(nodes)]
+		if bc.bucket == directBucket {
+			// Followers take part in direct gets once caught up, checked every 2s.
+			for _, n := range nodes {
+				if n != leader {
+					waitDirectGets(b, n, stream)
+				}
+			}
+		}
+		for _, client := range []struct {
+			name string
+			node *embednats.Server
+		}{{"client-on-leader", leader}, {"client-on-follower", follower}} {
+			b.Run(bc.name+"/"+client.name, func(b *testing.B) {
+				_, cjs := natstest.Connect(b, client.node)
+				kv, err := bc.open(cjs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if _, err := kv.Get(ctx, "g.not-parked"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

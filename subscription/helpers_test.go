@@ -3,6 +3,7 @@ package subscription_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -196,4 +198,25 @@ func waitMembers(t *testing.T, js jetstream.JetStream, group string, n int) {
 		cons, err := js.Consumer(t.Context(), subscription.DefaultStream, group)
 		return err == nil && cons.CachedInfo().NumWaiting >= n
 	})
+}
+
+// waitDirectGets waits until node answers direct gets of stream itself, failing after
+// waitTimeout.
+func waitDirectGets(t testing.TB, node *embednats.Server, stream string) {
+	t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		sz, err := node.NATS().Subsz(&server.SubszOptions{Subscriptions: true})
+		if err == nil && slices.ContainsFunc(sz.Subs, func(d server.SubDetail) bool { return d.Subject == "$JS.API.DIRECT.GET."+stream }) {
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("node %s does not answer direct gets of %s", node.Name(), stream)
+		case <-tick.C:
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -118,12 +117,7 @@ func TestParkedStreamIsNotReadStaleFromAFollower(t *testing.T) {
 		natstest.WaitReplicasCurrent(t, wjs, st)
 	}
 	// A follower takes part in direct gets once it is caught up, checked every 2s.
-	eventually(t, "the follower serving direct gets", func() bool {
-		sz, err := nodes[f].NATS().Subsz(&server.SubszOptions{Subscriptions: true})
-		return err == nil && slices.ContainsFunc(sz.Subs, func(d server.SubDetail) bool {
-			return d.Subject == "$JS.API.DIRECT.GET.KV_"+directBucket
-		})
-	})
+	waitDirectGets(t, nodes[f], "KV_"+directBucket)
 
 	links.Isolate(t, f)
 	for _, kv := range []jetstream.KeyValue{wParked, wDirect} {
