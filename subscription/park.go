@@ -76,7 +76,8 @@ func openParked(ctx context.Context, js jetstream.JetStream, replicas int) (jets
 	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
 		cfg.AllowDirect = false
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("turning direct gets off: %w", err)
+			return nil, fmt.Errorf("turning direct gets off on %s (reads of parked streams must come from its leader; the NATS user needs $JS.API.STREAM.UPDATE.%s): %w",
+				parkedStream, parkedStream, err)
 		}
 	}
 	// Opened again: nats.go sends a Get to the leader ($JS.API.STREAM.MSG.GET) only when
