@@ -37,7 +37,9 @@ type Handler func(ctx context.Context, ev Event) error
 type BatchHandler func(ctx context.Context, evs []Event) error
 
 // Predicate decides whether an event that passed the subject filters is handled. Events it
-// rejects are acknowledged without reaching the handler and counted as skipped.
+// rejects are acknowledged without reaching the handler and counted as skipped. A panic in
+// it fails the event as a handler's error does (redelivered, then dead-lettered); during a
+// history replay, where an event cannot be set aside, it ends Run with an error.
 type Predicate func(ev Event) bool
 
 // Config configures a [Subscriber]. The zero value of each field but Handler/BatchHandler

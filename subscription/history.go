@@ -180,10 +180,13 @@ func (s *Subscriber) historic(ctx context.Context, scheme subject.Scheme, r pgje
 			return Event{}, false, ctx.Err()
 		}
 	}
-	if s.cfg.Predicate != nil && !s.cfg.Predicate(ev) {
-		return Event{}, false, nil
+	want, err := s.wants(ev)
+	if err != nil {
+		// Cannot be naked or dead-lettered, and a predicate that panics on an event will
+		// again: Run ends, saying which event.
+		return Event{}, false, err
 	}
-	return ev, true, nil
+	return ev, want, nil
 }
 
 // deliverHistoric hands events to the handler until it succeeds: a replayed event cannot

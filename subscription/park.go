@@ -313,7 +313,9 @@ func (s *Subscriber) replayOne(ctx, hctx context.Context, ev Event) error {
 		}
 		ev.Data = data
 	}
-	if s.cfg.Predicate != nil && !s.cfg.Predicate(ev) {
+	if want, err := s.wants(ev); err != nil {
+		return err // the stream stays parked at this event
+	} else if !want {
 		s.metrics.events.WithLabelValues("skipped").Inc()
 		return nil
 	}

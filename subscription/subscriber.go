@@ -493,7 +493,10 @@ func (s *Subscriber) handle(ctx context.Context, f *feed, msgs []jetstream.Msg) 
 			}
 			ev.Data = data
 		}
-		if s.cfg.Predicate != nil && !s.cfg.Predicate(ev) {
+		if want, err := s.wants(ev); err != nil {
+			s.fail(ctx, f, m, ev, err, false)
+			continue
+		} else if !want {
 			s.skip(m)
 			continue
 		}
@@ -559,6 +562,20 @@ func (s *Subscriber) decode(ctx context.Context, ev Event) (data map[string]any,
 		}
 	}()
 	return s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type)
+}
+
+// wants reports whether Config.Predicate (if any) takes ev. A panic in it is the event's
+// failure, as one in the decoder or the handler is, not the end of Run.
+func (s *Subscriber) wants(ev Event) (want bool, err error) {
+	if s.cfg.Predicate == nil {
+		return true, nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			want, err = false, fmt.Errorf("predicate panicked on %s %s: %v", ev.Type, ev.ID, r)
+		}
+	}()
+	return s.cfg.Predicate(ev), nil
 }
 
 func (s *Subscriber) skip(m jetstream.Msg) {

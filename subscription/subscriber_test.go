@@ -638,6 +638,48 @@ func TestDecoderPanicIsAFailure(t *testing.T) {
 	require.Nil(t, <-done)
 }
 
+// A panicking Predicate fails its event as a handler's error does (redelivered, then
+// dead-lettered) instead of crashing Run, and the events after it are handled.
+func TestPredicatePanicIsAFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.publish(t, "order-1", placed)
+	e.publish(t, "order-2", placed)
+	var rec recorder
+	s := newSub(t, e.js, subscription.Config{Group: "picky", Handler: rec.handle, MaxDeliver: 2,
+		Predicate: func(ev subscription.Event) bool {
+			if ev.StreamID == "order-1" {
+				panic("no order-1, please")
+			}
+			return true
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		_ = s.Run(ctx)
+	}()
+	var dls []subscription.DeadLetter
+	deadline := time.Now().Add(waitTimeout)
+	for len(dls) == 0 || rec.len() == 0 {
+		select {
+		case r := <-done:
+			t.Fatalf("Run ended before the event was dead-lettered (panic: %v)", r)
+		case <-time.After(20 * time.Millisecond):
+		}
+		require.True(t, time.Now().Before(deadline), "no dead letter, or order-2 not handled")
+		var err error
+		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "picky")
+		require.NoError(t, err)
+	}
+	require.Contains(t, dls[0].Reason, "predicate panicked")
+	require.Contains(t, dls[0].Subject, "order-1")
+	require.Equal(t, 1, rec.len(), "order-2 handled")
+	cancel()
+	require.Nil(t, <-done)
+}
+
 // A NewOnly group whose consumer is lost before it acknowledged anything (its
 // acknowledgement floor is still 0: the stream was empty when it was created) is re-created
 // after that floor, not "new only" again: an event stored while the consumer was gone is
