@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -52,7 +53,9 @@ type Projection struct {
 	// batch's size. For handlers that only write: a statement cannot depend on what an
 	// earlier one returns, though it sees what earlier ones changed.
 	// QueuedQuery callbacks (Exec, Query, QueryRow) run as the results arrive. A failing
-	// statement fails the batch, reported for its event, as an error of Apply would.
+	// statement, or a callback returning an error, fails the batch, reported for its event,
+	// as an error of Apply would: nothing of the batch commits. (With callbacks, a batch
+	// commits in a second round trip, after they have all run.)
 	Queue func(ctx context.Context, b *pgx.Batch, ev Event) error
 }
 
@@ -520,6 +523,11 @@ const sqlstateCheckpointMoved = "PJ001"
 // statements (the session has the settings). The move fails when the checkpoint is
 // elsewhere; then nothing after it runs, the transaction rolls back, and applyPipelined
 // returns errCheckpointMoved.
+//
+// A statement's QueuedQuery callback runs only once Postgres has run the whole pipeline,
+// and an implicit transaction commits whatever the callback says. So when the projection
+// queued callbacks, the pipeline opens a transaction instead, committed in a second round
+// trip only when every callback accepted its result, and rolled back otherwise.
 func (p *Projector) applyPipelined(ctx context.Context, conn *pgx.Conn, evs []subscription.Event) ([]Event, error) {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pgjet.move_checkpoint($1, $2, $3)`, p.target.checkpoint, p.known, evs[len(evs)-1].Sequence)
@@ -530,7 +538,13 @@ func (p *Projector) applyPipelined(ctx context.Context, conn *pgx.Conn, evs []su
 			return nil, err
 		}
 	}
+	if q.callbacks {
+		b.QueuedQueries = slices.Insert(b.QueuedQueries, 0, &pgx.QueuedQuery{SQL: "BEGIN"})
+	}
 	err := conn.SendBatch(ctx, b).Close()
+	if q.callbacks {
+		err = endTx(ctx, conn, err)
+	}
 	q.endSpans(err)
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == sqlstateCheckpointMoved {
 		return nil, errCheckpointMoved
@@ -539,6 +553,25 @@ func (p *Projector) applyPipelined(ctx context.Context, conn *pgx.Conn, evs []su
 		return nil, q.applyError(err)
 	}
 	return q.applied, nil
+}
+
+// endTx ends the transaction a pipeline opened on conn: commits it when the pipeline
+// succeeded (err nil), rolls it back otherwise, and returns the pipeline's error or the
+// commit's. When the rollback fails, conn is closed, so its transaction cannot commit later.
+func endTx(ctx context.Context, conn *pgx.Conn, err error) error {
+	if err != nil {
+		if !conn.IsClosed() {
+			if _, rbErr := conn.Exec(ctx, "ROLLBACK"); rbErr != nil {
+				conn.Close(ctx)
+			}
+		}
+		return err
+	}
+	tag, err := conn.Exec(ctx, "COMMIT")
+	if err == nil && tag.String() != "COMMIT" {
+		err = fmt.Errorf("committing the batch: %s", tag)
+	}
+	return err
 }
 
 // applyTx applies evs in tx and moves the checkpoint past them; events at or below the
@@ -608,6 +641,9 @@ type queuedEvents struct {
 	applied []Event
 	spans   []trace.Span // of the applied events
 	failed  int          // the applied event whose statement failed first; -1 for none
+	// callbacks: a statement has a QueuedQuery callback of the projection's, which can
+	// fail it after Postgres ran it.
+	callbacks bool
 }
 
 // queue decodes d and queues its statements in q, each failure of which is recorded as
@@ -626,6 +662,7 @@ func (p *Projector) queue(ctx context.Context, q *queuedEvents, d subscription.E
 	i := len(q.applied)
 	for _, qq := range q.batch.QueuedQueries[from:] {
 		inner := qq.Fn
+		q.callbacks = q.callbacks || inner != nil
 		qq.Fn = func(br pgx.BatchResults) error {
 			var err error
 			if inner != nil {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -112,4 +114,67 @@ func TestMovedCheckpointIsNotOverwritten(t *testing.T) {
 	}
 	require.Equal(t, want, got, "applied once each, except the two applied elsewhere")
 	require.NotEmpty(t, logs.FilterMessage("checkpoint moved by someone else; applying the batch the long way").All())
+}
+
+// A QueuedQuery callback that returns an error fails its batch as a failing statement does:
+// nothing of the batch is committed, not even when every statement succeeded in Postgres
+// (the error is the callback's own, such as a row it did not expect). The batch is tried
+// again, and once the callback accepts it, applied once.
+func TestQueuedCallbackErrorRollsBackTheBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	for i := range 5 {
+		_, err := e.store.Append(ctx, "order-cb", pgjet.Any, cancelled(i))
+		require.NoError(t, err)
+	}
+	e.waitPublished(t, 5)  // so the first batch holds all five
+	var reject atomic.Bool // version 3 is rejected while set
+	reject.Store(true)
+	p := projection.Projection{
+		Name: "callback",
+		Setup: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS callback (seq bigserial PRIMARY KEY, version bigint NOT NULL)`)
+			return err
+		},
+		Queue: func(_ context.Context, b *pgx.Batch, ev projection.Event) error {
+			b.Queue(`INSERT INTO callback (version) VALUES ($1) RETURNING version`, ev.Version).QueryRow(func(row pgx.Row) error {
+				var v int64
+				if err := row.Scan(&v); err != nil {
+					return err
+				}
+				if v == 3 && reject.Load() {
+					return fmt.Errorf("version 3 rejected")
+				}
+				return nil
+			})
+			return nil
+		},
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	cfg := fastConfig(p)
+	cfg.BatchSize = 5
+	cfg.Logger = zap.New(core)
+	e.run(t, cfg)
+
+	fields := firstFailedBatch(t, logs)
+	require.Equal(t, int64(3), fields["version"], "reported for the event whose callback failed: %v", fields)
+	var rows int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM callback`).Scan(&rows))
+	seq, err := projection.Checkpoint(ctx, e.pool, "callback")
+	require.NoError(t, err)
+	require.Zero(t, rows, "nothing of the failed batch committed")
+	require.Zero(t, seq, "the checkpoint stays before the failed batch")
+
+	reject.Store(false)
+	require.Eventually(t, func() bool {
+		seq, err := projection.Checkpoint(ctx, e.pool, "callback")
+		require.NoError(t, err)
+		return seq == 5
+	}, 10*time.Second, 10*time.Millisecond)
+	rows2, err := e.pool.Query(ctx, `SELECT version FROM callback ORDER BY seq`)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows2, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 2, 3, 4, 5}, got, "each event applied once, after the retry")
 }
