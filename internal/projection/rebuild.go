@@ -178,7 +178,7 @@ func (r *rebuild) run(ctx context.Context) (uint64, error) {
 		if err := r.catchUp(ctx, lock, cur); err != nil {
 			return 0, err
 		}
-		seq, err := r.swap(ctx, cur)
+		seq, err := r.swap(ctx, lock, cur)
 		if err == nil {
 			r.checkpoint = seq
 			r.report(ctx, PhaseSwapped)
@@ -310,9 +310,11 @@ func (r *rebuild) catchUp(ctx context.Context, lock *pgx.Conn, cur *subscription
 }
 
 // swap applies what the shadow lacks of the live model and swaps the schemas and
-// checkpoints in one transaction. It returns the checkpoint the live projection goes on
-// from. When it fails, cur may have moved past the checkpoint: re-create it.
-func (r *rebuild) swap(ctx context.Context, cur *subscription.Cursor) (uint64, error) {
+// checkpoints in one transaction on lock, the session that holds the rebuild's lock: a
+// rebuild whose session has ended (and whose shadow another rebuild may be resetting)
+// cannot swap. It returns the checkpoint the live projection goes on from. When it fails,
+// cur may have moved past the checkpoint: re-create it.
+func (r *rebuild) swap(ctx context.Context, lock *pgx.Conn, cur *subscription.Cursor) (uint64, error) {
 	p := r.p
 	r.report(ctx, PhaseSwapping)
 	var (
@@ -321,7 +323,7 @@ func (r *rebuild) swap(ctx context.Context, cur *subscription.Cursor) (uint64, e
 		seq     uint64
 	)
 	start := time.Now()
-	err := pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, lock, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, r.opts.LockTimeout.Milliseconds())); err != nil {
 			return err
 		}

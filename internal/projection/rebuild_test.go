@@ -341,3 +341,50 @@ func (e *env) rowsNotOf(t testing.TB, gen string) int {
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM rm_ledger.applied WHERE gen <> $1`, gen).Scan(&n))
 	return n
 }
+
+// A rebuild swaps only while it holds its lock. Here its lock session is terminated just
+// before the swap, and another rebuild of the projection starts in its place: takes the
+// lock and resets the shadow schema (as Rebuild does first). The first rebuild must then
+// fail and leave the live model alone; swapping the other rebuild's nearly empty shadow in
+// would drop every event it has not applied yet from the read model.
+func TestRebuildThatLostItsLockDoesNotSwap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 40)
+	e.run(t, fastConfig(ledger("live")))
+	e.waitApplied(t, "ledger")
+
+	var took bool
+	_, err := e.rebuild(ctx, "rebuilt", projection.RebuildOptions{Progress: func(p projection.RebuildProgress) {
+		if p.Phase != projection.PhaseSwapping || took {
+			return
+		}
+		took = true
+		e.appendCancelled(t, 5) // the live model runs ahead, so the swap has events to apply
+		e.waitApplied(t, "ledger")
+		var killed bool
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT bool_or(pg_terminate_backend(pid)) FROM pg_locks
+			WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid::bigint = hashtext($2)::bigint & 4294967295`,
+			0x706a0003, projection.RebuildCheckpoint("ledger")).Scan(&killed))
+		require.True(t, killed, "the rebuild's lock session was found")
+
+		// Another rebuild starts: its lock, then its reset and setup of the shadow.
+		other, err := e.pool.Acquire(ctx)
+		require.NoError(t, err)
+		conn := other.Hijack()
+		t.Cleanup(func() { conn.Close(context.Background()) })
+		_, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, 0x706a0003, projection.RebuildCheckpoint("ledger"))
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, `DROP SCHEMA rm_ledger_rebuild CASCADE;
+			DELETE FROM pgjet.checkpoints WHERE name = 'rebuild:ledger';
+			CREATE SCHEMA rm_ledger_rebuild;
+			CREATE TABLE rm_ledger_rebuild.applied (seq bigserial PRIMARY KEY, event_id text NOT NULL, stream_id text NOT NULL,
+				version bigint NOT NULL, sequence bigint NOT NULL, gen text NOT NULL);
+			INSERT INTO pgjet.checkpoints (name, sequence) VALUES ('rebuild:ledger', 0)`)
+		require.NoError(t, err)
+	}})
+	require.True(t, took)
+	requireLedgerExact(t, e.pool, e.total())
+	require.Error(t, err, "a rebuild without its lock must not swap")
+}
