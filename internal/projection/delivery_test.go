@@ -2,6 +2,8 @@ package projection_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,9 +12,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet/internal/projection"
 	"github.com/pgjet/pgjet/internal/promtest"
+	"github.com/pgjet/pgjet/internal/relay"
 )
 
 // A message the projector never receives (lost in flight, here taken by someone else from
@@ -117,4 +122,53 @@ func TestProjectorCountsReadErrorsWhileNATSIsDown(t *testing.T) {
 	require.NoError(t, e.srv.Restart())
 	e.waitApplied(t, "ledger")
 	requireLedgerExact(t, e.pool, e.total())
+}
+
+// A JetStream stream that is re-created (or loses its newest messages in a crash) numbers
+// its messages again from below the projection's checkpoint. A cursor placed after the
+// checkpoint then waits for a sequence the stream will reach only after the events that
+// fill the numbers in between, which the projection silently never sees; its pulls find
+// nothing, so it looked caught up (ready, no lag). The projector must instead say that the
+// stream ends before its checkpoint: it is not ready (Stalled) and logs why, and applies
+// nothing until an operator repairs it (verify -repair, projector rebuild).
+func TestCheckpointBeyondTheStreamIsReported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 20)
+	core, logs := observer.New(zap.WarnLevel)
+	cfg := fastConfig(ledger("g1"))
+	cfg.Pool, cfg.Conn, cfg.Registry, cfg.Logger = e.pool, e.nc, e.store.Registry(), zap.New(core)
+	p, err := projection.New(cfg)
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	at := e.waitApplied(t, "ledger")
+	require.Equal(t, uint64(20), at)
+
+	require.NoError(t, e.js.DeleteStream(ctx, "PGJET_EVENTS"))
+	_, err = relay.EnsureStream(ctx, e.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	e.mu.Lock()
+	e.appended = 0 // the new stream holds only what comes now
+	e.mu.Unlock()
+	e.appendCancelled(t, 5)
+	e.waitRelayed(t)
+
+	require.Eventually(t, func() bool { return p.Stalled(300*time.Millisecond) > 0 }, 10*time.Second, 20*time.Millisecond,
+		"the projector must not look caught up while the stream ends before its checkpoint")
+	require.Eventually(t, func() bool {
+		for _, l := range logs.All() {
+			if strings.Contains(fmt.Sprint(l.ContextMap()["error"]), "beyond the stream") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "and must log why")
+	seq, err := projection.Checkpoint(ctx, e.pool, "ledger")
+	require.NoError(t, err)
+	require.Equal(t, at, seq)
+	requireLedgerExact(t, e.pool, 20)
 }

@@ -43,6 +43,12 @@ var ErrNoSchema = errors.New("projection: Projection.Schema is required to rebui
 // replay (its retention removed the oldest), so the rebuilt model would miss them.
 var ErrHistoryTruncated = errors.New("projection: the stream no longer holds the whole history")
 
+// ErrCheckpointBeyondStream: the JetStream stream ends before the projection's checkpoint,
+// so it was re-created or lost its newest messages, and its sequences no longer name the
+// events the projection applied. The projector applies nothing until it is repaired
+// (re-publish the events, then rebuild the projection, which sets the checkpoint).
+var ErrCheckpointBeyondStream = errors.New("projection: the checkpoint is beyond the stream's last sequence")
+
 // ErrRebuildRunning: another rebuild of the same projection holds its lock.
 var ErrRebuildRunning = errors.New("projection: another rebuild of this projection is running")
 

@@ -403,6 +403,17 @@ func (p *Projector) consumer(ctx context.Context) (*subscription.Cursor, error) 
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
+	// A stream that ends before the checkpoint was re-created or lost its newest messages:
+	// the messages it numbers at or below the checkpoint are not the ones applied, and a
+	// cursor after the checkpoint would pass over them while its pulls find nothing.
+	s, err := p.js.Stream(ctx, p.cfg.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("looking up stream %q: %w", p.cfg.Stream, err)
+	}
+	if last := s.CachedInfo().State.LastSeq; last < seq {
+		return nil, fmt.Errorf("%w: stream %q ends at sequence %d, checkpoint %q is at %d (see docs/troubleshooting.md, consumer lag)",
+			ErrCheckpointBeyondStream, p.cfg.Stream, last, p.target.checkpoint, seq)
+	}
 	p.known, p.knownOK = seq, true
 	return subscription.NewCursor(ctx, p.js, subscription.CursorConfig{
 		Stream: p.cfg.Stream, Name: p.target.consumer, Subjects: p.cfg.Projection.Filters,
