@@ -178,3 +178,54 @@ func TestQueuedCallbackErrorRollsBackTheBatch(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []int64{1, 2, 3, 4, 5}, got, "each event applied once, after the retry")
 }
+
+// A QueuedQuery callback that panics leaves nothing of its batch committed, as a panicking
+// Apply does (its transaction rolls back as the panic leaves the projector's session).
+func TestQueuedCallbackPanicCommitsNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	for i := range 5 {
+		_, err := e.store.Append(ctx, "order-panic", pgjet.Any, cancelled(i))
+		require.NoError(t, err)
+	}
+	e.waitPublished(t, 5) // so the first batch holds all five
+	pr := projection.Projection{
+		Name: "panicking",
+		Setup: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS panicking (version bigint PRIMARY KEY)`)
+			return err
+		},
+		Queue: func(_ context.Context, b *pgx.Batch, ev projection.Event) error {
+			b.Queue(`INSERT INTO panicking (version) VALUES ($1) RETURNING version`, ev.Version).QueryRow(func(row pgx.Row) error {
+				var v int64
+				if err := row.Scan(&v); err != nil {
+					return err
+				}
+				if v == 3 {
+					panic("version 3")
+				}
+				return nil
+			})
+			return nil
+		},
+	}
+	cfg := fastConfig(pr)
+	cfg.BatchSize = 5
+	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
+	p, err := projection.New(cfg)
+	require.NoError(t, err)
+	var recovered any
+	func() {
+		defer func() { recovered = recover() }()
+		_ = p.Run(ctx) // Run applies on its caller's goroutine, so the panic comes here
+	}()
+	require.Equal(t, "version 3", recovered)
+
+	var rows int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM panicking`).Scan(&rows))
+	seq, err := projection.Checkpoint(ctx, e.pool, "panicking")
+	require.NoError(t, err)
+	require.Zero(t, rows, "nothing of the batch committed")
+	require.Zero(t, seq, "the checkpoint stays before the batch")
+}
