@@ -3,18 +3,21 @@ package projection_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/pgjet/pgjet/internal/netproxy"
 	"github.com/pgjet/pgjet/internal/projection"
 	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/relay"
@@ -171,4 +174,53 @@ func TestCheckpointBeyondTheStreamIsReported(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, at, seq)
 	requireLedgerExact(t, e.pool, 20)
+}
+
+// The active projector's network to Postgres freezes (a partition: no RST, no FIN, its
+// session stays open on the server). Its advisory lock must not stay held until TCP
+// keepalives give up, hours later: Postgres ends its idle session, the standby takes over
+// and applies what comes, each event once.
+func TestStandbyTakesOverFromAProjectorCutOffFromPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	cfg := fastConfig(ledger("g1"))
+	cfg.Conn, cfg.Registry = e.nc, e.store.Registry()
+
+	u, err := url.Parse(e.pool.Config().ConnString())
+	require.NoError(t, err)
+	proxy := netproxy.New(t, u.Host, netproxy.Config{})
+	viaProxy := *u
+	viaProxy.Host = proxy.Addr()
+	poolA, err := pgxpool.New(ctx, viaProxy.String())
+	require.NoError(t, err)
+	t.Cleanup(poolA.Close)
+	a := cfg
+	a.Pool = poolA
+	pa, err := projection.New(a)
+	require.NoError(t, err)
+	actx, stopA := context.WithCancel(ctx)
+	doneA := make(chan error, 1)
+	go func() { doneA <- pa.Run(actx) }()
+	t.Cleanup(func() { stopA(); <-doneA })
+	t.Cleanup(proxy.Cut) // first: a stopping on a frozen session would wait for it
+
+	e.appendCancelled(t, 20)
+	e.waitApplied(t, "ledger") // a is the active one
+	e.run(t, cfg)              // b stands by
+
+	proxy.Freeze()
+	e.appendCancelled(t, 20)
+	start := time.Now()
+	var last uint64
+	require.Eventually(t, func() bool {
+		s, err := e.js.Stream(ctx, "PGJET_EVENTS")
+		require.NoError(t, err)
+		seq, err := projection.Checkpoint(ctx, e.pool, "ledger")
+		require.NoError(t, err)
+		last = s.CachedInfo().State.LastSeq
+		return last == 40 && seq == last
+	}, 40*time.Second, 50*time.Millisecond, "the standby takes over")
+	t.Logf("taken over %s after the freeze", time.Since(start).Round(time.Millisecond))
+	requireLedgerExact(t, e.pool, 40)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -349,7 +350,7 @@ func (p *Projector) lead(ctx context.Context) error {
 		if conn.IsClosed() {
 			return fmt.Errorf("session lost: %w", err)
 		}
-		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
+		backoff = min(max(2*backoff, 100*time.Millisecond), maxBackoff)
 		switch {
 		case errors.Is(err, subscription.ErrGap):
 			p.log.Info("deliveries lost in flight; reading on from the checkpoint", zap.Error(err), zap.Duration("retry_in", backoff))
@@ -379,6 +380,15 @@ func (p *Projector) session(ctx context.Context) (*pgx.Conn, error) {
 		return nil, fmt.Errorf("connecting the projector's session: %w", err)
 	}
 	conn := pc.Hijack()
+	// Before the lock is taken, so the session never holds it without the timeout.
+	idle := strconv.FormatInt(p.idleTimeout().Milliseconds(), 10)
+	if _, err := conn.Exec(ctx, `SELECT set_config('idle_session_timeout', $1, false)`, idle); err != nil {
+		if conn.IsClosed() {
+			return nil, fmt.Errorf("setting up the projector's session: %w", err)
+		}
+		p.log.Warn("cannot set idle_session_timeout (Postgres 14+) on the projector's session; "+
+			"a projector cut off from Postgres keeps the projection's lock until TCP keepalives notice", zap.Error(err))
+	}
 	b := &pgx.Batch{}
 	if p.target.schema != "" {
 		b.Queue(setSearchPath, p.target.schema, false)
@@ -394,6 +404,20 @@ func (p *Projector) session(ctx context.Context) (*pgx.Conn, error) {
 	}
 	return conn, nil
 }
+
+// maxBackoff is the longest wait of the active projector after a failure.
+const maxBackoff = 10 * time.Second
+
+// idleTimeout is the idle_session_timeout of the projector's session. The active projector
+// uses the session at least once a second between batches, and leaves it idle for longer
+// only during one pull (up to IdleWait, and a consumer look-up) or one back-off after a
+// failure (up to maxBackoff). A projector cut off from Postgres without a TCP reset (a
+// network partition, a frozen process) stops using it, and Postgres ends the session after
+// idleTimeout, which frees the lock for a standby. Without it the lock stays held until TCP
+// keepalives notice, which by default takes hours, and the projection stops. A healthy
+// session ended by mistake costs a restart of the lead, nothing more: batches commit only
+// on the session that holds the lock.
+func (p *Projector) idleTimeout() time.Duration { return 2*maxBackoff + 2*p.cfg.IdleWait }
 
 // consumer creates a cursor that reads the projection's events from the one after the
 // checkpoint. The checkpoint in Postgres is the truth: whatever the consumer had delivered
