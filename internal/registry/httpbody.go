@@ -10,7 +10,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode/utf16"
+
+	"github.com/pgjet/pgjet/internal/jsontext"
 )
 
 // MaxBodyBytes bounds the request bodies the HTTP API reads; larger ones get 413.
@@ -130,43 +131,11 @@ func stringMember(members map[string]json.RawMessage, name string) (string, *api
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", httpError(http.StatusBadRequest, fmt.Sprintf("Field %q must be a JSON string", name))
 	}
-	if at := loneSurrogate(raw); at >= 0 {
+	if at := jsontext.LoneSurrogate(raw); at >= 0 {
 		return "", httpError(http.StatusBadRequest, fmt.Sprintf(
 			"Field %q holds a lone UTF-16 surrogate escape at byte %d of its value: it must be UTF-8 text", name, at))
 	}
 	return s, nil
-}
-
-// loneSurrogate returns the offset in JSON text raw of a \u escape of a UTF-16 surrogate
-// that is not half of a high-low pair, or -1.
-func loneSurrogate(raw []byte) int {
-	escape := func(i int) (rune, bool) { // the escape \uXXXX at raw[i]
-		if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
-			return 0, false
-		}
-		n, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
-		return rune(n), err == nil
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			continue
-		}
-		r, ok := escape(i)
-		switch {
-		case !ok:
-			i++ // another escape: skip the escaped character
-		case utf16.IsSurrogate(r) && r < 0xDC00:
-			if low, ok := escape(i + 6); !ok || !utf16.IsSurrogate(low) || low < 0xDC00 {
-				return i
-			}
-			i += 11
-		case utf16.IsSurrogate(r):
-			return i
-		default:
-			i += 5
-		}
-	}
-	return -1
 }
 
 // readSchemaRequest reads the body of an endpoint that takes a schema: "schema" (the

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/pgjet/pgjet"
+	"github.com/pgjet/pgjet/internal/jsontext"
 )
 
 // appendRequest is a decoded append: the body of POST /streams/{stream}, or a NATS append
@@ -183,7 +184,7 @@ func decodeEvent(at string, raw json.RawMessage) (eventRequest, error) {
 			if isNull(v) {
 				return nil
 			}
-			if at := loneSurrogate(v); at >= 0 {
+			if at := jsontext.LoneSurrogate(v); at >= 0 {
 				// Go's decoder would store U+FFFD in its place and accept the event.
 				return invalidAt(path, "holds a lone UTF-16 surrogate escape at byte %d: metadata must be UTF-8 text", at)
 			}
@@ -205,38 +206,6 @@ func decodeEvent(at string, raw json.RawMessage) (eventRequest, error) {
 		return e, invalidAt(at+".data", "is required")
 	}
 	return e, nil
-}
-
-// loneSurrogate returns the offset in JSON text raw of a \u escape of a UTF-16 surrogate
-// that is not half of a high-low pair, or -1.
-func loneSurrogate(raw []byte) int {
-	hex := func(i int) (rune, bool) { // the escape \uXXXX at raw[i]
-		if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
-			return 0, false
-		}
-		n, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
-		return rune(n), err == nil
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			continue
-		}
-		r, ok := hex(i)
-		switch {
-		case !ok:
-			i++ // another escape: skip the escaped character
-		case r >= 0xD800 && r <= 0xDBFF:
-			if low, ok := hex(i + 6); !ok || low < 0xDC00 || low > 0xDFFF {
-				return i
-			}
-			i += 11
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return i
-		default:
-			i += 5
-		}
-	}
-	return -1
 }
 
 // oneValue returns the single JSON value of body, failing on anything else around it.
