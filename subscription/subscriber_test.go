@@ -611,31 +611,39 @@ func TestDecoderPanicIsAFailure(t *testing.T) {
 	e.publish(t, "order-1", placed)
 	var rec recorder
 	s := newSub(t, e.js, subscription.Config{Group: "panicky", Handler: rec.handle, Decoder: panickingDecoder{}, MaxDeliver: 2})
+	dls := runUntilDeadLettered(t, e, s, "panicky", func() bool { return true })
+	require.Contains(t, dls[0].Reason, "field note is not a string")
+	require.Equal(t, 2, dls[0].Deliveries)
+	require.Zero(t, rec.len())
+}
+
+// runUntilDeadLettered runs s until group has a dead letter and also done holds, failing
+// the test if Run panics or ends first, then stops it and checks that it ended cleanly.
+func runUntilDeadLettered(t *testing.T, e *env, s *subscription.Subscriber, group string, done func() bool) []subscription.DeadLetter {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan any, 1)
+	ended := make(chan any, 1)
 	go func() {
-		defer func() { done <- recover() }()
+		defer func() { ended <- recover() }()
 		_ = s.Run(ctx)
 	}()
 	var dls []subscription.DeadLetter
 	deadline := time.Now().Add(waitTimeout)
-	for len(dls) == 0 {
+	for len(dls) == 0 || !done() {
 		select {
-		case r := <-done:
+		case r := <-ended:
 			t.Fatalf("Run ended before the event was dead-lettered (panic: %v)", r)
 		case <-time.After(20 * time.Millisecond):
 		}
-		require.True(t, time.Now().Before(deadline), "no dead letter")
+		require.True(t, time.Now().Before(deadline), "no dead letter, or not done")
 		var err error
-		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "panicky")
+		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, group)
 		require.NoError(t, err)
 	}
-	require.Contains(t, dls[0].Reason, "field note is not a string")
-	require.Equal(t, 2, dls[0].Deliveries)
-	require.Zero(t, rec.len())
 	cancel()
-	require.Nil(t, <-done)
+	require.Nil(t, <-ended)
+	return dls
 }
 
 // A panicking Predicate fails its event as a handler's error does (redelivered, then
@@ -653,31 +661,10 @@ func TestPredicatePanicIsAFailure(t *testing.T) {
 			}
 			return true
 		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan any, 1)
-	go func() {
-		defer func() { done <- recover() }()
-		_ = s.Run(ctx)
-	}()
-	var dls []subscription.DeadLetter
-	deadline := time.Now().Add(waitTimeout)
-	for len(dls) == 0 || rec.len() == 0 {
-		select {
-		case r := <-done:
-			t.Fatalf("Run ended before the event was dead-lettered (panic: %v)", r)
-		case <-time.After(20 * time.Millisecond):
-		}
-		require.True(t, time.Now().Before(deadline), "no dead letter, or order-2 not handled")
-		var err error
-		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "picky")
-		require.NoError(t, err)
-	}
+	dls := runUntilDeadLettered(t, e, s, "picky", func() bool { return rec.len() > 0 })
 	require.Contains(t, dls[0].Reason, "predicate panicked")
 	require.Contains(t, dls[0].Subject, "order-1")
 	require.Equal(t, 1, rec.len(), "order-2 handled")
-	cancel()
-	require.Nil(t, <-done)
 }
 
 // A NewOnly group whose consumer is lost before it acknowledged anything (its
