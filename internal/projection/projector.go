@@ -46,7 +46,10 @@ type Projection struct {
 	// must be idempotent. Optional.
 	Setup func(ctx context.Context, tx pgx.Tx) error
 	// Apply changes the read model for one event, inside the batch's transaction. Each
-	// statement it runs is a round trip. Set Apply or Queue, not both.
+	// statement it runs is a round trip. Set Apply or Queue, not both. An error or a panic
+	// (here, in Queue, a callback or an upcaster) fails the batch: nothing of it commits,
+	// and it is retried; a panic also ends the lock's session, and the projector starts
+	// over on a new one.
 	Apply func(ctx context.Context, tx pgx.Tx, ev Event) error
 	// Queue, in place of Apply, adds to b the statements that change the read model for
 	// one event. The projector sends the statements of every event of a batch at once,
@@ -482,13 +485,28 @@ func (p *Projector) step(ctx context.Context, conn *pgx.Conn, cur *subscription.
 // checkpoint. A Queue projection whose checkpoint the projector knows sends the whole
 // batch in one round trip (applyPipelined); otherwise, or when the checkpoint has moved,
 // the transaction reads the checkpoint first and skips what is applied already (applyTx).
-func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, evs []subscription.Event) error {
+func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, evs []subscription.Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// A panic in the projection's code (Apply, Queue, a queued statement's callback,
+			// an upcaster) fails the batch as an error does, rather than the process, which
+			// may run other projections. It may have left a transaction or a pipeline open on
+			// the lock's session, so the session goes: nothing of the batch commits, and the
+			// projector starts over on a new one, and retries the batch.
+			p.log.Error("the projection panicked; its batch is rolled back and retried", zap.Any("panic", r), zap.Stack("stack"))
+			p.knownOK = false
+			p.metrics.batches.WithLabelValues("error").Inc()
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = conn.Close(cctx)
+			cancel()
+			err = fmt.Errorf("projection: the batch panicked: %v", r)
+		}
+	}()
 	start := time.Now()
 	var (
 		applied    []Event
 		skipped    int
 		checkpoint uint64 // as the long way read it
-		err        error
 	)
 	// The batch commits or rolls back whole even if ctx is cancelled midway.
 	txCtx := context.WithoutCancel(ctx)

@@ -179,8 +179,8 @@ func TestQueuedCallbackErrorRollsBackTheBatch(t *testing.T) {
 	require.Equal(t, []int64{1, 2, 3, 4, 5}, got, "each event applied once, after the retry")
 }
 
-// A QueuedQuery callback that panics leaves nothing of its batch committed, as a panicking
-// Apply does (its transaction rolls back as the panic leaves the projector's session).
+// A QueuedQuery callback that panics fails its batch as an error does: nothing of it
+// commits, Run goes on (retrying, stalled at the checkpoint) and ends cleanly when asked.
 func TestQueuedCallbackPanicCommitsNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -215,12 +215,14 @@ func TestQueuedCallbackPanicCommitsNothing(t *testing.T) {
 	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
 	p, err := projection.New(cfg)
 	require.NoError(t, err)
-	var recovered any
-	func() {
-		defer func() { recovered = recover() }()
-		_ = p.Run(ctx) // Run applies on its caller's goroutine, so the panic comes here
-	}()
-	require.Equal(t, "version 3", recovered)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	// The panic fails the batch, not the process: the projector retries it, each time
+	// rolled back, and stays stalled at its checkpoint.
+	require.Eventually(t, func() bool { return p.Stalled(300*time.Millisecond) > 0 }, 10*time.Second, 20*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done, "Run ends cleanly, without a panic")
 
 	var rows int
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM panicking`).Scan(&rows))
@@ -228,4 +230,52 @@ func TestQueuedCallbackPanicCommitsNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, rows, "nothing of the batch committed")
 	require.Zero(t, seq, "the checkpoint stays before the batch")
+}
+
+// An Apply that panics fails its batch, not the process: nothing of the batch commits, the
+// projector starts over on a new session, and once Apply stops panicking every event is
+// applied once.
+func TestApplyPanicIsRetried(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	for i := range 5 {
+		_, err := e.store.Append(ctx, "order-apply-panic", pgjet.Any, cancelled(i))
+		require.NoError(t, err)
+	}
+	e.waitPublished(t, 5)
+	var panics atomic.Int32
+	pr := projection.Projection{
+		Name: "apply_panic",
+		Setup: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS apply_panic (version bigint PRIMARY KEY)`)
+			return err
+		},
+		Apply: func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO apply_panic (version) VALUES ($1)`, ev.Version); err != nil {
+				return err
+			}
+			if ev.Version == 3 && panics.Add(1) <= 2 {
+				panic("version 3")
+			}
+			return nil
+		},
+	}
+	cfg := fastConfig(pr)
+	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
+	p, err := projection.New(cfg)
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	require.Eventually(t, func() bool {
+		seq, err := projection.Checkpoint(ctx, e.pool, "apply_panic")
+		return err == nil && seq == 5
+	}, 20*time.Second, 20*time.Millisecond, "applied after the panics")
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, int32(3), panics.Load(), "two panics, then the batch went through")
+	var rows int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM apply_panic`).Scan(&rows))
+	require.Equal(t, 5, rows, "each event once (a duplicate would have failed the primary key)")
 }
