@@ -120,7 +120,7 @@ func startCluster(t testing.TB, n int, links *Links) []*embednats.Server {
 				continue
 			}
 			if links != nil {
-				r = "nats-route://" + links.links[i][j].ln.Addr().String()
+				r = "nats-route://" + links.links[i][j].Addr()
 			}
 			others = append(others, r)
 		}

@@ -167,7 +167,7 @@ func TestClusterWithLinksIsolatesANode(t *testing.T) {
 	_, err = sub.NextMsg(5 * time.Second)
 	require.NoError(t, err, "the cut-off node serves its clients")
 
-	links.Heal(cut)
+	links.Heal(t, cut)
 	natstest.WaitReplicasCurrent(t, wjs, "EVENTS")
 	st, err := wjs.Stream(ctx, "EVENTS")
 	require.NoError(t, err)
