@@ -184,7 +184,7 @@ func (s *Subscriber) historic(ctx context.Context, scheme subject.Scheme, r pgje
 	if err != nil {
 		// Cannot be naked or dead-lettered, and a predicate that panics on an event will
 		// again: Run ends, saying which event.
-		return Event{}, false, err
+		return Event{}, false, fmt.Errorf("replayed %s %s: %w", ev.Type, ev.ID, err)
 	}
 	return ev, want, nil
 }

@@ -540,13 +540,18 @@ func (s *Subscriber) handle(ctx context.Context, f *feed, msgs []jetstream.Msg) 
 	}
 }
 
+// recovered, deferred by a function that runs the user's code (what: handler, decoder,
+// predicate), turns a panic there into the function's error: the event's failure, not the
+// end of Run.
+func recovered(what string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%s panicked: %v", what, r)
+	}
+}
+
 // call runs the handler, turning a panic into an error.
 func (s *Subscriber) call(ctx context.Context, events []Event) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v", r)
-		}
-	}()
+	defer recovered("handler", &err)
 	if s.cfg.BatchHandler != nil {
 		return s.cfg.BatchHandler(ctx, events)
 	}
@@ -556,11 +561,7 @@ func (s *Subscriber) call(ctx context.Context, events []Event) (err error) {
 // decode runs the decoder on ev's payload, turning a panic (a user's upcaster meeting data
 // it did not expect) into an error: a payload is outside input and must not crash Run.
 func (s *Subscriber) decode(ctx context.Context, ev Event) (data map[string]any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			data, err = nil, fmt.Errorf("decoder panicked: %v", r)
-		}
-	}()
+	defer recovered("decoder", &err)
 	return s.cfg.Decoder.Decode(ctx, ev.Raw, ev.Type)
 }
 
@@ -570,11 +571,7 @@ func (s *Subscriber) wants(ev Event) (want bool, err error) {
 	if s.cfg.Predicate == nil {
 		return true, nil
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			want, err = false, fmt.Errorf("predicate panicked on %s %s: %v", ev.Type, ev.ID, r)
-		}
-	}()
+	defer recovered("predicate", &err)
 	return s.cfg.Predicate(ev), nil
 }
 
