@@ -366,15 +366,7 @@ func TestAppendTxNeedsNoSecondConnection(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	url := pgtest.DB(t)
-	warm := pgtest.PoolOn(t, url)
-	require.NoError(t, pgjet.Migrate(ctx, warm))
-	w, err := pgjet.New(pgjet.Config{Pool: warm})
-	require.NoError(t, err)
-	_, err = w.Registry().RegisterFS(ctx, demoschemas.Files)
-	require.NoError(t, err)
-
-	one := pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	one := oneConnPool(t)
 	s, err := pgjet.New(pgjet.Config{Pool: one}) // a cold registry cache
 	require.NoError(t, err)
 

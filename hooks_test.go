@@ -8,12 +8,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgjet/pgjet"
-	"github.com/pgjet/pgjet/internal/pgtest"
-	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
 
 // shippedAfterPlaced is a domain hook: an order ships after it was placed, and only once
@@ -149,14 +146,7 @@ func TestHookReadsInAppendTxUseTheTransaction(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	u := pgtest.DB(t)
-	warm := pgtest.PoolOn(t, u)
-	require.NoError(t, pgjet.Migrate(ctx, warm))
-	w, err := pgjet.New(pgjet.Config{Pool: warm})
-	require.NoError(t, err)
-	_, err = w.Registry().RegisterFS(ctx, demoschemas.Files)
-	require.NoError(t, err)
-	pool := pgtest.PoolOn(t, u, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	pool := oneConnPool(t)
 	s, err := pgjet.New(pgjet.Config{Pool: pool, Hooks: map[string][]pgjet.Hook{shipped: {shippedAfterPlaced}}})
 	require.NoError(t, err)
 

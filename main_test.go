@@ -26,3 +26,19 @@ func newStore(t *testing.T) (*pgjet.Store, *pgxpool.Pool) {
 	require.NoError(t, err)
 	return s, pool
 }
+
+// oneConnPool returns a pool of a single connection on a fresh database, migrated and with
+// the demo schemas registered through a pool of its own: a store on it starts with a cold
+// registry cache, and a caller's transaction holds the only connection.
+func oneConnPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	warm := pgtest.PoolOn(t, url)
+	require.NoError(t, pgjet.Migrate(ctx, warm))
+	w, err := pgjet.New(pgjet.Config{Pool: warm})
+	require.NoError(t, err)
+	_, err = w.Registry().RegisterFS(ctx, demoschemas.Files)
+	require.NoError(t, err)
+	return pgtest.PoolOn(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
+}
