@@ -29,6 +29,7 @@ func main() {
 		httpAddr    string
 		stream      string
 		batch       int
+		batchTime   time.Duration
 		stall       time.Duration
 		resume      bool
 		lockTimeout time.Duration
@@ -39,13 +40,14 @@ func main() {
 	f.String(&httpAddr, "http-addr", "PROJECTOR_HTTP_ADDR", ":8082", "address of /metrics, /healthz and /readyz")
 	f.String(&stream, "stream", "PGJET_STREAM", "PGJET_EVENTS", "JetStream stream name")
 	f.Int(&batch, "batch-size", "PROJECTOR_BATCH_SIZE", 256, "events applied per transaction")
+	f.Duration(&batchTime, "batch-timeout", "PROJECTOR_BATCH_TIMEOUT", 30*time.Second, "longest a batch may take; a slower one is rolled back and retried (bounds a batch stuck on a Postgres that stopped answering)")
 	f.Duration(&stall, "stall-after", "PROJECTOR_STALL_AFTER", time.Minute, "not ready when events wait longer than this without progress")
 	f.Bool(&durable, "synchronous-commit", "PROJECTOR_SYNCHRONOUS_COMMIT", false, "wait for each batch's WAL flush (a batch lost in a Postgres crash is applied again either way)")
 	f.Bool(&resume, "resume", "PROJECTOR_REBUILD_RESUME", false, "rebuild: continue an interrupted rebuild instead of starting over")
 	f.Duration(&lockTimeout, "swap-lock-timeout", "PROJECTOR_SWAP_LOCK_TIMEOUT", 5*time.Second, "rebuild: longest wait for a lock at the swap before catching up and retrying")
 
 	f.NonNegative("batch-size", "swap-lock-timeout")
-	f.Positive("stall-after")
+	f.Positive("stall-after", "batch-timeout")
 
 	args := os.Args[1:]
 	cmd := ""
@@ -88,7 +90,7 @@ func main() {
 		}
 		cfg := projection.Config{
 			Pool: pg.Pool, Conn: nc.Conn, Registry: reg, Upcasters: demoschemas.Upcasters(), Stream: stream,
-			Projection: demo.OrdersProjection(), BatchSize: batch, SynchronousCommit: durable, Logger: log,
+			Projection: demo.OrdersProjection(), BatchSize: batch, BatchTimeout: batchTime, SynchronousCommit: durable, Logger: log,
 		}
 		if cmd == "rebuild" {
 			return rebuild(ctx, cfg, projection.RebuildOptions{Resume: resume, LockTimeout: lockTimeout})

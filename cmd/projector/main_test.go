@@ -93,6 +93,7 @@ func TestSettingsAreChecked(t *testing.T) {
 		{env: "PROJECTOR_STALL_AFTER=0s", want: "-stall-after (env PROJECTOR_STALL_AFTER) must be more than zero, not 0s"},
 		{args: []string{"rebuild", "-swap-lock-timeout", "-5s", "orders"}, want: "-swap-lock-timeout (env PROJECTOR_SWAP_LOCK_TIMEOUT) must not be negative"},
 		{args: []string{"-batch-size", "-1"}, want: "-batch-size (env PROJECTOR_BATCH_SIZE) must not be negative"},
+		{args: []string{"-batch-timeout", "0s"}, want: "-batch-timeout (env PROJECTOR_BATCH_TIMEOUT) must be more than zero"},
 		{args: []string{"-batch-size", "10", "rebuild", "orders"}, want: `unexpected argument "rebuild"`},
 		{args: []string{"rebuild", "-batch-size", "10"}, want: "usage: projector rebuild [flags] NAME"},
 	} {

@@ -1,8 +1,11 @@
 package projection_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -223,4 +226,145 @@ func TestStandbyTakesOverFromAProjectorCutOffFromPostgres(t *testing.T) {
 	}, time.Minute, 50*time.Millisecond, "the standby takes over (the session ends after its ~20 s idle timeout)")
 	t.Logf("taken over %s after the freeze", time.Since(start).Round(time.Millisecond))
 	requireLedgerExact(t, e.pool, 40)
+}
+
+// commitHolder proxies a pool's connections to Postgres and, once armed, holds the first
+// COMMIT a connection sends: the server has run the batch and waits, idle in its
+// transaction, for a projector it no longer hears from, and the projector waits for an
+// answer that never comes, as in a network partition mid-batch.
+type commitHolder struct {
+	pool    *pgxpool.Pool
+	armed   chan struct{} // closed by arm
+	held    chan struct{} // closed when a COMMIT is held
+	release chan struct{} // closed by drop
+	once    sync.Once
+	dropped sync.Once
+}
+
+func newCommitHolder(t *testing.T, pool *pgxpool.Pool) *commitHolder {
+	t.Helper()
+	h := &commitHolder{armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+	u, err := url.Parse(pool.Config().ConnString())
+	require.NoError(t, err)
+	proxy := netproxy.New(t, u.Host, netproxy.Config{Hooks: func() (netproxy.Hook, netproxy.Hook) {
+		return h.toServer, nil
+	}})
+	t.Cleanup(h.drop) // before the proxy's cleanup, which waits for its hooks
+	viaProxy := *u
+	viaProxy.Host = proxy.Addr()
+	h.pool, err = pgxpool.New(context.Background(), viaProxy.String())
+	require.NoError(t, err)
+	t.Cleanup(h.pool.Close)
+	return h
+}
+
+func (h *commitHolder) arm() { close(h.armed) }
+
+// drop closes the connection of the held COMMIT, without passing it on.
+func (h *commitHolder) drop() { h.dropped.Do(func() { close(h.release) }) }
+
+func (h *commitHolder) toServer(dst io.Writer, chunk []byte) error {
+	select {
+	case <-h.armed:
+	default:
+		_, err := dst.Write(chunk)
+		return err
+	}
+	hold := false
+	if bytes.Contains(chunk, []byte("commit\x00")) { // pgx's Tx.Commit: a simple query
+		h.once.Do(func() { hold = true })
+	}
+	if !hold {
+		_, err := dst.Write(chunk)
+		return err
+	}
+	close(h.held)
+	<-h.release
+	return errors.New("held COMMIT dropped")
+}
+
+// Postgres stops answering while the active projector commits a batch (the server has the
+// batch's transaction open, the projector waits for the COMMIT's answer). The lock must
+// not stay held with it: Postgres ends the session once it has waited BatchTimeout in the
+// transaction, the batch rolls back, and the standby takes over and applies every event
+// once. Without idle_in_transaction_session_timeout the session, its transaction and the
+// lock stayed until TCP keepalives gave up.
+func TestStandbyTakesOverFromAProjectorCutOffMidBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	h := newCommitHolder(t, e.pool)
+	cfg := fastConfig(ledger("g1"))
+	cfg.Conn, cfg.Registry = e.nc, e.store.Registry()
+	cfg.BatchTimeout = 2 * time.Second
+	a := cfg
+	a.Pool = h.pool
+	pa, err := projection.New(a)
+	require.NoError(t, err)
+	actx, stopA := context.WithCancel(ctx)
+	doneA := make(chan error, 1)
+	go func() { doneA <- pa.Run(actx) }()
+	t.Cleanup(func() { stopA(); h.drop(); <-doneA })
+
+	e.appendCancelled(t, 20)
+	e.waitApplied(t, "ledger") // a is the active one
+	e.run(t, cfg)              // b stands by
+
+	h.arm()
+	e.appendCancelled(t, 20)
+	select {
+	case <-h.held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the active projector committed no batch")
+	}
+	start := time.Now()
+	e.waitApplied(t, "ledger")
+	t.Logf("taken over %s after the held COMMIT", time.Since(start).Round(time.Millisecond))
+	requireLedgerExact(t, e.pool, 40)
+}
+
+// Postgres stops answering while the projector commits a batch, and the projector is told
+// to stop: Run returns within BatchTimeout instead of waiting for the answer for good, and
+// the batch is rolled back, so the next projector applies it, once.
+func TestRunReturnsWhenPostgresFreezesMidBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	h := newCommitHolder(t, e.pool)
+	cfg := fastConfig(ledger("g1"))
+	cfg.Pool, cfg.Conn, cfg.Registry = h.pool, e.nc, e.store.Registry()
+	cfg.BatchTimeout = 2 * time.Second
+	p, err := projection.New(cfg)
+	require.NoError(t, err)
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(pctx) }()
+	t.Cleanup(func() { stop(); h.drop(); <-done })
+
+	e.appendCancelled(t, 10)
+	e.waitApplied(t, "ledger")
+	h.arm()
+	e.appendCancelled(t, 10)
+	select {
+	case <-h.held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the projector committed no batch")
+	}
+	start := time.Now()
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+		done <- nil // for the cleanup
+		t.Logf("Run returned %s after the stop", time.Since(start).Round(time.Millisecond))
+	case <-time.After(cfg.BatchTimeout + 10*time.Second):
+		t.Fatal("Run still waits for the frozen batch")
+	}
+	seq, err := projection.Checkpoint(ctx, e.pool, "ledger")
+	require.NoError(t, err)
+	require.EqualValues(t, 10, seq, "the held batch must not have committed")
+
+	e.run(t, fastConfig(ledger("g1")))
+	e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, 20)
 }

@@ -85,6 +85,15 @@ type Config struct {
 	BatchSize int
 	// IdleWait is how long one pull waits for the first event of a batch. Default 5s.
 	IdleWait time.Duration
+	// BatchTimeout is the longest one batch may take to apply and commit, the projection's
+	// Apply or Queue code and every Postgres round trip included. A batch that takes longer
+	// is rolled back (its session is closed) and retried. It bounds how long a projector
+	// whose Postgres stops answering mid-batch (a network partition, a frozen server) stays
+	// stuck, also after ctx is cancelled, and, as the session's
+	// idle_in_transaction_session_timeout, how long Postgres keeps such a batch's
+	// transaction, and with it the projection's lock, open for a projector it no longer
+	// hears from. Default 30s.
+	BatchTimeout time.Duration
 	// AfterCommit, if set, is called with the events of each committed batch (not with
 	// skipped ones), after the commit.
 	AfterCommit func(events []Event)
@@ -113,6 +122,7 @@ func (c *Config) setDefaults() {
 	c.Stream = cmp.Or(c.Stream, "PGJET_EVENTS")
 	c.BatchSize = cmp.Or(c.BatchSize, 256)
 	c.IdleWait = cmp.Or(c.IdleWait, 5*time.Second)
+	c.BatchTimeout = cmp.Or(c.BatchTimeout, 30*time.Second)
 	c.Logger = cmp.Or(c.Logger, zap.NewNop())
 	if c.TracerProvider == nil {
 		c.TracerProvider = noop.NewTracerProvider()
@@ -137,6 +147,10 @@ func (c *Config) validate() error {
 		return errors.New("projection: set one of Config.Projection.Apply and Queue")
 	case c.BatchSize < 0:
 		return errors.New("projection: Config.BatchSize must not be negative")
+	case c.IdleWait < 0:
+		return errors.New("projection: Config.IdleWait must not be negative")
+	case c.BatchTimeout < 0:
+		return errors.New("projection: Config.BatchTimeout must not be negative")
 	}
 	return nil
 }
@@ -228,7 +242,7 @@ const lockClassProjection int32 = 0x706a0003
 // Run sets up the projection, waits to become the projection's only active projector
 // (another instance keeps a standby waiting on a Postgres advisory lock), then applies
 // events until ctx is cancelled. A batch being applied when ctx ends is finished or rolled
-// back as a whole.
+// back as a whole, within Config.BatchTimeout.
 func (p *Projector) Run(ctx context.Context) error {
 	err := p.run(ctx)
 	if ctx.Err() != nil {
@@ -376,14 +390,16 @@ func (p *Projector) lead(ctx context.Context) error {
 // connections), taken out of it for good. Its search_path is the target's schema (then
 // public) and, unless SynchronousCommit, its commits do not wait for the WAL flush, for the
 // whole session: so its statements are prepared where Setup put the tables, and a batch
-// needs no settings of its own.
+// needs no settings of its own. Postgres ends the session when it is left idle too long,
+// in a transaction or not (inTransactionTimeout, idleTimeout), which frees the lock of a
+// projector cut off from it.
 func (p *Projector) session(ctx context.Context) (*pgx.Conn, error) {
 	pc, err := p.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting the projector's session: %w", err)
 	}
 	conn := pc.Hijack()
-	// Before the lock is taken, so the session never holds it without the timeout.
+	// Before the lock is taken, so the session never holds it without the timeouts.
 	idle := strconv.FormatInt(p.idleTimeout().Milliseconds(), 10)
 	if _, err := conn.Exec(ctx, `SELECT set_config('idle_session_timeout', $1, false)`, idle); err != nil {
 		if conn.IsClosed() {
@@ -393,17 +409,17 @@ func (p *Projector) session(ctx context.Context) (*pgx.Conn, error) {
 			"a projector cut off from Postgres keeps the projection's lock until TCP keepalives notice", zap.Error(err))
 	}
 	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('idle_in_transaction_session_timeout', $1, false)`,
+		strconv.FormatInt(p.inTransactionTimeout().Milliseconds(), 10))
 	if p.target.schema != "" {
 		b.Queue(setSearchPath, p.target.schema, false)
 	}
 	if !p.cfg.SynchronousCommit {
 		b.Queue(`SET synchronous_commit = off`)
 	}
-	if b.Len() > 0 {
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
-			conn.Close(context.WithoutCancel(ctx))
-			return nil, fmt.Errorf("setting up the projector's session: %w", err)
-		}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("setting up the projector's session: %w", err)
 	}
 	return conn, nil
 }
@@ -421,6 +437,15 @@ const maxBackoff = 10 * time.Second
 // session ended by mistake costs a restart of the lead, nothing more: batches commit only
 // on the session that holds the lock.
 func (p *Projector) idleTimeout() time.Duration { return 2*maxBackoff + 2*p.cfg.IdleWait }
+
+// inTransactionTimeout is the idle_in_transaction_session_timeout of the projector's
+// session: Postgres ends the session, rolling back its transaction and freeing the lock,
+// when it waits this long for the next statement of an open transaction. A batch's
+// statements come within BatchTimeout of its start; a rebuild's swap transaction also
+// waits for pulls of up to max(IdleWait, 5s) between them (see swap).
+func (p *Projector) inTransactionTimeout() time.Duration {
+	return max(p.cfg.BatchTimeout, p.cfg.IdleWait, 5*time.Second)
+}
 
 // consumer creates a cursor that reads the projection's events from the one after the
 // checkpoint. The checkpoint in Postgres is the truth: whatever the consumer had delivered
@@ -508,8 +533,11 @@ func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, evs []subscriptio
 		skipped    int
 		checkpoint uint64 // as the long way read it
 	)
-	// The batch commits or rolls back whole even if ctx is cancelled midway.
-	txCtx := context.WithoutCancel(ctx)
+	// The batch commits or rolls back whole even if ctx is cancelled midway, within
+	// BatchTimeout: when that runs out, pgx closes the session and the batch rolls back.
+	txCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), p.cfg.BatchTimeout,
+		fmt.Errorf("projection: the batch took longer than Config.BatchTimeout (%s); rolled back", p.cfg.BatchTimeout))
+	defer cancel()
 	pipelined := p.cfg.Projection.Queue != nil && p.knownOK && evs[0].Sequence > p.known
 	if pipelined {
 		applied, err = p.applyPipelined(txCtx, conn, evs)
@@ -528,6 +556,9 @@ func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, evs []subscriptio
 	if err != nil {
 		p.knownOK = false
 		p.metrics.batches.WithLabelValues("error").Inc()
+		if cause := context.Cause(txCtx); cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
 		return err
 	}
 	p.known, p.knownOK = max(checkpoint, evs[len(evs)-1].Sequence), true
