@@ -24,6 +24,7 @@ import (
 	"github.com/pgjet/pgjet/internal/projection"
 	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/relay"
+	"github.com/pgjet/pgjet/internal/subject"
 )
 
 // A message the projector never receives (lost in flight, here taken by someone else from
@@ -128,6 +129,33 @@ func TestProjectorCountsReadErrorsWhileNATSIsDown(t *testing.T) {
 	require.NoError(t, e.srv.Restart())
 	e.waitApplied(t, "ledger")
 	requireLedgerExact(t, e.pool, e.total())
+}
+
+// A projector that cannot place its consumer when it starts (here the stream does not
+// exist yet) counts each failed try as a read error and retries with its lock held, as it
+// does after later failures; once the stream is there it reads it, and the first
+// placement is not counted as a reset. The first placement's failure used to end the lead:
+// logged, but in no metric, and the lock given up and taken again once a second.
+func TestFirstConsumerPlacementFailureIsAReadError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	reg := prometheus.NewRegistry()
+	cfg := fastConfig(ledger("late"))
+	cfg.Registerer, cfg.Stream = reg, "PGJET_LATE"
+	e.run(t, cfg)
+	require.Eventually(t, func() bool {
+		return promtest.Value(t, reg, "pgjet_projection_read_errors_total") >= 2
+	}, time.Minute, 20*time.Millisecond, "failed placements counted")
+	require.Equal(t, 1.0, promtest.Must(t, reg, "pgjet_projection_active"), "the lock is kept")
+
+	_, err := relay.EnsureStream(ctx, e.js, relay.StreamConfig{Name: "PGJET_LATE", Subjects: subject.Scheme{Prefix: "pgjet.late"}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := e.js.Consumer(ctx, "PGJET_LATE", projection.ConsumerName("ledger"))
+		return err == nil
+	}, time.Minute, 20*time.Millisecond, "the consumer is placed once the stream exists")
+	require.Zero(t, promtest.Value(t, reg, "pgjet_projection_resets_total"), "the first placement is no reset")
 }
 
 // A JetStream stream that is re-created (or loses its newest messages in a crash) numbers

@@ -328,13 +328,9 @@ func (p *Projector) lead(ctx context.Context) error {
 		p.metrics.active.Set(0)
 		p.metrics.lag.Set(0)
 	}()
-	cur, err := p.consumer(ctx)
-	if err != nil {
-		return err
-	}
-	p.metrics.checkpoint.Set(float64(p.known)) // not 0 until the first batch after a start
-	p.metrics.pending.setConsumer(cur)
 	defer p.metrics.pending.setConsumer(nil)
+	var cur *subscription.Cursor // nil: place it at the checkpoint
+	placed := false
 	backoff := time.Duration(0)
 	lastPing := time.Now()
 	for ctx.Err() == nil {
@@ -348,10 +344,11 @@ func (p *Projector) lead(ctx context.Context) error {
 			n   int
 			err error
 		)
-		if cur == nil { // whatever went wrong, read on from the checkpoint
-			if cur, err = p.reposition(ctx); err != nil && ctx.Err() == nil {
+		if cur == nil { // at the start, and whatever went wrong: read on from the checkpoint
+			if cur, err = p.place(ctx, placed); err != nil && ctx.Err() == nil {
 				p.metrics.readErrors.Inc()
 			}
+			placed = placed || err == nil
 		}
 		if err == nil {
 			n, err = p.step(ctx, conn, cur)
@@ -472,16 +469,25 @@ func (p *Projector) consumer(ctx context.Context) (*subscription.Cursor, error) 
 	}, seq)
 }
 
-// reposition re-creates the cursor at the checkpoint after a failure, and counts it.
-func (p *Projector) reposition(ctx context.Context) (*subscription.Cursor, error) {
+// place creates the cursor at the checkpoint; again (after a failure) counts and logs it
+// as a reset.
+func (p *Projector) place(ctx context.Context, again bool) (*subscription.Cursor, error) {
 	cur, err := p.consumer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p.metrics.resets.Inc()
+	p.metrics.checkpoint.Set(float64(p.known)) // not 0 until the first batch after a start
 	p.metrics.pending.setConsumer(cur)
-	p.log.Info("consumer re-created at the checkpoint")
+	if again {
+		p.metrics.resets.Inc()
+		p.log.Info("consumer re-created at the checkpoint")
+	}
 	return cur, nil
+}
+
+// reposition re-creates the cursor at the checkpoint after a failure, and counts it.
+func (p *Projector) reposition(ctx context.Context) (*subscription.Cursor, error) {
+	return p.place(ctx, true)
 }
 
 // step fetches one batch and applies it on conn, the projector's session. After an error
