@@ -290,3 +290,23 @@ func TestHeldStreamIsHandedOverWithItsPartition(t *testing.T) {
 	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
 	waitUntil(t, 5*time.Second, "and let go", func() bool { return gauge(regB) == 0 })
 }
+
+// A relay that stops reports no partition owned and no stream held back: the gauges kept
+// their last values after Run returned.
+func TestStoppedRelayOwnsAndHoldsNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	refuseOver(t, e.js, refusedLimit)
+	_, err := e.store.Append(ctx, "order-stopped", pgjet.Any, oversized("order-stopped"))
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	stop := e.startRelay(t, relay.Config{Registerer: reg})
+	waitUntil(t, 10*time.Second, "the stream held back", func() bool {
+		return promtest.Value(t, reg, "pgjet_relay_streams_held_back") == 1
+	})
+	require.Equal(t, float64(outbox.Partitions), promtest.Value(t, reg, "pgjet_relay_partitions_owned"))
+	stop()
+	require.Zero(t, promtest.Value(t, reg, "pgjet_relay_streams_held_back"))
+	require.Zero(t, promtest.Value(t, reg, "pgjet_relay_partitions_owned"))
+}

@@ -191,6 +191,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Go(func() { r.work(ctx, w) })
 	}
 	wg.Wait()
+	// A relay that has stopped owns no partition and holds back no stream: gauges left at
+	// their last values would say otherwise for as long as the process lives.
+	r.metrics.owned.Set(0)
+	r.held.keep(nil)
 	return nil
 }
 
