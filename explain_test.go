@@ -73,9 +73,15 @@ func accessPaths() []accessPath {
 
 		{name: "checkpoint read", source: "internal/projection/projector.go", sql: `SELECT sequence FROM pgjet.checkpoints WHERE name = $1`, args: []any{"proj-7"}},
 		{name: "checkpoint lock", source: "internal/projection/projector.go", sql: `SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, args: []any{"proj-7"}},
-		{name: "checkpoint update", source: "internal/projection/projector.go", sql: `UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1`, args: []any{"proj-7", int64(9)}},
-		{name: "checkpoint move (pgjet.move_checkpoint)", source: "internal/migrate/sql/0005_move_checkpoint.sql", sql: `UPDATE pgjet.checkpoints SET sequence = $3, updated_at = now()
-			WHERE name = $1 AND sequence = $2`, args: []any{"proj-7", int64(7), int64(9)}},
+		{name: "checkpoint read with its event", source: "internal/projection/projector.go consumer", sql: `SELECT sequence, CASE WHEN event_sequence = sequence THEN event_id END
+			FROM pgjet.checkpoints WHERE name = $1`, args: []any{"proj-7"}},
+		{name: "checkpoint update", source: "internal/projection/projector.go applyTx", sql: `UPDATE pgjet.checkpoints SET sequence = $2, event_id = $3, event_sequence = $2, updated_at = now()
+			WHERE name = $1 AND sequence < $2`, args: []any{"proj-7", int64(9), "ev-9"}},
+		{name: "checkpoint move (pgjet.move_checkpoint)", source: "internal/migrate/sql/0006_checkpoint_event.sql", sql: `UPDATE pgjet.checkpoints
+			SET sequence = $3, event_id = $4, event_sequence = $3, updated_at = now()
+			WHERE name = $1 AND sequence = $2`, args: []any{"proj-7", int64(7), int64(9), "ev-9"}},
+		{name: "checkpoint swap (rebuild)", source: "internal/projection/rebuild.go swap", sql: `UPDATE pgjet.checkpoints l SET sequence = $2, event_id = s.event_id, event_sequence = s.event_sequence, updated_at = now()
+			FROM pgjet.checkpoints s WHERE l.name = $1 AND s.name = $3`, args: []any{"proj-7", int64(9), "rebuild-7"}},
 		{name: "checkpoint delete", source: "internal/projection/rebuild.go", sql: `DELETE FROM pgjet.checkpoints WHERE name = $1`, args: []any{"proj-7"}},
 
 		{name: "registry: schema by id", source: "internal/registry/registry.go stored", sql: `SELECT schema FROM pgjet.schemas WHERE id = $1`, args: []any{7}},

@@ -256,6 +256,74 @@ func TestStandbyTakesOverFromAProjectorCutOffFromPostgres(t *testing.T) {
 	requireLedgerExact(t, e.pool, 40)
 }
 
+// The stream is re-created while the projector is stopped, and new events fill it past
+// the checkpoint: the sequences after the checkpoint now name other events than the ones
+// applied, the first twenty new ones lie at or below it, and a projector that trusted the
+// sequence alone applied from the 21st on and silently skipped them (as it would after a
+// verify -repair that re-published in another order). It must see that the event at the
+// checkpoint's sequence is not the one it applied last, say so, and apply nothing.
+func TestCheckpointNotInStreamIsReported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 20)
+	stop := e.run(t, fastConfig(ledger("g1")))
+	at := e.waitApplied(t, "ledger")
+	require.Equal(t, uint64(20), at)
+	stop()
+
+	require.NoError(t, e.js.DeleteStream(ctx, "PGJET_EVENTS"))
+	_, err := relay.EnsureStream(ctx, e.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	e.mu.Lock()
+	e.appended = 0 // the new stream holds only what comes now
+	e.mu.Unlock()
+	e.appendCancelled(t, 25)
+	e.waitRelayed(t)
+
+	core, logs := observer.New(zap.WarnLevel)
+	cfg := fastConfig(ledger("g1"))
+	cfg.Logger = zap.New(core)
+	e.run(t, cfg)
+	require.Eventually(t, func() bool {
+		for _, l := range logs.All() {
+			if strings.Contains(fmt.Sprint(l.ContextMap()["error"]), "holds another event at the checkpoint's sequence") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "the projector must say why it applies nothing")
+	time.Sleep(300 * time.Millisecond)
+	seq, err := projection.Checkpoint(ctx, e.pool, "ledger")
+	require.NoError(t, err)
+	require.Equal(t, at, seq)
+	requireLedgerExact(t, e.pool, 20)
+}
+
+// The message at the checkpoint's sequence is gone (retention, a purge, a deletion): there
+// is nothing to compare, and the projector goes on after the checkpoint.
+func TestCheckpointWithItsMessageGoneGoesOn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 10)
+	stop := e.run(t, fastConfig(ledger("g1")))
+	at := e.waitApplied(t, "ledger")
+	stop()
+	s, err := e.js.Stream(ctx, "PGJET_EVENTS")
+	require.NoError(t, err)
+	require.NoError(t, s.DeleteMsg(ctx, at))
+
+	e.appendCancelled(t, 5)
+	e.run(t, fastConfig(ledger("g1")))
+	require.Eventually(t, func() bool {
+		seq, err := projection.Checkpoint(ctx, e.pool, "ledger")
+		require.NoError(t, err)
+		return seq == at+5
+	}, time.Minute, 20*time.Millisecond, "the events after the checkpoint applied")
+	requireLedgerExact(t, e.pool, 15)
+}
+
 // commitHolder proxies a pool's connections to Postgres and, once armed, holds the first
 // COMMIT a connection sends: the server has run the batch and waits, idle in its
 // transaction, for a projector it no longer hears from, and the projector waits for an

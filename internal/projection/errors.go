@@ -49,6 +49,13 @@ var ErrHistoryTruncated = errors.New("projection: the stream no longer holds the
 // (re-publish the events, then rebuild the projection, which sets the checkpoint).
 var ErrCheckpointBeyondStream = errors.New("projection: the checkpoint is beyond the stream's last sequence")
 
+// ErrCheckpointNotInStream: the JetStream stream holds another event at the sequence of
+// the projection's checkpoint than the one the projection applied last, so it was
+// re-created and re-published (verify -repair) up to or past the checkpoint, and its
+// sequences no longer name the events the projection applied. As with
+// ErrCheckpointBeyondStream, the projector applies nothing until the projection is rebuilt.
+var ErrCheckpointNotInStream = errors.New("projection: the stream holds another event at the checkpoint's sequence")
+
 // ErrRebuildRunning: another rebuild of the same projection holds its lock.
 var ErrRebuildRunning = errors.New("projection: another rebuild of this projection is running")
 

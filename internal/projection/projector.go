@@ -448,8 +448,13 @@ func (p *Projector) inTransactionTimeout() time.Duration {
 // checkpoint. The checkpoint in Postgres is the truth: whatever the consumer had delivered
 // to an earlier projector is dropped.
 func (p *Projector) consumer(ctx context.Context) (*subscription.Cursor, error) {
-	seq, err := Checkpoint(ctx, p.cfg.Pool, p.target.checkpoint)
-	if err != nil {
+	var (
+		seq uint64
+		id  *string // the event at seq, when known
+	)
+	err := p.cfg.Pool.QueryRow(ctx, `SELECT sequence, CASE WHEN event_sequence = sequence THEN event_id END
+		FROM pgjet.checkpoints WHERE name = $1`, p.target.checkpoint).Scan(&seq, &id)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
 	// A stream that ends before the checkpoint was re-created or lost its newest messages:
@@ -463,10 +468,38 @@ func (p *Projector) consumer(ctx context.Context) (*subscription.Cursor, error) 
 		return nil, fmt.Errorf("%w: stream %q ends at sequence %d, checkpoint %q is at %d (see docs/troubleshooting.md, consumer lag)",
 			ErrCheckpointBeyondStream, p.cfg.Stream, last, p.target.checkpoint, seq)
 	}
+	if id != nil {
+		if err := p.checkEventAt(ctx, s, seq, *id); err != nil {
+			return nil, err
+		}
+	}
 	p.known, p.knownOK = seq, true
 	return subscription.NewCursor(ctx, p.js, subscription.CursorConfig{
 		Stream: p.cfg.Stream, Name: p.target.consumer, Subjects: p.cfg.Projection.Filters,
 	}, seq)
+}
+
+// checkEventAt checks that stream s holds the event id at sequence seq, the checkpoint's:
+// a stream re-created and re-published past the checkpoint numbers the events otherwise,
+// and a cursor after the checkpoint would skip some and apply others twice. A message
+// removed since (retention, a purge) leaves nothing to compare.
+func (p *Projector) checkEventAt(ctx context.Context, s jetstream.Stream, seq uint64, id string) error {
+	msg, err := s.GetMsg(ctx, seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil
+	case err != nil:
+		right := "$JS.API.STREAM.MSG.GET." + p.cfg.Stream
+		if s.CachedInfo().Config.AllowDirect { // GetMsg then asks any replica
+			right = "$JS.API.DIRECT.GET." + p.cfg.Stream
+		}
+		return fmt.Errorf("reading the message at the checkpoint (sequence %d; NATS right %s): %w", seq, right, err)
+	}
+	if got := msg.Header.Get(subscription.HeaderID); got != id {
+		return fmt.Errorf("%w: stream %q holds event %q at sequence %d, checkpoint %q was of event %q (see docs/troubleshooting.md, consumer lag)",
+			ErrCheckpointNotInStream, p.cfg.Stream, got, seq, p.target.checkpoint, id)
+	}
+	return nil
 }
 
 // place creates the cursor at the checkpoint; again (after a failure) counts and logs it
@@ -604,7 +637,7 @@ func (p *Projector) settings(b *pgx.Batch) {
 // projector knew it, and changed nothing.
 var errCheckpointMoved = errors.New("projection: the checkpoint moved")
 
-// sqlstateCheckpointMoved is what pgjet.move_checkpoint raises (migration 0005).
+// sqlstateCheckpointMoved is what pgjet.move_checkpoint raises (migrations 0005, 0006).
 const sqlstateCheckpointMoved = "PJ001"
 
 // applyPipelined applies evs, all after the checkpoint the projector knows, on conn in
@@ -620,7 +653,8 @@ const sqlstateCheckpointMoved = "PJ001"
 // trip only when every callback accepted its result, and rolled back otherwise.
 func (p *Projector) applyPipelined(ctx context.Context, conn *pgx.Conn, evs []subscription.Event) ([]Event, error) {
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pgjet.move_checkpoint($1, $2, $3)`, p.target.checkpoint, p.known, evs[len(evs)-1].Sequence)
+	last := evs[len(evs)-1]
+	b.Queue(`SELECT pgjet.move_checkpoint($1, $2, $3, $4)`, p.target.checkpoint, p.known, last.Sequence, eventID(last))
 	q := queuedEvents{batch: b, failed: -1}
 	for _, d := range evs {
 		if err := p.queue(ctx, &q, d); err != nil {
@@ -680,8 +714,9 @@ func (p *Projector) applyTx(ctx context.Context, tx pgx.Tx, evs []subscription.E
 	b.Queue(`SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, p.target.checkpoint).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&checkpoint)
 	})
-	b.Queue(`UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1 AND sequence < $2`,
-		p.target.checkpoint, evs[len(evs)-1].Sequence)
+	last := evs[len(evs)-1]
+	b.Queue(`UPDATE pgjet.checkpoints SET sequence = $2, event_id = $3, event_sequence = $2, updated_at = now()
+		WHERE name = $1 AND sequence < $2`, p.target.checkpoint, last.Sequence, eventID(last))
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, 0, 0, fmt.Errorf("reading and moving the checkpoint: %w", err)
 	}
@@ -805,6 +840,15 @@ func (p *Projector) decode(ctx context.Context, d subscription.Event) (Event, er
 		return Event{}, &applyError{op: "decoding", ev: ev, err: err}
 	}
 	return ev, nil
+}
+
+// eventID is what a checkpoint at d records of its event: the id, NULL for a message
+// without one.
+func eventID(d subscription.Event) *string {
+	if d.ID == "" {
+		return nil
+	}
+	return &d.ID
 }
 
 // Checkpoint returns the JetStream sequence of the last event the projection applied.

@@ -375,7 +375,8 @@ func (r *rebuild) swap(ctx context.Context, lock *pgx.Conn, cur *subscription.Cu
 		if _, err := tx.Exec(ctx, `ALTER SCHEMA `+shadow+` RENAME TO `+liveSchema); err != nil {
 			return fmt.Errorf("renaming the rebuilt model: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE pgjet.checkpoints SET sequence = $2, updated_at = now() WHERE name = $1`, r.live, seq); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE pgjet.checkpoints l SET sequence = $2, event_id = s.event_id, event_sequence = s.event_sequence, updated_at = now()
+			FROM pgjet.checkpoints s WHERE l.name = $1 AND s.name = $3`, r.live, seq, p.target.checkpoint); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM pgjet.checkpoints WHERE name = $1`, p.target.checkpoint)
