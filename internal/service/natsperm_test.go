@@ -12,12 +12,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/projection"
+	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/registry"
 	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/internal/subject"
@@ -99,7 +101,7 @@ func TestLeastPrivilegeNATS(t *testing.T) {
 	// projector, for the projection the snippet names ("orders")
 	reg, err := registry.New(registry.Config{Pool: pg.Pool})
 	require.NoError(t, err)
-	p, err := projection.New(projection.Config{Pool: pg.Pool, Conn: watch(connectAs("projector")), Registry: reg, Logger: zap.NewNop(),
+	projectorConfig := projection.Config{Pool: pg.Pool, Conn: watch(connectAs("projector")), Registry: reg, Logger: zap.NewNop(),
 		IdleWait: 200 * time.Millisecond,
 		Projection: projection.Projection{Name: "orders", Schema: "orders_lp",
 			Setup: func(ctx context.Context, tx pgx.Tx) error {
@@ -109,9 +111,16 @@ func TestLeastPrivilegeNATS(t *testing.T) {
 			Apply: func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
 				_, err := tx.Exec(ctx, `INSERT INTO things (n) VALUES ($1)`, ev.Data["n"])
 				return err
-			}}})
+			}}}
+	p, err := projection.New(projectorConfig)
 	require.NoError(t, err)
 	runUntil(t, p.Run, func() bool { return count(t, pg.Pool, "SELECT count(*) FROM orders_lp.things") == events })
+	// Started again, it reads the message at its checkpoint before placing its consumer.
+	metrics := prometheus.NewRegistry()
+	projectorConfig.Registerer = metrics
+	p, err = projection.New(projectorConfig)
+	require.NoError(t, err)
+	runUntil(t, p.Run, func() bool { return promtest.Value(t, metrics, "pgjet_projection_checkpoint_sequence") == events })
 
 	// verify
 	js, err := jetstream.New(watch(connectAs("verify")))
