@@ -35,6 +35,19 @@ type feed struct {
 	mu      sync.Mutex
 	floor   uint64              // the consumer's acknowledgement floor, last we looked
 	handled map[uint64]struct{} // sequences above floor this subscriber acknowledged
+	// created is when the stream the floor and handled sequences belong to was created (zero
+	// for a partition's feed, whose mirror keeps the events stream's sequences): a stream
+	// created anew numbers other events with them.
+	created time.Time
+}
+
+// restart forgets the floor and the handled sequences: they belong to a stream that is
+// gone.
+func (f *feed) restart() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.floor = 0
+	clear(f.handled)
 }
 
 // original returns the events-stream subject of subj, a subject of f's stream.

@@ -285,9 +285,27 @@ func (s *Subscriber) consumer(ctx context.Context, f *feed, recovering bool) (je
 	default:
 		cc.FilterSubjects = f.filters
 	}
+	var created time.Time
+	if f.partition < 0 {
+		st, err := s.js.Stream(ctx, f.stream)
+		if err != nil {
+			return nil, fmt.Errorf("looking up stream %q: %w", f.stream, err)
+		}
+		created = st.CachedInfo().Created
+	}
 	f.mu.Lock()
-	floor := f.floor
+	floor, was := f.floor, f.created
 	f.mu.Unlock()
+	if recovering && !was.IsZero() && !created.Equal(was) {
+		// The stream was deleted and created again: its sequences name other events, so the
+		// floor and the handled sequences say nothing of it. A member that went on after its
+		// old floor skipped the new stream's first events. A start at a Postgres position,
+		// whose replay ended at a sequence of the old stream, starts at the new one's first.
+		s.log.Warn("the stream was created anew; the consumer starts where Config.Start says",
+			zap.String("feed", f.name), zap.String("stream", f.stream), zap.Time("created", created), zap.Time("was_created", was))
+		f.restart()
+		recovering, floor, s.liveStart = false, 0, 0
+	}
 	switch {
 	case recovering && floor > 0:
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
@@ -340,6 +358,9 @@ func (s *Subscriber) consumer(ctx context.Context, f *feed, recovering bool) (je
 		return nil, fmt.Errorf("looking up consumer %q on %q: %w", f.name, f.stream, err)
 	}
 	f.setFloor(cons.CachedInfo().AckFloor.Stream)
+	f.mu.Lock()
+	f.created = created
+	f.mu.Unlock()
 	return cons, nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/pgtest"
+	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/subscription"
 )
 
@@ -424,6 +425,38 @@ func TestRecoversFromDeletedConsumer(t *testing.T) {
 	evs := rec.all()
 	require.Len(t, evs, 100)
 	for i, ev := range evs {
+		require.Equal(t, uint64(i+1), ev.Sequence)
+	}
+}
+
+// The events stream is deleted and created again under a running member (then filled
+// again, as verify -repair or new appends do). The member's acknowledgement floor and the
+// sequences it handled belong to the old stream: a member that re-created its consumer
+// after its old floor skipped the new stream's first 20 events. It must start the new
+// consumer where Config.Start says (the beginning) and handle all of them.
+func TestRecreatedStreamIsReadFromItsStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	var rec recorder
+	run(t, newSub(t, e.js, subscription.Config{Group: "recreated", Handler: rec.handle, Registerer: reg, Logger: zaptest.NewLogger(t)}))
+	for range 20 {
+		e.publish(t, "order-1", placed)
+	}
+	eventually(t, "20 events", func() bool { return rec.len() == 20 })
+
+	require.NoError(t, e.js.DeleteStream(t.Context(), subscription.DefaultStream))
+	_, err := relay.EnsureStream(t.Context(), e.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	for range 25 {
+		e.publish(t, "order-2", placed)
+	}
+	eventually(t, "the new stream's 25 events", func() bool { return rec.len() == 45 })
+	time.Sleep(200 * time.Millisecond)
+	evs := rec.all()
+	require.Len(t, evs, 45, "nothing handled twice")
+	for i, ev := range evs[20:] {
+		require.Equal(t, "order-2", ev.StreamID)
 		require.Equal(t, uint64(i+1), ev.Sequence)
 	}
 }
