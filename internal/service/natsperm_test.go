@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/pgtest"
@@ -25,15 +27,17 @@ import (
 	"github.com/pgjet/pgjet/internal/subject"
 	"github.com/pgjet/pgjet/internal/verify"
 	"github.com/pgjet/pgjet/internal/writer"
+	"github.com/pgjet/pgjet/subscription"
 )
 
 // The NATS permissions of docs/security.md are enough: a service appends over NATS, the
-// writer serves it, the relay publishes, the projector projects and verify checks, each as
-// its own NATS user with only the documented permissions.
+// writer serves it, the relay publishes, the projector projects, a subscriber group and an
+// ordered group handle and dead-letter (the ordered group parking a stream) and verify
+// checks, each as its own NATS user with only the documented permissions.
 func TestLeastPrivilegeNATS(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	users := []string{"writer", "relay", "projector", "verify", "deadletters", "orders-service"}
+	users := []string{"writer", "relay", "projector", "verify", "deadletters", "billing", "shipping", "orders-service"}
 	var conf strings.Builder
 	conf.WriteString("listen: 127.0.0.1:-1\njetstream { store_dir: \"" + t.TempDir() + "\" }\n")
 	for _, u := range users {
@@ -121,6 +125,39 @@ func TestLeastPrivilegeNATS(t *testing.T) {
 	p, err = projection.New(projectorConfig)
 	require.NoError(t, err)
 	runUntil(t, p.Run, func() bool { return promtest.Value(t, metrics, "pgjet_projection_checkpoint_sequence") == events })
+
+	// A subscriber group and an ordered group, each failing the second event: the group
+	// dead-letters it; the ordered group parks its stream and holds the third event.
+	for _, sub := range []struct {
+		user   string
+		cfg    subscription.Config
+		result map[string]float64
+	}{
+		{"billing", subscription.Config{Group: "billing"}, map[string]float64{"handled": 2, "deadlettered": 1}},
+		{"shipping", subscription.Config{Group: "shipping", Ordered: true}, map[string]float64{"handled": 1, "deadlettered": 1, "held": 1}},
+	} {
+		sjs, err := jetstream.New(watch(connectAs(sub.user)))
+		require.NoError(t, err)
+		metrics := prometheus.NewRegistry()
+		cfg := sub.cfg
+		cfg.MaxDeliver, cfg.BackoffMin, cfg.BackoffMax, cfg.Registerer, cfg.Logger = 2, 10*time.Millisecond, 20*time.Millisecond, metrics, zaptest.NewLogger(t)
+		cfg.Handler = func(_ context.Context, ev subscription.Event) error {
+			if ev.Version == 2 {
+				return errors.New("refused")
+			}
+			return nil
+		}
+		sb, err := subscription.New(sjs, cfg)
+		require.NoError(t, err)
+		runUntil(t, sb.Run, func() bool {
+			for result, n := range sub.result {
+				if promtest.Value(t, metrics, "pgjet_subscription_events_total", "result", result) != n {
+					return false
+				}
+			}
+			return true
+		})
+	}
 
 	// verify
 	js, err := jetstream.New(watch(connectAs("verify")))
