@@ -364,8 +364,11 @@ func TestRebuildThatLostItsLockDoesNotSwap(t *testing.T) {
 		e.appendCancelled(t, 5) // the live model runs ahead, so the swap has events to apply
 		e.waitApplied(t, "ledger")
 		var killed bool
+		// Advisory locks are per database, pg_locks lists every database's: tests running
+		// beside this one rebuild a projection of the same name in theirs.
 		require.NoError(t, e.pool.QueryRow(ctx, `SELECT bool_or(pg_terminate_backend(pid)) FROM pg_locks
-			WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid::bigint = hashtext($2)::bigint & 4294967295`,
+			WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid::bigint = hashtext($2)::bigint & 4294967295
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
 			0x706a0003, projection.RebuildCheckpoint("ledger")).Scan(&killed))
 		require.True(t, killed, "the rebuild's lock session was found")
 
