@@ -73,6 +73,9 @@ func TestEncodeRefusesWhatHambaWouldChange(t *testing.T) {
 			require.Equal(t, tt.path, verr.Fields[0].Path)
 			_, err = s.EncodeWire(1, tt.value)
 			requireValidation(t, err)
+			// Without field rules, still without silent changes (an upcaster's output).
+			_, err = s.EncodeWithoutRules(tt.value)
+			requireValidation(t, err)
 		})
 	}
 }

@@ -613,5 +613,12 @@ func (s *Schema) HasRules() bool { return s.rules != nil }
 
 // EncodeWithoutRules is Encode without the field rules: for re-encoding data that was
 // accepted once, such as an old event moved to a newer shape, which must stay readable
-// even if a rule has since become stricter.
-func (s *Schema) EncodeWithoutRules(v any) ([]byte, error) { return s.encode(v) }
+// even if a rule has since become stricter. Go values hamba/avro would write as other
+// values are still refused (see checkGo): an upcaster's 2^31 in an int field is an error,
+// not a wrapped number.
+func (s *Schema) EncodeWithoutRules(v any) ([]byte, error) {
+	if err := s.checkGo(v); err != nil {
+		return nil, err
+	}
+	return s.encode(v)
+}
