@@ -31,7 +31,9 @@ import (
 //	bytes              []byte
 //	fixed              [N]byte
 //	decimal            *big.Rat
-//	timestamp-*, date  time.Time (UTC; local-timestamp-* in time.Local)
+//	timestamp-*, date  time.Time (UTC; local-timestamp-* in time.Local, which
+//	                   must be UTC for them to keep their wall clock near
+//	                   daylight-saving changes: see docs/api.md)
 //	time-millis/micros time.Duration
 //	duration           avro.LogicalDuration
 //
