@@ -337,3 +337,27 @@ func TestDecodeErrorsNameTheEvent(t *testing.T) {
 		require.ErrorContains(t, err, id.String(), "DecodeJSONAsWritten, %s", name)
 	}
 }
+
+// A uuid logical type added to a string field is a compatible change, so events written
+// before it may hold any string there. Upcast to the version that added it, they keep that
+// string: the uuid format is a rule for new data, and upcasting re-encodes without rules.
+func TestUpcastKeepsAStringWrittenBeforeItsFieldBecameAUUID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	v1, err := s.Registry().Register(ctx, "test.Ticket", `{"type":"record","name":"Ticket","namespace":"test","fields":[
+		{"name":"ref","type":"string"},{"name":"n","type":"int"}]}`)
+	require.NoError(t, err)
+	_, err = s.Registry().Register(ctx, "test.Ticket", `{"type":"record","name":"Ticket","namespace":"test","upcast":true,"fields":[
+		{"name":"ref","type":{"type":"string","logicalType":"uuid"}},{"name":"n","type":"int"}]}`)
+	require.NoError(t, err)
+	require.NoError(t, s.Upcast("test.Ticket", 1, func(d map[string]any) (map[string]any, error) {
+		d["n"] = d["n"].(int) * 10
+		return d, nil
+	}))
+	body, err := v1.Schema.EncodeJSON([]byte(`{"ref":"T-1","n":1}`))
+	require.NoError(t, err)
+	js, err := s.DecodeJSON(ctx, pgjet.RecordedEvent{Type: "test.Ticket", Data: avro.AppendWire(nil, uint32(v1.ID), body)})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"ref":"T-1","n":10}`, string(js))
+}

@@ -21,12 +21,18 @@ import (
 // them in Go values, before hamba sees them, with the same rules and paths.
 
 // checkGo returns a *ValidationError listing every value in v that hamba/avro would not
-// write as given, or nil.
-func (s *Schema) checkGo(v any) error {
+// write as given, and every string in a uuid field that is not a UUID, or nil.
+func (s *Schema) checkGo(v any) error { return s.checkGoValues(v, false) }
+
+// checkGoChanges is checkGo without the uuid format, which hamba writes as given: a
+// *ValidationError listing only the values hamba/avro would write as other values.
+func (s *Schema) checkGoChanges(v any) error { return s.checkGoValues(v, true) }
+
+func (s *Schema) checkGoValues(v any, changesOnly bool) error {
 	if !s.goChecks {
 		return nil
 	}
-	c := goChecker{}
+	c := goChecker{changesOnly: changesOnly}
 	c.value(s.avro, reflect.ValueOf(v))
 	if len(c.errs) > 0 {
 		return &ValidationError{Fields: c.errs}
@@ -76,9 +82,11 @@ func needsGoCheck(s havro.Schema) bool {
 // included), arrays from slices, maps from maps, unions from {"branch": value} wrappers,
 // nil or the plain value.
 type goChecker struct {
-	errs  []FieldError
-	path  []pathElem // rendered only when a check fails
-	depth int
+	// changesOnly skips the checks of values hamba writes unchanged (a uuid field's format).
+	changesOnly bool
+	errs        []FieldError
+	path        []pathElem // rendered only when a check fails
+	depth       int
 }
 
 type pathElem struct {
@@ -253,7 +261,7 @@ func (c *goChecker) scalar(s havro.Schema, v reflect.Value) {
 			}
 		}
 	case havro.String:
-		if lt == havro.UUID && v.Kind() == reflect.String && !isUUID(v.String()) {
+		if lt == havro.UUID && !c.changesOnly && v.Kind() == reflect.String && !isUUID(v.String()) {
 			c.fail(RuleUUID, "must be a UUID like 123e4567-e89b-12d3-a456-426614174000", v.String())
 		}
 	case havro.Bytes, havro.Fixed:

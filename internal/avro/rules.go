@@ -615,9 +615,11 @@ func (s *Schema) HasRules() bool { return s.rules != nil }
 // accepted once, such as an old event moved to a newer shape, which must stay readable
 // even if a rule has since become stricter. Go values hamba/avro would write as other
 // values are still refused (see checkGo): an upcaster's 2^31 in an int field is an error,
-// not a wrapped number.
+// not a wrapped number. A uuid field's format is a rule, not a change: data written when
+// the field was a plain string (adding the logical type is a compatible change) keeps
+// its value.
 func (s *Schema) EncodeWithoutRules(v any) ([]byte, error) {
-	if err := s.checkGo(v); err != nil {
+	if err := s.checkGoChanges(v); err != nil {
 		return nil, err
 	}
 	return s.encode(v)
