@@ -87,7 +87,9 @@ type Config struct {
 	IdleWait time.Duration
 	// BatchTimeout is the longest one batch may take to apply and commit, the projection's
 	// Apply or Queue code and every Postgres round trip included. A batch that takes longer
-	// is rolled back (its session is closed) and retried. It bounds how long a projector
+	// is given up and retried: its session is closed, so it rolls back, unless its commit
+	// had reached Postgres already (then the retry finds the checkpoint past it and skips
+	// it, and AfterCommit is not called for it). It bounds how long a projector
 	// whose Postgres stops answering mid-batch (a network partition, a frozen server) stays
 	// stuck, also after ctx is cancelled, and, as the session's
 	// idle_in_transaction_session_timeout, how long Postgres keeps such a batch's
@@ -448,30 +450,12 @@ func (p *Projector) inTransactionTimeout() time.Duration {
 // checkpoint. The checkpoint in Postgres is the truth: whatever the consumer had delivered
 // to an earlier projector is dropped.
 func (p *Projector) consumer(ctx context.Context) (*subscription.Cursor, error) {
-	var (
-		seq uint64
-		id  *string // the event at seq, when known
-	)
-	err := p.cfg.Pool.QueryRow(ctx, `SELECT sequence, CASE WHEN event_sequence = sequence THEN event_id END
-		FROM pgjet.checkpoints WHERE name = $1`, p.target.checkpoint).Scan(&seq, &id)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	seq, id, err := readCheckpoint(ctx, p.cfg.Pool, p.target.checkpoint, false)
+	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
-	// A stream that ends before the checkpoint was re-created or lost its newest messages:
-	// the messages it numbers at or below the checkpoint are not the ones applied, and a
-	// cursor after the checkpoint would pass over them while its pulls find nothing.
-	s, err := p.js.Stream(ctx, p.cfg.Stream)
-	if err != nil {
-		return nil, fmt.Errorf("looking up stream %q: %w", p.cfg.Stream, err)
-	}
-	if last := s.CachedInfo().State.LastSeq; last < seq {
-		return nil, fmt.Errorf("%w: stream %q ends at sequence %d, checkpoint %q is at %d (see docs/troubleshooting.md, consumer lag)",
-			ErrCheckpointBeyondStream, p.cfg.Stream, last, p.target.checkpoint, seq)
-	}
-	if id != nil {
-		if err := p.checkEventAt(ctx, s, seq, *id); err != nil {
-			return nil, err
-		}
+	if err := p.inStream(ctx, p.target.checkpoint, seq, id); err != nil {
+		return nil, err
 	}
 	p.known, p.knownOK = seq, true
 	return subscription.NewCursor(ctx, p.js, subscription.CursorConfig{
@@ -479,11 +463,44 @@ func (p *Projector) consumer(ctx context.Context) (*subscription.Cursor, error) 
 	}, seq)
 }
 
-// checkEventAt checks that stream s holds the event id at sequence seq, the checkpoint's:
-// a stream re-created and re-published past the checkpoint numbers the events otherwise,
-// and a cursor after the checkpoint would skip some and apply others twice. A message
-// removed since (retention, a purge) leaves nothing to compare.
-func (p *Projector) checkEventAt(ctx context.Context, s jetstream.Stream, seq uint64, id string) error {
+// readCheckpoint reads checkpoint name: its sequence (0 when there is none yet) and the id
+// of the event at it, nil when unknown (see migration 6). forUpdate locks the row.
+func readCheckpoint(ctx context.Context, db interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, name string, forUpdate bool) (uint64, *string, error) {
+	q := `SELECT sequence, CASE WHEN event_sequence = sequence THEN event_id END FROM pgjet.checkpoints WHERE name = $1`
+	if forUpdate {
+		q += ` FOR UPDATE`
+	}
+	var (
+		seq uint64
+		id  *string
+	)
+	err := db.QueryRow(ctx, q, name).Scan(&seq, &id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil, nil
+	}
+	return seq, id, err
+}
+
+// inStream checks that checkpoint name, at sequence seq with event id (nil: unknown),
+// names an event of the stream as it is now. A stream that ends before it
+// (ErrCheckpointBeyondStream) or holds another event at it (ErrCheckpointNotInStream) was
+// re-created, or lost its newest messages: the messages it numbers at or below seq are not
+// the ones applied, and a cursor after seq would skip some events and apply others twice.
+// A message removed at seq since (retention, a purge) leaves nothing to compare.
+func (p *Projector) inStream(ctx context.Context, name string, seq uint64, id *string) error {
+	s, err := p.js.Stream(ctx, p.cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("looking up stream %q: %w", p.cfg.Stream, err)
+	}
+	if last := s.CachedInfo().State.LastSeq; last < seq {
+		return fmt.Errorf("%w: stream %q ends at sequence %d, checkpoint %q is at %d (see docs/troubleshooting.md, consumer lag)",
+			ErrCheckpointBeyondStream, p.cfg.Stream, last, name, seq)
+	}
+	if id == nil {
+		return nil
+	}
 	msg, err := s.GetMsg(ctx, seq)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
@@ -495,9 +512,9 @@ func (p *Projector) checkEventAt(ctx context.Context, s jetstream.Stream, seq ui
 		}
 		return fmt.Errorf("reading the message at the checkpoint (sequence %d; NATS right %s): %w", seq, right, err)
 	}
-	if got := msg.Header.Get(subscription.HeaderID); got != id {
+	if got := msg.Header.Get(subscription.HeaderID); got != *id {
 		return fmt.Errorf("%w: stream %q holds event %q at sequence %d, checkpoint %q was of event %q (see docs/troubleshooting.md, consumer lag)",
-			ErrCheckpointNotInStream, p.cfg.Stream, got, seq, p.target.checkpoint, id)
+			ErrCheckpointNotInStream, p.cfg.Stream, got, seq, name, *id)
 	}
 	return nil
 }
@@ -573,9 +590,9 @@ func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, evs []subscriptio
 		checkpoint uint64 // as the long way read it
 	)
 	// The batch commits or rolls back whole even if ctx is cancelled midway, within
-	// BatchTimeout: when that runs out, pgx closes the session and the batch rolls back.
+	// BatchTimeout: when that runs out, pgx closes the session (see Config.BatchTimeout).
 	txCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), p.cfg.BatchTimeout,
-		fmt.Errorf("projection: the batch took longer than Config.BatchTimeout (%s); rolled back", p.cfg.BatchTimeout))
+		fmt.Errorf("projection: the batch took longer than Config.BatchTimeout (%s); given up (Postgres not answering, or a slow projection: lower BatchSize or raise BatchTimeout)", p.cfg.BatchTimeout))
 	defer cancel()
 	pipelined := p.cfg.Projection.Queue != nil && p.knownOK && evs[0].Sequence > p.known
 	if pipelined {

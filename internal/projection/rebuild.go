@@ -89,7 +89,12 @@ func RebuildConsumerName(projection string) string { return "rebuild-" + project
 // another rebuild of the projection runs, and ErrHistoryTruncated when the stream's
 // retention has removed events it would need. When ctx ends or anything fails before the
 // swap commits, the live model is untouched; run Rebuild again (with Resume to keep the
-// shadow's progress).
+// shadow's progress; a Resume after the stream was re-created fails with
+// ErrCheckpointBeyondStream or ErrCheckpointNotInStream: start over without it).
+//
+// A live checkpoint that the stream does not hold (it was re-created: the remedy of those
+// two errors is a rebuild) is not caught up with: the swap sets the live checkpoint to the
+// rebuild's.
 func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (uint64, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -332,12 +337,25 @@ func (r *rebuild) swap(ctx context.Context, lock *pgx.Conn, cur *subscription.Cu
 		}
 		// The live projector locks this row first in each batch: taking it waits for the
 		// batch in flight and holds the next one until this transaction ends.
-		var live uint64
-		if err := tx.QueryRow(ctx, `SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, r.live).Scan(&live); err != nil {
+		live, liveID, err := readCheckpoint(ctx, tx, r.live, true)
+		if err != nil {
 			return fmt.Errorf("locking the live checkpoint: %w", err)
 		}
 		if err := tx.QueryRow(ctx, `SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, p.target.checkpoint).Scan(&seq); err != nil {
 			return fmt.Errorf("reading the rebuild checkpoint: %w", err)
+		}
+		if seq < live {
+			// A live checkpoint the stream does not hold (re-created: the remedy of
+			// ErrCheckpointBeyondStream and ErrCheckpointNotInStream is this rebuild) numbers
+			// events of an earlier stream: there is nothing to catch up with, and the
+			// stream may never reach it.
+			err := p.inStream(ctx, r.live, live, liveID)
+			if errors.Is(err, ErrCheckpointBeyondStream) || errors.Is(err, ErrCheckpointNotInStream) {
+				p.log.Info("the live checkpoint numbers an earlier stream; swapping in at the rebuild's", zap.Error(err), zap.Uint64("sequence", seq))
+				live = seq
+			} else if err != nil {
+				return err
+			}
 		}
 		// The live model may have applied events the shadow has not: apply them here,
 		// while the live projector cannot move on.
@@ -379,7 +397,7 @@ func (r *rebuild) swap(ctx context.Context, lock *pgx.Conn, cur *subscription.Cu
 			FROM pgjet.checkpoints s WHERE l.name = $1 AND s.name = $3`, r.live, seq, p.target.checkpoint); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM pgjet.checkpoints WHERE name = $1`, p.target.checkpoint)
+		_, err = tx.Exec(ctx, `DELETE FROM pgjet.checkpoints WHERE name = $1`, p.target.checkpoint)
 		return err
 	})
 	if err != nil {

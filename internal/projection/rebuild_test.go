@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/projection"
+	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/internal/subject"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
@@ -390,4 +391,40 @@ func TestRebuildThatLostItsLockDoesNotSwap(t *testing.T) {
 	require.True(t, took)
 	requireLedgerExact(t, e.pool, e.total())
 	require.Error(t, err, "a rebuild without its lock must not swap")
+}
+
+// The stream is re-created and holds fewer messages than the live checkpoint counts (the
+// old stream had more: duplicates published after their window, or a repair still under
+// way): the live projector stops with ErrCheckpointBeyondStream, whose remedy is a rebuild.
+// The swap must not wait for the stream to reach the live checkpoint, a number of the old
+// stream: it failed with "the stream delivered nothing after sequence 5". It swaps in at
+// the rebuild's checkpoint, and the live projector goes on from there.
+func TestRebuildAfterTheStreamWasRecreated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 20)
+	e.run(t, fastConfig(ledger("live")))
+	require.Equal(t, uint64(20), e.waitApplied(t, "ledger"))
+
+	require.NoError(t, e.js.DeleteStream(ctx, "PGJET_EVENTS"))
+	_, err := relay.EnsureStream(ctx, e.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	e.mu.Lock()
+	e.appended = 0 // the new stream holds only what comes now
+	e.mu.Unlock()
+	e.appendCancelled(t, 5)
+	e.waitRelayed(t)
+
+	seq, err := e.rebuild(ctx, "rebuilt", projection.RebuildOptions{})
+	require.NoError(t, err)
+	require.Equal(t, uint64(5), seq)
+	e.appendCancelled(t, 3)
+	require.Equal(t, uint64(8), e.waitApplied(t, "ledger"))
+	// The model holds what the new stream holds, each event once (its streams' first
+	// versions are in the old stream only).
+	var rows, distinct int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT sequence) FROM rm_ledger.applied`).Scan(&rows, &distinct))
+	require.Equal(t, 8, rows)
+	require.Equal(t, 8, distinct)
 }
