@@ -181,6 +181,9 @@ type Projector struct {
 	// batches uses them.
 	known   uint64
 	knownOK bool
+
+	// tooSlow is the cause of a batch's context ending at BatchTimeout.
+	tooSlow error
 }
 
 // target is where a projector instance keeps its state: the live projection's, or a
@@ -216,7 +219,9 @@ func newProjector(cfg Config, t target) (*Projector, error) {
 		return nil, err
 	}
 	p := &Projector{cfg: cfg, target: t, js: js, decoder: dec, log: cfg.Logger.With(zap.String("projection", t.checkpoint)), metrics: m,
-		tracer: cfg.TracerProvider.Tracer("github.com/pgjet/pgjet/internal/projection")}
+		tracer: cfg.TracerProvider.Tracer("github.com/pgjet/pgjet/internal/projection"),
+		tooSlow: fmt.Errorf("projection: the batch took longer than Config.BatchTimeout (%s); given up "+
+			"(Postgres not answering, or a slow projection: lower BatchSize or raise BatchTimeout)", cfg.BatchTimeout)}
 	p.progress.Store(time.Now().UnixNano())
 	return p, nil
 }
@@ -591,8 +596,7 @@ func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, evs []subscriptio
 	)
 	// The batch commits or rolls back whole even if ctx is cancelled midway, within
 	// BatchTimeout: when that runs out, pgx closes the session (see Config.BatchTimeout).
-	txCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), p.cfg.BatchTimeout,
-		fmt.Errorf("projection: the batch took longer than Config.BatchTimeout (%s); given up (Postgres not answering, or a slow projection: lower BatchSize or raise BatchTimeout)", p.cfg.BatchTimeout))
+	txCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), p.cfg.BatchTimeout, p.tooSlow)
 	defer cancel()
 	pipelined := p.cfg.Projection.Queue != nil && p.knownOK && evs[0].Sequence > p.known
 	if pipelined {
