@@ -66,9 +66,8 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // SIGTERM, and calls run. It exits the process with 0 after -h, 2 on bad flags and 1 on
 // error, or with the code of an *ExitError that run returns. After the first signal, a
 // second one ends the process at once (the default action of the signal), in case the
-// graceful shutdown hangs. The process runs in UTC whatever TZ says (see useUTC).
+// graceful shutdown hangs.
 func Main(name string, c *Common, f *Flags, args []string, run func(ctx context.Context, log *zap.Logger) error) {
-	useUTC()
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0) // the usage is printed
@@ -175,11 +174,3 @@ func RunAll(ctx context.Context, fns ...func(context.Context) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
-
-// useUTC makes UTC the process's local time zone. Avro's local-timestamp-* values are wall
-// clocks without a zone, and hamba/avro carries them as time.Time in time.Local: in a zone
-// with daylight-saving time, a wall clock in the hour skipped in spring is written an hour
-// later, and values decoded around either change come back an hour off (2026-10-25T01:30
-// read as 02:30 in Europe/Berlin). In UTC every wall clock exists once, and they are kept
-// as written. Logs and printed times are in UTC too.
-func useUTC() { time.Local = time.UTC }
