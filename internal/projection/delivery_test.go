@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -182,14 +181,7 @@ func TestCheckpointBeyondTheStreamIsReported(t *testing.T) {
 	at := e.waitApplied(t, "ledger")
 	require.Equal(t, uint64(20), at)
 
-	require.NoError(t, e.js.DeleteStream(ctx, "PGJET_EVENTS"))
-	_, err = relay.EnsureStream(ctx, e.js, relay.StreamConfig{})
-	require.NoError(t, err)
-	e.mu.Lock()
-	e.appended = 0 // the new stream holds only what comes now
-	e.mu.Unlock()
-	e.appendCancelled(t, 5)
-	e.waitRelayed(t)
+	e.recreateStream(t, 5)
 
 	require.Eventually(t, func() bool { return p.Stalled(300*time.Millisecond) > 0 }, 10*time.Second, 20*time.Millisecond,
 		"the projector must not look caught up while the stream ends before its checkpoint")
@@ -216,24 +208,10 @@ func TestStandbyTakesOverFromAProjectorCutOffFromPostgres(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, registerDemo(t))
 	cfg := fastConfig(ledger("g1"))
-	cfg.Conn, cfg.Registry = e.nc, e.store.Registry()
-
-	u, err := url.Parse(e.pool.Config().ConnString())
-	require.NoError(t, err)
-	proxy := netproxy.New(t, u.Host, netproxy.Config{})
-	viaProxy := *u
-	viaProxy.Host = proxy.Addr()
-	poolA, err := pgxpool.New(ctx, viaProxy.String())
-	require.NoError(t, err)
-	t.Cleanup(poolA.Close)
 	a := cfg
-	a.Pool = poolA
-	pa, err := projection.New(a)
-	require.NoError(t, err)
-	actx, stopA := context.WithCancel(ctx)
-	doneA := make(chan error, 1)
-	go func() { doneA <- pa.Run(actx) }()
-	t.Cleanup(func() { stopA(); <-doneA })
+	var proxy *netproxy.Proxy
+	a.Pool, proxy = proxiedPool(t, e.pool, netproxy.Config{})
+	e.run(t, a)
 	t.Cleanup(proxy.Cut) // first: a stopping on a frozen session would wait for it
 
 	e.appendCancelled(t, 20)
@@ -272,14 +250,7 @@ func TestCheckpointNotInStreamIsReported(t *testing.T) {
 	require.Equal(t, uint64(20), at)
 	stop()
 
-	require.NoError(t, e.js.DeleteStream(ctx, "PGJET_EVENTS"))
-	_, err := relay.EnsureStream(ctx, e.js, relay.StreamConfig{})
-	require.NoError(t, err)
-	e.mu.Lock()
-	e.appended = 0 // the new stream holds only what comes now
-	e.mu.Unlock()
-	e.appendCancelled(t, 25)
-	e.waitRelayed(t)
+	e.recreateStream(t, 25)
 
 	core, logs := observer.New(zap.WarnLevel)
 	cfg := fastConfig(ledger("g1"))
@@ -340,17 +311,10 @@ type commitHolder struct {
 func newCommitHolder(t *testing.T, pool *pgxpool.Pool) *commitHolder {
 	t.Helper()
 	h := &commitHolder{armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
-	u, err := url.Parse(pool.Config().ConnString())
-	require.NoError(t, err)
-	proxy := netproxy.New(t, u.Host, netproxy.Config{Hooks: func() (netproxy.Hook, netproxy.Hook) {
+	h.pool, _ = proxiedPool(t, pool, netproxy.Config{Hooks: func() (netproxy.Hook, netproxy.Hook) {
 		return h.toServer, nil
 	}})
 	t.Cleanup(h.drop) // before the proxy's cleanup, which waits for its hooks
-	viaProxy := *u
-	viaProxy.Host = proxy.Addr()
-	h.pool, err = pgxpool.New(context.Background(), viaProxy.String())
-	require.NoError(t, err)
-	t.Cleanup(h.pool.Close)
 	return h
 }
 
@@ -387,20 +351,14 @@ func (h *commitHolder) toServer(dst io.Writer, chunk []byte) error {
 // lock stayed until TCP keepalives gave up.
 func TestStandbyTakesOverFromAProjectorCutOffMidBatch(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	e := newEnv(t, registerDemo(t))
 	h := newCommitHolder(t, e.pool)
 	cfg := fastConfig(ledger("g1"))
-	cfg.Conn, cfg.Registry = e.nc, e.store.Registry()
 	cfg.BatchTimeout = 2 * time.Second
 	a := cfg
 	a.Pool = h.pool
-	pa, err := projection.New(a)
-	require.NoError(t, err)
-	actx, stopA := context.WithCancel(ctx)
-	doneA := make(chan error, 1)
-	go func() { doneA <- pa.Run(actx) }()
-	t.Cleanup(func() { stopA(); h.drop(); <-doneA })
+	e.run(t, a)
+	t.Cleanup(h.drop) // first: stopping waits for the held batch
 
 	e.appendCancelled(t, 20)
 	e.waitApplied(t, "ledger") // a is the active one

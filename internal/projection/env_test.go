@@ -3,6 +3,7 @@ package projection_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/embednats"
 	"github.com/pgjet/pgjet/internal/natstest"
+	"github.com/pgjet/pgjet/internal/netproxy"
 	"github.com/pgjet/pgjet/internal/pgtest"
 	"github.com/pgjet/pgjet/internal/projection"
 	"github.com/pgjet/pgjet/internal/relay"
@@ -130,7 +132,10 @@ func (e *env) total() int {
 // run runs a projector until the test ends or stop is called.
 func (e *env) run(t testing.TB, cfg projection.Config) (stop func()) {
 	t.Helper()
-	cfg.Pool, cfg.Conn, cfg.Registry = e.pool, e.nc, e.store.Registry()
+	if cfg.Pool == nil {
+		cfg.Pool = e.pool
+	}
+	cfg.Conn, cfg.Registry = e.nc, e.store.Registry()
 	p, err := projection.New(cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -227,4 +232,33 @@ func firstFailedBatch(t testing.TB, logs *observer.ObservedLogs) map[string]any 
 		return len(failure) > 0
 	}, 10*time.Second, 10*time.Millisecond, "no failed batch logged")
 	return failure[0].ContextMap()
+}
+
+// recreateStream deletes the events stream, creates it again and appends n events, which
+// the relay publishes into it: the new stream holds only those.
+func (e *env) recreateStream(t testing.TB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, e.js.DeleteStream(ctx, "PGJET_EVENTS"))
+	_, err := relay.EnsureStream(ctx, e.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	e.mu.Lock()
+	e.appended = 0
+	e.mu.Unlock()
+	e.appendCancelled(t, n)
+	e.waitRelayed(t)
+}
+
+// proxiedPool returns a pool of connections to pool's server through a netproxy with cfg.
+func proxiedPool(t testing.TB, pool *pgxpool.Pool, cfg netproxy.Config) (*pgxpool.Pool, *netproxy.Proxy) {
+	t.Helper()
+	u, err := url.Parse(pool.Config().ConnString())
+	require.NoError(t, err)
+	proxy := netproxy.New(t, u.Host, cfg)
+	viaProxy := *u
+	viaProxy.Host = proxy.Addr()
+	proxied, err := pgxpool.New(context.Background(), viaProxy.String())
+	require.NoError(t, err)
+	t.Cleanup(proxied.Close)
+	return proxied, proxy
 }

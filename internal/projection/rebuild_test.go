@@ -12,7 +12,6 @@ import (
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/projection"
-	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/internal/subject"
 	demoschemas "github.com/pgjet/pgjet/schemas/avro"
 )
@@ -407,14 +406,7 @@ func TestRebuildAfterTheStreamWasRecreated(t *testing.T) {
 	e.run(t, fastConfig(ledger("live")))
 	require.Equal(t, uint64(20), e.waitApplied(t, "ledger"))
 
-	require.NoError(t, e.js.DeleteStream(ctx, "PGJET_EVENTS"))
-	_, err := relay.EnsureStream(ctx, e.js, relay.StreamConfig{})
-	require.NoError(t, err)
-	e.mu.Lock()
-	e.appended = 0 // the new stream holds only what comes now
-	e.mu.Unlock()
-	e.appendCancelled(t, 5)
-	e.waitRelayed(t)
+	e.recreateStream(t, 5)
 
 	seq, err := e.rebuild(ctx, "rebuilt", projection.RebuildOptions{})
 	require.NoError(t, err)
