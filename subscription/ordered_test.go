@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/netproxy"
+	"github.com/pgjet/pgjet/internal/relay"
 	"github.com/pgjet/pgjet/subscription"
 )
 
@@ -594,6 +595,43 @@ func TestOrderedGroupRecoversFromADeletedMirror(t *testing.T) {
 		publishRound()
 	}
 	eventually(t, "every event", func() bool { return log.count() == published })
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	require.Empty(t, log.violations)
+	require.Zero(t, log.repeats)
+}
+
+// troubleshooting.md's procedure for an ordered group after the events stream was
+// re-created: stop the members, delete the partitioned mirror, start them. The first
+// member makes the mirror anew from the new stream, and the group handles every event
+// of it, in order.
+func TestOrderedGroupAfterARecreatedStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := newOrderLog()
+	cfg := orderedCfg("recreated", log.handler(0, nil))
+	cfg.Partitions = 2
+	stop := run(t, newSub(t, e.js, cfg))
+	publishRound := func(prefix string) {
+		for s := range 4 {
+			e.publish(t, fmt.Sprintf("%s-%d", prefix, s), placed)
+		}
+	}
+	for range 3 {
+		publishRound("order")
+	}
+	eventually(t, "the old stream's events", func() bool { return log.count() == 12 })
+	stop()
+
+	require.NoError(t, e.js.DeleteStream(t.Context(), subscription.DefaultStream))
+	_, err := relay.EnsureStream(t.Context(), e.js, relay.StreamConfig{})
+	require.NoError(t, err)
+	require.NoError(t, e.js.DeleteStream(t.Context(), subscription.PartitionedStream(subscription.DefaultStream, 2)))
+	for range 2 {
+		publishRound("fresh")
+	}
+	run(t, newSub(t, e.js, cfg))
+	eventually(t, "the new stream's events", func() bool { return log.count() == 20 })
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	require.Empty(t, log.violations)
