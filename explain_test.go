@@ -71,9 +71,8 @@ func accessPaths() []accessPath {
 			seqScanOK: map[string]string{"outbox": "counts at most the cap's rows; every plan reads them"}},
 		{name: "outbox oldest row", source: "internal/relay/outboxstats.go", sql: `SELECT extract(epoch FROM clock_timestamp() - created_at) FROM pgjet.outbox ORDER BY position LIMIT 1`},
 
-		{name: "checkpoint read", source: "internal/projection/projector.go", sql: `SELECT sequence FROM pgjet.checkpoints WHERE name = $1`, args: []any{"proj-7"}},
 		{name: "checkpoint lock", source: "internal/projection/projector.go", sql: `SELECT sequence FROM pgjet.checkpoints WHERE name = $1 FOR UPDATE`, args: []any{"proj-7"}},
-		{name: "checkpoint read with its event", source: "internal/projection/projector.go consumer", sql: `SELECT sequence, CASE WHEN event_sequence = sequence THEN event_id END
+		{name: "checkpoint read with its event", source: "internal/projection/projector.go readCheckpoint", sql: `SELECT sequence, CASE WHEN event_sequence = sequence THEN event_id END
 			FROM pgjet.checkpoints WHERE name = $1`, args: []any{"proj-7"}},
 		{name: "checkpoint update", source: "internal/projection/projector.go applyTx", sql: `UPDATE pgjet.checkpoints SET sequence = $2, event_id = $3, event_sequence = $2, updated_at = now()
 			WHERE name = $1 AND sequence < $2`, args: []any{"proj-7", int64(9), "ev-9"}},

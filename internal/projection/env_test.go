@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -261,4 +262,19 @@ func proxiedPool(t testing.TB, pool *pgxpool.Pool, cfg netproxy.Config) (*pgxpoo
 	require.NoError(t, err)
 	t.Cleanup(proxied.Close)
 	return proxied, proxy
+}
+
+// waitErrorLogged waits until logs hold at least n entries whose error contains text: the
+// projector saying why it applies nothing.
+func waitErrorLogged(t testing.TB, logs *observer.ObservedLogs, text string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		found := 0
+		for _, l := range logs.All() {
+			if strings.Contains(fmt.Sprint(l.ContextMap()["error"]), text) {
+				found++
+			}
+		}
+		return found >= n
+	}, 10*time.Second, 20*time.Millisecond, "the projector must log %q", text)
 }

@@ -876,10 +876,6 @@ func eventID(d subscription.Event) *string {
 func Checkpoint(ctx context.Context, db interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }, name string) (uint64, error) {
-	var seq uint64
-	err := db.QueryRow(ctx, `SELECT sequence FROM pgjet.checkpoints WHERE name = $1`, name).Scan(&seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
+	seq, _, err := readCheckpoint(ctx, db, name, false)
 	return seq, err
 }
