@@ -99,7 +99,7 @@ func FuzzBinaryRulesMatchNative(f *testing.F) {
 		if checkEncoded(s.avro, b) != nil {
 			return
 		}
-		native, err := decode(s.avro, s.avro, b)
+		native, err := s.Decode(b)
 		require.NoError(t, err)
 		require.Equal(t, s.checkRules(native), s.checkRulesBinary(b))
 	})

@@ -16,7 +16,7 @@ const maxResolved = 1024
 // beyond the package limits wrap ErrInvalidPayload, and are rejected before
 // anything large is allocated.
 func (s *Schema) Decode(payload []byte) (any, error) {
-	return decode(s.avro, s.avro, payload)
+	return s.decode(s.avro, s.hamba(), payload)
 }
 
 // ResolveDecode decodes a payload written with writer into the shape of
@@ -33,13 +33,22 @@ func ResolveDecode(writer, reader *Schema, payload []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decode(writer.avro, rs, payload)
+	return reader.decode(writer.avro, rs, payload)
+}
+
+// hamba returns the schema hamba decodes s's data with: s's own, or its copy without
+// local-timestamp logical types (see wallclock.go).
+func (s *Schema) hamba() havro.Schema {
+	if s.wall != nil {
+		return s.wall.plain
+	}
+	return s.avro
 }
 
 // resolvedFrom returns the hamba schema that reads writer's data into s.
 func (s *Schema) resolvedFrom(writer *Schema) (havro.Schema, error) {
 	if writer.fingerprint == s.fingerprint {
-		return s.avro, nil
+		return s.hamba(), nil
 	}
 	s.mu.Lock()
 	rs, ok := s.resolved[writer.fingerprint]
@@ -53,6 +62,9 @@ func (s *Schema) resolvedFrom(writer *Schema) (havro.Schema, error) {
 			ErrIncompatibleSchema, writer.fullName, s.fullName, s.fullName)
 	}
 	rs, err := havro.NewSchemaCompatibility().Resolve(s.avro, writer.avro)
+	if err == nil && (s.wall != nil || writer.wall != nil) {
+		rs, err = havro.NewSchemaCompatibility().Resolve(s.hamba(), writer.hamba())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading %s with %s: %w", ErrIncompatibleSchema, writer.fullName, s.fullName, err)
 	}
@@ -65,9 +77,10 @@ func (s *Schema) resolvedFrom(writer *Schema) (havro.Schema, error) {
 	return rs, nil
 }
 
-// decode checks payload against the writer schema, then lets hamba decode it
-// with read (the writer schema itself, or a resolved one).
-func decode(writer, read havro.Schema, payload []byte) (any, error) {
+// decode checks payload against the writer schema, then lets hamba decode it with read
+// (the writer's hamba schema, or one resolved into s), and gives the result the native
+// shape of s.
+func (s *Schema) decode(writer, read havro.Schema, payload []byte) (any, error) {
 	if err := checkPayload(writer, payload); err != nil {
 		return nil, err
 	}
@@ -80,6 +93,9 @@ func decode(writer, read havro.Schema, payload []byte) (any, error) {
 	// Unlike api.Unmarshal, insist that the record used every byte.
 	if r.Peek(); r.Error == nil {
 		return nil, fmt.Errorf("%w: bytes after the end of the record", ErrInvalidPayload)
+	}
+	if s.wall != nil {
+		v = s.wall.native(s.avro, s.wall.plain, v)
 	}
 	return v, nil
 }

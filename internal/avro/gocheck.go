@@ -292,8 +292,8 @@ func (c *goChecker) timeValue(lt havro.LogicalType, t time.Time) {
 		}
 	case havro.TimestampMillis, havro.TimestampMicros, havro.LocalTimestampMillis, havro.LocalTimestampMicros:
 		if lt == havro.LocalTimestampMillis || lt == havro.LocalTimestampMicros {
-			l := t.Local() // hamba writes the local wall clock as if it were UTC
-			t = time.Date(l.Year(), l.Month(), l.Day(), l.Hour(), l.Minute(), l.Second(), l.Nanosecond(), time.UTC)
+			// Written as its own wall clock read as UTC (see wallclock.go).
+			t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 		}
 		perSec := int64(1e3)
 		if lt == havro.TimestampMicros || lt == havro.LocalTimestampMicros {

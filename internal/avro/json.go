@@ -31,9 +31,9 @@ import (
 //	bytes              []byte
 //	fixed              [N]byte
 //	decimal            *big.Rat
-//	timestamp-*, date  time.Time (UTC; local-timestamp-* in time.Local, which
-//	                   must be UTC for them to keep their wall clock near
-//	                   daylight-saving changes: see docs/api.md)
+//	timestamp-*, date  time.Time in UTC; for local-timestamp-* its wall clock
+//	                   is the value (Encode takes a time.Time's wall clock in
+//	                   its own location; see wallclock.go)
 //	time-millis/micros time.Duration
 //	duration           avro.LogicalDuration
 //
@@ -562,8 +562,7 @@ func (c *converter) timestamp(s havro.Schema, lt havro.LogicalType, v any, path 
 				c.fail(path, RuleTimestamp, "expected a local date-time like 2006-01-02T15:04:05.000 (no zone) or an integer", v, true)
 				return nil
 			}
-			t = t.Truncate(unit)
-			return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.Local)
+			return t.Truncate(unit)
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
@@ -586,9 +585,6 @@ func (c *converter) timestamp(s havro.Schema, lt havro.LogicalType, v any, path 
 			t = time.UnixMilli(n).UTC()
 		} else {
 			t = time.UnixMicro(n).UTC()
-		}
-		if local {
-			return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.Local)
 		}
 		return t
 	default:
@@ -924,11 +920,7 @@ func nativeDefault(s havro.Schema, def any) any {
 		case havro.TimestampMicros:
 			return time.UnixMicro(n).UTC()
 		case havro.LocalTimestampMillis, havro.LocalTimestampMicros:
-			t := time.UnixMilli(n).UTC()
-			if lt == havro.LocalTimestampMicros {
-				t = time.UnixMicro(n).UTC()
-			}
-			return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.Local)
+			return wallTime(n, lt)
 		case havro.TimeMicros:
 			return time.Duration(n) * time.Microsecond
 		}

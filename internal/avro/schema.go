@@ -41,6 +41,7 @@ type Schema struct {
 	rules       map[*havro.Field]*fieldRules // nil: no field rules
 	binaryRules bool                         // the rules can be checked on Avro binary; see binrules.go
 	goChecks    bool                         // Encode checks Go values before hamba; see gocheck.go
+	wall        *wallClocks                  // nil: no local-timestamp fields; see wallclock.go
 
 	mu       sync.Mutex
 	resolved map[[32]byte]havro.Schema // writer fingerprint -> resolved schema, see ResolveDecode
@@ -68,6 +69,7 @@ func Parse(text string) (*Schema, error) {
 		rules:       rules,
 		binaryRules: binaryRulesApply(rec, rules),
 		goChecks:    needsGoCheck(rec),
+		wall:        newWallClocks(s),
 		avro:        s,
 		canonical:   canonical,
 		fingerprint: sha256.Sum256([]byte(canonical)),
@@ -162,7 +164,7 @@ func (s *Schema) appendChecked(prefix []byte, v any) ([]byte, error) {
 		}
 		return b, nil
 	}
-	native, err := decode(s.avro, s.avro, payload)
+	native, err := s.Decode(payload)
 	if err != nil {
 		return nil, fmt.Errorf("avro: encoding %s: %w", s.fullName, err)
 	}
@@ -185,6 +187,9 @@ func (s *Schema) appendEncoded(prefix []byte, v any) ([]byte, error) {
 	w := writers.Get().(*havro.Writer)
 	w.Reset(nil)
 	_, _ = w.Write(prefix) // appends to the buffer; without an io.Writer it cannot fail
+	if s.wall != nil {
+		v = s.wall.wire(s.avro, v)
+	}
 	w.WriteVal(s.avro, v)
 	err := w.Error
 	var b []byte
