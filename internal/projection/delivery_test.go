@@ -406,3 +406,30 @@ func TestRunReturnsWhenPostgresFreezesMidBatch(t *testing.T) {
 	e.waitApplied(t, "ledger")
 	requireLedgerExact(t, e.pool, 20)
 }
+
+// A projection too slow for its batch size: a batch of 40 events takes 2 s, BatchTimeout is
+// 1.5 s. The projector used to give up and retry the same 40 events for good; it now
+// halves the batch until one fits, and applies every event once.
+func TestSlowProjectionShrinksItsBatches(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, registerDemo(t))
+	e.appendCancelled(t, 40)
+	e.waitRelayed(t) // so that the first batch is a full one
+
+	pr := ledger("g1")
+	apply := pr.Apply
+	pr.Apply = func(ctx context.Context, tx pgx.Tx, ev projection.Event) error {
+		time.Sleep(50 * time.Millisecond)
+		return apply(ctx, tx, ev)
+	}
+	cfg := fastConfig(pr)
+	cfg.BatchSize, cfg.BatchTimeout = 40, 1500*time.Millisecond
+	core, logs := observer.New(zap.WarnLevel)
+	cfg.Logger = zap.New(core)
+	e.run(t, cfg)
+	e.waitApplied(t, "ledger")
+	requireLedgerExact(t, e.pool, 40)
+	shrunk := logs.FilterMessage("a batch ran out of BatchTimeout; retrying with smaller batches").All()
+	require.NotEmpty(t, shrunk)
+	require.EqualValues(t, 20, shrunk[0].ContextMap()["next_batch_size"])
+}

@@ -94,7 +94,8 @@ type Config struct {
 	// stuck, also after ctx is cancelled, and, as the session's
 	// idle_in_transaction_session_timeout, how long Postgres keeps such a batch's
 	// transaction, and with it the projection's lock, open for a projector it no longer
-	// hears from. Default 30s.
+	// hears from. The retry of a batch that ran out of it holds half as many events, down to
+	// one (see fetchSize). Default 30s.
 	BatchTimeout time.Duration
 	// AfterCommit, if set, is called with the events of each committed batch (not with
 	// skipped ones), after the commit.
@@ -184,6 +185,10 @@ type Projector struct {
 
 	// tooSlow is the cause of a batch's context ending at BatchTimeout.
 	tooSlow error
+	// size is the most events the next batch fetches: BatchSize, or less after a batch
+	// that ran out of BatchTimeout (see fetchSize). Only the goroutine applying batches
+	// uses it.
+	size int
 }
 
 // target is where a projector instance keeps its state: the live projection's, or a
@@ -548,7 +553,7 @@ func (p *Projector) reposition(ctx context.Context) (*subscription.Cursor, error
 // step fetches one batch and applies it on conn, the projector's session. After an error
 // the cursor must not be used again.
 func (p *Projector) step(ctx context.Context, conn *pgx.Conn, cur *subscription.Cursor) (int, error) {
-	evs, err := cur.Fetch(p.cfg.BatchSize, p.cfg.IdleWait)
+	evs, err := cur.Fetch(p.fetchSize(), p.cfg.IdleWait)
 	if err != nil {
 		if !errors.Is(err, subscription.ErrGap) && ctx.Err() == nil {
 			p.metrics.readErrors.Inc() // a gap is counted as a reset
@@ -619,11 +624,33 @@ func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, evs []subscriptio
 		if cause := context.Cause(txCtx); cause != nil && !errors.Is(err, cause) {
 			err = fmt.Errorf("%w: %w", cause, err)
 		}
+		if errors.Is(err, p.tooSlow) && len(evs) > 1 {
+			p.size = max(1, len(evs)/2)
+			p.log.Warn("a batch ran out of BatchTimeout; retrying with smaller batches",
+				zap.Int("events", len(evs)), zap.Int("next_batch_size", p.size), zap.Duration("batch_timeout", p.cfg.BatchTimeout))
+		}
 		return err
 	}
 	p.known, p.knownOK = max(checkpoint, evs[len(evs)-1].Sequence), true
+	if p.size != 0 && time.Since(start) < p.cfg.BatchTimeout/4 {
+		p.size *= 2
+	}
 	p.committed(start, applied, skipped)
 	return nil
+}
+
+// fetchSize returns the most events the next batch may hold. A batch that ran out of
+// BatchTimeout is retried at half its size, down to one event, rather than at the size
+// that failed, which failed every time when the projection itself is that slow: a big
+// batch over many new rows, say, or a read model without an index a burst needs. The size
+// doubles again after each batch that took under a quarter of BatchTimeout, up to
+// BatchSize, so a projection that stays slow keeps to the size it manages.
+func (p *Projector) fetchSize() int {
+	if p.size == 0 || p.size >= p.cfg.BatchSize {
+		p.size = 0
+		return p.cfg.BatchSize
+	}
+	return p.size
 }
 
 // committed records a committed batch in the metrics and tells AfterCommit.
