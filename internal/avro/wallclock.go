@@ -164,9 +164,8 @@ func wallTime(n int64, lt havro.LogicalType) time.Time {
 // by its count, for hamba to write as a plain long. It copies what it changes and leaves v
 // alone: records come back as map[string]any (a struct on the way to a local timestamp
 // too, its fields read as hamba reads them), arrays as []any, maps as map[string]any, and
-// a local timestamp in a union as {"long.local-timestamp-millis": count}, since hamba would
-// look a plain count up as a "long" branch. Values that are not what their schema takes
-// are left for hamba to refuse.
+// a plain value of a nullable union that changed its Go type as {branch name: new value}.
+// Values that are not what their schema takes are left for hamba to refuse.
 func (w *wallClocks) wire(s havro.Schema, v any) any {
 	s = deref(s)
 	if !w.has[s] || v == nil {
@@ -247,12 +246,12 @@ func (w *wallClocks) wire(s havro.Schema, v any) any {
 				v = rv.Elem().Interface()
 			}
 		}
+		// A value that changed its Go type (a count, a struct now a map) is wrapped in its
+		// branch's name: hamba would look a count up as a "long" and take a map for a wrapper.
 		b := d.Types()[nb]
 		out := w.wire(b, v)
-		if isLocalTimestamp(deref(b)) {
-			if _, ok := out.(int64); ok {
-				return map[string]any{nativeBranchName(b): out}
-			}
+		if reflect.TypeOf(out) != reflect.TypeOf(v) {
+			return map[string]any{nativeBranchName(b): out}
 		}
 		return out
 	default:

@@ -50,8 +50,8 @@ const wallClockJSON = `{"at":"2026-03-29T02:30:00","atMicros":"2026-10-25T02:30:
 	`"list":["2026-03-29T02:30:00","2026-10-25T01:30:00"],"byName":{"a":"2026-10-25T02:30:00.000001"},` +
 	`"defaulted":"2026-03-29T02:30:00"}`
 
-// TestLocalTimestampsInADaylightSavingZone runs TestLocalTimestampsKeepTheirWallClock in
-// a process whose zone has daylight-saving time; this process is usually in UTC, where
+// TestLocalTimestampsInADaylightSavingZone runs the other TestLocalTimestamps tests in a
+// process whose zone has daylight-saving time; this process is usually in UTC, where
 // hamba/avro's handling was right too.
 func TestLocalTimestampsInADaylightSavingZone(t *testing.T) {
 	t.Parallel()
@@ -59,11 +59,12 @@ func TestLocalTimestampsInADaylightSavingZone(t *testing.T) {
 		t.Skip("already the child")
 	}
 	for _, zone := range []string{"Europe/Berlin", "America/Santiago"} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestLocalTimestampsKeepTheirWallClock$", "-test.v", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLocalTimestamps", "-test.v", "-test.count=1")
 		cmd.Env = append(os.Environ(), "TZ="+zone, "PGJET_TEST_ZONE="+zone)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "in %s:\n%s", zone, out)
 		require.Contains(t, string(out), "--- PASS: TestLocalTimestampsKeepTheirWallClock", "in %s:\n%s", zone, out)
+		require.Contains(t, string(out), "--- PASS: TestLocalTimestampsInNullableStructsAndSlices", "in %s:\n%s", zone, out)
 	}
 }
 
@@ -155,6 +156,39 @@ func TestLocalTimestampsKeepTheirWallClock(t *testing.T) {
 	read, err := ResolveDecode(old, s, written)
 	require.NoError(t, err)
 	require.Equal(t, want, read)
+}
+
+// A struct reaches local timestamps through nullable unions too: a pointer to a record's
+// struct, a typed slice in an interface field. Each becomes a value of its branch.
+func TestLocalTimestampsInNullableStructsAndSlices(t *testing.T) {
+	t.Parallel()
+	s, err := Parse(`{"type":"record","name":"Outer","namespace":"test.wall","fields":[
+		{"name":"inner","type":["null",{"type":"record","name":"Inner","fields":[
+			{"name":"at","type":{"type":"long","logicalType":"local-timestamp-millis"}}]}]},
+		{"name":"times","type":["null",{"type":"array","items":{"type":"long","logicalType":"local-timestamp-micros"}}]}]}`)
+	require.NoError(t, err)
+	type inner struct {
+		At time.Time `avro:"at"`
+	}
+	type outer struct {
+		Inner *inner `avro:"inner"`
+		Times any    `avro:"times"`
+	}
+	const text = `{"inner":{"at":"2026-03-29T02:30:00"},"times":["2026-10-25T01:30:00"]}`
+	fromJSON, err := s.EncodeJSON([]byte(text))
+	require.NoError(t, err)
+	b, err := s.Encode(outer{Inner: &inner{At: springGap}, Times: []time.Time{autumnBefore}})
+	require.NoError(t, err)
+	require.Equal(t, fromJSON, b)
+	j, err := s.DecodeJSON(b)
+	require.NoError(t, err)
+	require.Equal(t, text, string(j))
+
+	b, err = s.Encode(outer{})
+	require.NoError(t, err)
+	j, err = s.DecodeJSON(b)
+	require.NoError(t, err)
+	require.Equal(t, `{"inner":null,"times":null}`, string(j))
 }
 
 // A union of a long and a local-timestamp long is a duplicate to the Avro specification, and
