@@ -186,6 +186,11 @@ func (w *wallClocks) wire(s havro.Schema, v any) any {
 			return out
 		}
 		rv := indirect(reflect.ValueOf(v))
+		if rv.Kind() == reflect.Map {
+			if m, ok := rv.Interface().(map[string]any); ok {
+				return w.wire(s, m) // a pointer to a map, which hamba takes as the map
+			}
+		}
 		if rv.Kind() != reflect.Struct {
 			return v
 		}
@@ -197,8 +202,11 @@ func (w *wallClocks) wire(s havro.Schema, v any) any {
 				continue // hamba writes the default
 			}
 			fv, err := rv.FieldByIndexErr(idx)
-			if err != nil || !fv.CanInterface() {
-				continue // through a nil embedded pointer, as hamba
+			if err != nil {
+				return v // through a nil embedded pointer: hamba refuses the struct
+			}
+			if !fv.CanInterface() {
+				continue
 			}
 			out[f.Name()] = w.wire(f.Type(), fv.Interface())
 		}
@@ -237,6 +245,7 @@ func (w *wallClocks) wire(s havro.Schema, v any) any {
 		if nb < 0 {
 			return v // a plain value of a union hamba knows by name holds no local timestamp
 		}
+		given := v
 		rv := reflect.ValueOf(v)
 		if rv.Kind() == reflect.Pointer {
 			if rv.IsNil() {
@@ -246,11 +255,12 @@ func (w *wallClocks) wire(s havro.Schema, v any) any {
 				v = rv.Elem().Interface()
 			}
 		}
-		// A value that changed its Go type (a count, a struct now a map) is wrapped in its
-		// branch's name: hamba would look a count up as a "long" and take a map for a wrapper.
+		// A value that changed its Go type (a count, a struct or a pointer to a map now a
+		// map) is wrapped in its branch's name: hamba would look a count up as a "long" and
+		// take a map for a wrapper.
 		b := d.Types()[nb]
 		out := w.wire(b, v)
-		if reflect.TypeOf(out) != reflect.TypeOf(v) {
+		if reflect.TypeOf(out) != reflect.TypeOf(given) {
 			return map[string]any{nativeBranchName(b): out}
 		}
 		return out

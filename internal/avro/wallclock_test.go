@@ -206,3 +206,43 @@ func TestLocalTimestampBesideALongInAUnion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]any{"v": map[string]any{"long": int64(5)}}, v)
 }
+
+// hamba/avro takes a pointer to a record's map too, at the top or in a nullable union:
+// its local timestamps keep their wall clock, and the union value is its branch's.
+func TestLocalTimestampsThroughAPointerToAMap(t *testing.T) {
+	t.Parallel()
+	s, err := Parse(`{"type":"record","name":"Outer","namespace":"test.wall","fields":[
+		{"name":"at","type":{"type":"long","logicalType":"local-timestamp-millis"}},
+		{"name":"inner","type":["null",{"type":"record","name":"Inner","fields":[
+			{"name":"at","type":{"type":"long","logicalType":"local-timestamp-millis"}}]}]}]}`)
+	require.NoError(t, err)
+	const text = `{"at":"2026-03-29T02:30:00","inner":{"at":"2026-10-25T01:30:00"}}`
+	fromJSON, err := s.EncodeJSON([]byte(text))
+	require.NoError(t, err)
+	inner := map[string]any{"at": autumnBefore}
+	outer := map[string]any{"at": springGap, "inner": &inner}
+	for _, v := range []any{outer, &outer} {
+		b, err := s.Encode(v)
+		require.NoError(t, err)
+		require.Equal(t, fromJSON, b)
+	}
+}
+
+// A struct whose field comes through a nil embedded pointer is refused, as hamba/avro refuses
+// it for a schema without local timestamps, rather than written with the field's default.
+func TestLocalTimestampsNilEmbeddedStruct(t *testing.T) {
+	t.Parallel()
+	type Base struct {
+		N int64 `avro:"n"`
+	}
+	type event struct {
+		*Base
+		At time.Time `avro:"at"`
+	}
+	for _, typ := range []string{`"long"`, `{"type":"long","logicalType":"local-timestamp-millis"}`} {
+		s, err := Parse(`{"type":"record","name":"R","fields":[{"name":"n","type":"long","default":7},{"name":"at","type":` + typ + `}]}`)
+		require.NoError(t, err)
+		_, err = s.Encode(event{At: springGap})
+		require.ErrorContains(t, err, `embedded field "Base" is nil`, typ)
+	}
+}
