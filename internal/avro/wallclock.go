@@ -23,7 +23,7 @@ import (
 
 // wallClocks converts the local-timestamp values of one schema; nil when it has none.
 type wallClocks struct {
-	plain havro.Schema          // the schema without local-timestamp logical types, for decoding
+	plain havro.Schema          // the schema without local-timestamp logical types, for decoding (see plainSchema)
 	has   map[havro.Schema]bool // dereferenced schemas whose values can hold a local timestamp
 }
 
@@ -34,35 +34,42 @@ func isLocalTimestamp(s havro.Schema) bool {
 }
 
 // newWallClocks returns the conversions for s, or nil when no value of s holds a local
-// timestamp. It is nil too when the schema without the logical types does not parse, which
-// only a union holding both a long and a local-timestamp long does (the Avro specification
-// calls it a duplicate; hamba/avro accepts it): such a schema keeps hamba's handling, as
-// before, so that a stored schema never becomes unreadable.
+// timestamp. Its plain schema is s itself when the copy without the logical types cannot
+// be made or does not parse (stripLocalTimestamps keeps the duplicates that would not):
+// then hamba reads every local timestamp through time.Local, right but near a
+// daylight-saving change, and native still gives them in UTC; a stored schema never
+// becomes unreadable, and values are still written as their wall clocks.
 func newWallClocks(s havro.Schema) *wallClocks {
 	has := localTimestampSchemas(s)
 	if !has[deref(s)] {
 		return nil
 	}
+	return &wallClocks{plain: plainSchema(s), has: has}
+}
+
+// plainSchema returns s without local-timestamp logical types (see stripLocalTimestamps),
+// or s when that cannot be made.
+func plainSchema(s havro.Schema) havro.Schema {
 	full, err := json.Marshal(s)
 	if err != nil {
-		return nil
+		return s
 	}
 	d := json.NewDecoder(bytes.NewReader(full))
 	d.UseNumber() // a long default beyond 2^53 stays exact
 	var tree any
 	if d.Decode(&tree) != nil {
-		return nil
+		return s
 	}
 	stripLocalTimestamps(tree)
 	text, err := json.Marshal(tree)
 	if err != nil {
-		return nil
+		return s
 	}
 	plain, err := havro.ParseWithCache(string(text), "", &havro.SchemaCache{})
 	if err != nil {
-		return nil
+		return s
 	}
-	return &wallClocks{plain: plain, has: has}
+	return plain
 }
 
 // localTimestampSchemas returns the schemas reachable from s (dereferenced) whose values can
@@ -124,11 +131,14 @@ func localTimestampSchemas(s havro.Schema) map[havro.Schema]bool {
 }
 
 // stripLocalTimestamps removes the local-timestamp logical types from a schema's JSON tree,
-// leaving default values alone.
+// leaving default values alone, and those of a union's branches where that would leave two
+// plain longs (the Avro specification calls a union of a long and a local-timestamp long,
+// or of both local-timestamp units, a duplicate; hamba/avro accepts it, but not once they
+// are plain longs): hamba reads those branches through time.Local (see wallClocks.native).
 func stripLocalTimestamps(v any) {
 	switch d := v.(type) {
 	case map[string]any:
-		if d["type"] == "long" && (d["logicalType"] == string(havro.LocalTimestampMillis) || d["logicalType"] == string(havro.LocalTimestampMicros)) {
+		if isLocalTimestampJSON(d) {
 			delete(d, "logicalType")
 		}
 		for k, x := range d {
@@ -137,10 +147,32 @@ func stripLocalTimestamps(v any) {
 			}
 		}
 	case []any:
+		longs := 0
 		for _, x := range d {
+			if x == "long" || isLocalTimestampJSON(x) {
+				longs++
+			} else if m, ok := x.(map[string]any); ok && m["type"] == "long" {
+				switch m["logicalType"] {
+				case string(havro.TimestampMillis), string(havro.TimestampMicros), string(havro.TimeMicros):
+				default:
+					longs++ // no logical type hamba knows: a plain long
+				}
+			}
+		}
+		for _, x := range d {
+			if longs > 1 && isLocalTimestampJSON(x) {
+				continue
+			}
 			stripLocalTimestamps(x)
 		}
 	}
+}
+
+// isLocalTimestampJSON reports whether v is a local-timestamp long in a schema's JSON tree.
+func isLocalTimestampJSON(v any) bool {
+	m, ok := v.(map[string]any)
+	return ok && m["type"] == "long" &&
+		(m["logicalType"] == string(havro.LocalTimestampMillis) || m["logicalType"] == string(havro.LocalTimestampMicros))
 }
 
 // wallCount returns t's wall clock, in its own location, as a local-timestamp count.
@@ -348,8 +380,16 @@ func (w *wallClocks) native(orig, plain havro.Schema, v any) any {
 		}
 		return unionNative(d, idx, w.native(d.Types()[idx], pu.Types()[idx], inner))
 	default:
-		if n, ok := v.(int64); ok && isLocalTimestamp(orig) {
-			return wallTime(n, logicalType(orig))
+		if !isLocalTimestamp(orig) {
+			return v
+		}
+		switch t := v.(type) {
+		case int64:
+			return wallTime(t, logicalType(orig))
+		case time.Time:
+			// Read by hamba through time.Local, where the plain schema keeps the logical
+			// type (see stripLocalTimestamps): its wall clock there, in UTC.
+			return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 		}
 	}
 	return v

@@ -192,14 +192,14 @@ func TestLocalTimestampsInNullableStructsAndSlices(t *testing.T) {
 }
 
 // A union of a long and a local-timestamp long is a duplicate to the Avro specification, and
-// without the logical type to hamba/avro: such a schema keeps hamba's own handling.
+// without the logical type to hamba/avro: its long branch is still a long.
 func TestLocalTimestampBesideALongInAUnion(t *testing.T) {
 	t.Parallel()
 	s, err := Parse(`{"type":"record","name":"R","fields":[{"name":"v","type":["long",{"type":"long","logicalType":"local-timestamp-millis"}]}]}`)
 	if err != nil {
 		t.Skipf("hamba/avro refuses the schema: %v", err)
 	}
-	require.Nil(t, s.wall)
+	require.NotNil(t, s.wall)
 	b, err := s.Encode(map[string]any{"v": map[string]any{"long": int64(5)}})
 	require.NoError(t, err)
 	v, err := s.Decode(b)
@@ -244,5 +244,40 @@ func TestLocalTimestampsNilEmbeddedStruct(t *testing.T) {
 		require.NoError(t, err)
 		_, err = s.Encode(event{At: springGap})
 		require.ErrorContains(t, err, `embedded field "Base" is nil`, typ)
+	}
+}
+
+// A union of a long and a local-timestamp long, or of both local-timestamp units, cannot
+// lose its logical types (two plain longs): those branches are still written as wall clocks
+// and decoded in UTC (hamba reads them through time.Local, so only their reading near a
+// daylight-saving change is off), and the schema's other local timestamps are exact.
+func TestLocalTimestampsInADuplicateUnion(t *testing.T) {
+	t.Parallel()
+	winter := time.Date(2026, 1, 10, 10, 0, 0, 0, time.UTC)
+	for _, typ := range []string{
+		`["long",{"type":"long","logicalType":"local-timestamp-millis"}]`,
+		`["null",{"type":"long","logicalType":"local-timestamp-millis"},{"type":"long","logicalType":"local-timestamp-micros"}]`,
+	} {
+		s := fieldSchema(t, typ, `{"name":"at","type":{"type":"long","logicalType":"local-timestamp-millis"}}`)
+		require.NotNil(t, s.wall, typ)
+		const text = `{"v":{"long.local-timestamp-millis":"2026-01-10T10:00:00"},"at":"2026-03-29T02:30:00"}`
+		b, err := s.EncodeJSON([]byte(text))
+		require.NoError(t, err)
+		want := appendLong(appendLong([]byte{0x02}, winter.UnixMilli()), springGap.UnixMilli()) // branch 1, then the counts
+		require.Equal(t, want, b, typ)
+
+		v, err := s.Decode(b)
+		require.NoError(t, err)
+		native := map[string]any{"v": map[string]any{"long.local-timestamp-millis": winter}, "at": springGap}
+		require.Equal(t, native, v, typ)
+		j, err := s.DecodeJSON(b)
+		require.NoError(t, err)
+		require.Equal(t, text, string(j), typ)
+		again, err := s.Encode(v)
+		require.NoError(t, err)
+		require.Equal(t, want, again, typ)
+		read, err := ResolveDecode(s, s, b)
+		require.NoError(t, err)
+		require.Equal(t, native, read, typ)
 	}
 }
