@@ -82,16 +82,42 @@ func Cluster(t testing.TB, n int) []*embednats.Server {
 
 // startCluster starts the nodes of Cluster. With links, node i routes to node j
 // through links[i][j] and advertises links.sink, so that no route bypasses the links.
+//
+// The routes need every node's ports before the first node starts, so they are chosen
+// up front, and another process can take one in between (an outgoing connection's local
+// port, in a busy test run): that node never becomes ready. The whole cluster is then
+// started again, on other ports and in new directories, up to three times.
 func startCluster(t testing.TB, n int, links *Links) []*embednats.Server {
 	t.Helper()
 	if n < 1 {
 		t.Fatalf("natstest: cluster of %d nodes", n)
 	}
-	// Client and route ports are chosen together up front, so that no
-	// node's port can be one another node is about to bind.
+	for attempt := 1; ; attempt++ {
+		nodes, err := tryCluster(t, n, links)
+		if err == nil {
+			WaitMetaLeader(t, nodes)
+			return nodes
+		}
+		if attempt == 3 {
+			t.Fatalf("natstest: %v", err)
+		}
+		t.Logf("natstest: %v; starting the cluster again on other ports", err)
+	}
+}
+
+// portsChosen, when set (by a test), is called with the ports of each attempt.
+var portsChosen func(ports []int)
+
+// tryCluster starts the n nodes of a cluster, or none: after a failure it shuts down the
+// nodes it started.
+func tryCluster(t testing.TB, n int, links *Links) ([]*embednats.Server, error) {
+	t.Helper()
 	ports, err := freePorts(2 * n)
 	if err != nil {
-		t.Fatalf("natstest: %v", err)
+		return nil, err
+	}
+	if portsChosen != nil {
+		portsChosen(ports)
 	}
 	clientPorts, routePorts := ports[:n], ports[n:]
 	routes := make([]string, n)
@@ -137,12 +163,12 @@ func startCluster(t testing.TB, n int, links *Links) []*embednats.Server {
 			},
 		})
 		if err != nil {
-			t.Fatalf("natstest: cluster node %d: %v", i+1, err)
+			shutdownAll(nodes)
+			return nil, fmt.Errorf("cluster node %d: %w", i+1, err)
 		}
 		nodes = append(nodes, s)
 	}
-	WaitMetaLeader(t, nodes)
-	return nodes
+	return nodes, nil
 }
 
 // WaitMetaLeader waits until one of the running nodes is the JetStream
