@@ -32,6 +32,7 @@ func main() {
 		dupWindow, maxAge   time.Duration
 		poll, outboxMaxAge  time.Duration
 		batchPublish        bool
+		atomicPublish       bool
 	)
 	f := service.NewFlags("relay")
 	c.Register(f)
@@ -47,6 +48,7 @@ func main() {
 	f.Int(&batch, "batch-size", "RELAY_BATCH_SIZE", relay.DefaultBatchSize, "outbox rows read per batch")
 	f.Int(&window, "window", "RELAY_WINDOW", 512, "publishes in flight (unacknowledged) per worker")
 	f.Bool(&batchPublish, "batch-publish", "RELAY_BATCH_PUBLISH", false, "send a batch whose streams repeat as one ordered batch publish (nats-server 2.14+); see docs/architecture.md for its limit")
+	f.Bool(&atomicPublish, "atomic-publish", "RELAY_ATOMIC_PUBLISH", false, "send each batch as atomic batch publishes (nats-server 2.12+): faster where JetStream syncs every message (sync_interval: always), slower with its lazy default")
 	f.Int(&workers, "workers", "RELAY_WORKERS", 4, "partition-draining workers while the outbox has a backlog (one without)")
 	f.Duration(&poll, "poll-interval", "RELAY_POLL_INTERVAL", time.Second, "polling fallback and rebalance interval")
 	f.Duration(&outboxMaxAge, "outbox-max-age", "RELAY_OUTBOX_MAX_AGE", time.Minute, "not ready while the oldest unpublished outbox row is older than this")
@@ -82,7 +84,7 @@ func main() {
 			Pool: pg.Pool, Conn: nc.Conn, Source: source, RegistryURL: reg,
 			Stream: relay.StreamConfig{Name: stream, Subjects: scheme, Replicas: replicas, DuplicateWindow: dupWindow, MaxAge: maxAge,
 				MaxBytes: int64(cmp.Or(maxBytes, -1))},
-			BatchSize: batch, Window: window, Workers: workers, PollInterval: poll, BatchPublish: batchPublish,
+			BatchSize: batch, Window: window, Workers: workers, PollInterval: poll, BatchPublish: batchPublish, AtomicPublish: atomicPublish,
 			Logger: log, Registerer: ops.Registry,
 		})
 		if err != nil {

@@ -173,9 +173,18 @@ func streamLeader(t *testing.T, js jetstream.JetStream) string {
 // The stream leader of an R3 stream is SIGKILLed (nats-server in a child process: no
 // graceful hand-off, lazily synced data not flushed) while writers append and the
 // relay publishes, then restarted. Afterwards every committed event is stored once, in
-// stream order.
+// stream order. Per stream, and in atomic batches (their raft entries proposed together).
 func TestR3StreamLeaderKilled(t *testing.T) {
 	t.Parallel()
+	for _, m := range []publishMode{publishModes[0], publishModes[2]} {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			testR3StreamLeaderKilled(t, m)
+		})
+	}
+}
+
+func testR3StreamLeaderKilled(t *testing.T, m publishMode) {
 	began := time.Now()
 	nodes := childCluster(t)
 	for _, n := range nodes {
@@ -197,7 +206,7 @@ func TestR3StreamLeaderKilled(t *testing.T) {
 	e := newEnvOn(t, "", nc, js, nodes[0].url())
 	t.Logf("cluster up with an R3 stream after %s", time.Since(began))
 	w := startPacedWriters(t, e.store, 3, 100000, 16, 10*time.Millisecond)
-	e.startRelay(t, relay.Config{BatchSize: 50, Window: 16, PublishTimeout: 2 * time.Second,
+	e.startRelay(t, relay.Config{BatchSize: 50, Window: 16, PublishTimeout: 2 * time.Second, AtomicPublish: m.atomic,
 		Stream: relay.StreamConfig{Replicas: 3}})
 	byName := map[string]*natsNode{}
 	for _, n := range nodes {

@@ -32,20 +32,20 @@ func progress(t *testing.T, e *env, n uint64, what string) {
 // The nats-server is restarted three times while writers append and the relay publishes.
 func TestNATSServerRestartDuringPublishes(t *testing.T) {
 	t.Parallel()
-	for _, batch := range []bool{false, true} {
-		t.Run(publishMode(batch), func(t *testing.T) {
+	for _, m := range publishModes {
+		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			testNATSServerRestartDuringPublishes(t, batch)
+			testNATSServerRestartDuringPublishes(t, m)
 		})
 	}
 }
 
-func testNATSServerRestartDuringPublishes(t *testing.T, batch bool) {
+func testNATSServerRestartDuringPublishes(t *testing.T, m publishMode) {
 	srv := natstest.Server(t)
 	nc, js := natstest.Connect(t, srv)
 	e := newEnvOn(t, "", nc, js, srv.ClientURL())
 	w := startPacedWriters(t, e.store, 3, 100000, 16, 2*time.Millisecond)
-	e.startRelay(t, relay.Config{BatchSize: 50, Window: 16, PublishTimeout: time.Second, BatchPublish: batch})
+	e.startRelay(t, relay.Config{BatchSize: 50, Window: 16, PublishTimeout: time.Second, BatchPublish: m.batch, AtomicPublish: m.atomic})
 	for range 3 {
 		progress(t, e, 50, "publishing before the restart")
 		require.NoError(t, srv.Restart())
@@ -96,15 +96,15 @@ func TestNetworkToNATSCutAndRestored(t *testing.T) {
 // while the refused event is retried on its own schedule.
 func TestRefusedEventHoldsBackOnlyItsStream(t *testing.T) {
 	t.Parallel()
-	for _, batch := range []bool{false, true} {
-		t.Run(publishMode(batch), func(t *testing.T) {
+	for _, m := range publishModes {
+		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			testRefusedEventHoldsBackOnlyItsStream(t, batch)
+			testRefusedEventHoldsBackOnlyItsStream(t, m)
 		})
 	}
 }
 
-func testRefusedEventHoldsBackOnlyItsStream(t *testing.T, batch bool) {
+func testRefusedEventHoldsBackOnlyItsStream(t *testing.T, m publishMode) {
 	const batchSize = 20
 	ctx := context.Background()
 	e := newEnv(t)
@@ -160,7 +160,7 @@ func testRefusedEventHoldsBackOnlyItsStream(t *testing.T, batch bool) {
 	addToEach("after")
 
 	reg := prometheus.NewRegistry()
-	e.startRelay(t, relay.Config{BatchSize: batchSize, Window: 8, BatchPublish: batch, Registerer: reg})
+	e.startRelay(t, relay.Config{BatchSize: batchSize, Window: 8, BatchPublish: m.batch, AtomicPublish: m.atomic, Registerer: reg})
 	allPublished := func() bool { return streamMsgs(t, e.js) == uint64(len(committed)) }
 	waitUntil(t, 15*time.Second, "every other event published", allPublished)
 	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_relay_streams_held_back"))

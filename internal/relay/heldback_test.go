@@ -72,21 +72,21 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 // wakes the relay; a relay that waited for the poll would publish the stream then.
 func TestHeldStreamIsRetriedAtItsRetryTime(t *testing.T) {
 	t.Parallel()
-	for _, batch := range []bool{false, true} {
-		t.Run(publishMode(batch), func(t *testing.T) {
+	for _, m := range publishModes {
+		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			testHeldStreamIsRetriedAtItsRetryTime(t, batch)
+			testHeldStreamIsRetriedAtItsRetryTime(t, m)
 		})
 	}
 }
 
-func testHeldStreamIsRetriedAtItsRetryTime(t *testing.T, batch bool) {
+func testHeldStreamIsRetriedAtItsRetryTime(t *testing.T, m publishMode) {
 	ctx := context.Background()
 	e := newEnv(t)
 	reg := prometheus.NewRegistry()
 	// A batch publish whose first message is refused waits PublishTimeout for its first
 	// acknowledgement.
-	r := startOwnRelay(t, e.url, e.nc, relay.Config{PollInterval: 20 * time.Second, PublishTimeout: 2 * time.Second, BatchPublish: batch, Registerer: reg})
+	r := startOwnRelay(t, e.url, e.nc, relay.Config{PollInterval: 20 * time.Second, PublishTimeout: 2 * time.Second, BatchPublish: m.batch, AtomicPublish: m.atomic, Registerer: reg})
 	waitUntil(t, 10*time.Second, "the relay owns every partition", func() bool {
 		return r.r.Ready() == nil && r.r.Owned() == outbox.Partitions
 	})
@@ -116,15 +116,15 @@ func testHeldStreamIsRetriedAtItsRetryTime(t *testing.T, batch bool) {
 // again at once, round after round, without pause.
 func TestFailuresPastTheHeldCapBackOff(t *testing.T) {
 	t.Parallel()
-	for _, batch := range []bool{false, true} {
-		t.Run(publishMode(batch), func(t *testing.T) {
+	for _, m := range publishModes {
+		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			testFailuresPastTheHeldCapBackOff(t, batch)
+			testFailuresPastTheHeldCapBackOff(t, m)
 		})
 	}
 }
 
-func testFailuresPastTheHeldCapBackOff(t *testing.T, batch bool) {
+func testFailuresPastTheHeldCapBackOff(t *testing.T, m publishMode) {
 	const batchSize = 200
 	ctx := context.Background()
 	e := newEnv(t)
@@ -142,7 +142,7 @@ func testFailuresPastTheHeldCapBackOff(t *testing.T, batch bool) {
 	require.NoError(t, err)
 
 	reg := prometheus.NewRegistry()
-	e.startRelay(t, relay.Config{BatchSize: batchSize, BatchPublish: batch, PublishTimeout: time.Second, Registerer: reg})
+	e.startRelay(t, relay.Config{BatchSize: batchSize, BatchPublish: m.batch, AtomicPublish: m.atomic, PublishTimeout: time.Second, Registerer: reg})
 	waitUntil(t, 15*time.Second, "100 streams held back", func() bool {
 		return promtest.Value(t, reg, "pgjet_relay_streams_held_back") == 100
 	})

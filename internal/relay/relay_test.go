@@ -220,26 +220,26 @@ func TestPublishesTheNATSContract(t *testing.T) {
 // and deliberately slow transactions, the relay running all along.
 func TestCommittedEqualsPublishedInOrder(t *testing.T) {
 	t.Parallel()
-	for _, batch := range []bool{false, true} {
-		t.Run(publishMode(batch), func(t *testing.T) {
+	for _, m := range publishModes {
+		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			testCommittedEqualsPublishedInOrder(t, batch)
+			testCommittedEqualsPublishedInOrder(t, m)
 		})
 	}
 }
 
-// publishMode names a relay's way of publishing in subtest names.
-func publishMode(batch bool) string {
-	if batch {
-		return "batch-publish"
-	}
-	return "per-stream"
+// publishMode is a relay's way of publishing; the invariant tests run with each.
+type publishMode struct {
+	name          string
+	batch, atomic bool // Config.BatchPublish, Config.AtomicPublish
 }
 
-func testCommittedEqualsPublishedInOrder(t *testing.T, batch bool) {
+var publishModes = []publishMode{{name: "per-stream"}, {name: "batch-publish", batch: true}, {name: "atomic-publish", atomic: true}}
+
+func testCommittedEqualsPublishedInOrder(t *testing.T, m publishMode) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, BatchPublish: batch})
+	e.startRelay(t, relay.Config{BatchSize: 50, Window: 8, BatchPublish: m.batch, AtomicPublish: m.atomic})
 
 	var mu sync.Mutex
 	committed := map[string]string{}

@@ -80,11 +80,17 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		// Lets the relay pipeline a stream's events in order (see publishOrdered). Servers
 		// before 2.14 do not know the setting and refuse it.
 		AllowBatchPublish: serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 14),
+		// Lets the relay publish atomic batches (see publishAtomic). nats-server refuses it
+		// beside the async persist mode, which an operator may have chosen.
+		AllowAtomicPublish: serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 12),
 	}
 	s, err := js.Stream(ctx, cfg.Name)
 	switch {
 	case err == nil:
 		have := s.CachedInfo().Config
+		if have.PersistMode == jetstream.AsyncPersistMode {
+			want.AllowAtomicPublish = false
+		}
 		if matches(have, want) {
 			return s, nil
 		}
@@ -105,7 +111,7 @@ func matches(have, want jetstream.StreamConfig) bool {
 		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Retention == want.Retention &&
 		have.Discard == want.Discard && have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge &&
 		have.MaxBytes == want.MaxBytes && have.AllowDirect == want.AllowDirect &&
-		have.AllowBatchPublish == want.AllowBatchPublish
+		have.AllowBatchPublish == want.AllowBatchPublish && have.AllowAtomicPublish == want.AllowAtomicPublish
 }
 
 // merge returns have with the settings EnsureStream sets taken from want; the rest (limits,
@@ -114,7 +120,7 @@ func merge(have, want jetstream.StreamConfig) jetstream.StreamConfig {
 	have.Description, have.Subjects, have.Storage, have.Replicas = want.Description, want.Subjects, want.Storage, want.Replicas
 	have.Retention, have.Discard, have.Duplicates = want.Retention, want.Discard, want.Duplicates
 	have.MaxAge, have.MaxBytes = want.MaxAge, want.MaxBytes
-	have.AllowDirect, have.AllowBatchPublish = want.AllowDirect, want.AllowBatchPublish
+	have.AllowDirect, have.AllowBatchPublish, have.AllowAtomicPublish = want.AllowDirect, want.AllowBatchPublish, want.AllowAtomicPublish
 	return have
 }
 
