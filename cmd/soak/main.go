@@ -37,7 +37,7 @@ func main() {
 	f.Int(&appends, "appends", "SOAK_APPENDS", 20000, "most append attempts")
 	f.Int(&writers, "writers", "SOAK_WRITERS", 4, "concurrent writers")
 	f.Int(&streams, "streams", "SOAK_STREAMS", 20, "streams written to")
-	f.Int(&relays, "relays", "SOAK_RELAYS", 2, "relays")
+	f.Int(&relays, "relays", "SOAK_RELAYS", 3, "relays (in turn: per stream, batch publish, atomic publish)")
 	f.Int(&consumers, "consumers", "SOAK_CONSUMERS", 2, "recording consumers")
 	f.Int(&members, "group-members", "SOAK_GROUP_MEMBERS", 2, "members of the batch-handling subscription group; negative for none")
 	f.Duration(&faults, "fault-interval", "SOAK_FAULT_INTERVAL", time.Second, "mean pause between faults; negative disables them")

@@ -37,8 +37,9 @@ func (s *system) startRelay(ctx context.Context, i int) (*runningRelay, error) {
 	r, err := relay.New(relay.Config{
 		Pool: pool, Conn: nc, BatchSize: 100, Window: 64,
 		PollInterval: 200 * time.Millisecond, PublishTimeout: 2 * time.Second,
-		BatchPublish: i%2 == 1, // both ways of publishing, side by side and handing over
-		Logger:       s.cfg.Logger.With(zap.String("instance", name)),
+		// Every way of publishing, side by side and handing over.
+		BatchPublish: i%3 == 1, AtomicPublish: i%3 == 2,
+		Logger: s.cfg.Logger.With(zap.String("instance", name)),
 	})
 	if err != nil {
 		nc.Close()

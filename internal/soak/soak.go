@@ -36,7 +36,8 @@ type Config struct {
 	Writers int
 	// Streams is the number of streams written to. Default 20.
 	Streams int
-	// Relays is the number of relays. Default 2.
+	// Relays is the number of relays, publishing per stream, in batch publishes and in
+	// atomic batches in turn. Default 3.
 	Relays int
 	// Consumers is the number of JetStream consumers recording what they receive. Default 2.
 	Consumers int
@@ -62,7 +63,7 @@ func (c *Config) setDefaults() {
 	c.MaxAppends = cmp.Or(c.MaxAppends, 20000)
 	c.Writers = cmp.Or(c.Writers, 4)
 	c.Streams = cmp.Or(c.Streams, 20)
-	c.Relays = cmp.Or(c.Relays, 2)
+	c.Relays = cmp.Or(c.Relays, 3)
 	c.Consumers = cmp.Or(c.Consumers, 2)
 	c.GroupMembers = max(cmp.Or(c.GroupMembers, 2), 0)
 	c.FaultInterval = cmp.Or(c.FaultInterval, time.Second)
