@@ -325,6 +325,20 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		report(Result{Name: "relay with -batch-publish", Value: batched, Ceiling: pipeline,
 			Unit: "ev/s", CeilingName: "both done at once, as above"})
 
+		// And with atomic batch publishes (relay.Config.AtomicPublish), on a fresh fill.
+		refilled, err = fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
+		if err != nil {
+			return nil, err
+		}
+		ra := cfg.Relay
+		ra.AtomicPublish = true
+		atomicRelayed, err := relayDrain(ctx, ra, cfg.Pool, cfg.Conn, refilled)
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		report(Result{Name: "relay with -atomic-publish", Value: atomicRelayed, Ceiling: pipeline,
+			Unit: "ev/s", CeilingName: "both done at once, as above"})
+
 		// Consume + decode beside a plain pull consumer, over the events the relay just published.
 		rawCons, err := rawConsume(ctx, cfg.Conn, Stream, pending)
 		if err != nil {
