@@ -311,33 +311,25 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		report(Result{Name: "relay, beside both done at once", Value: relayed, Ceiling: pipeline,
 			Unit: "ev/s", CeilingName: fmt.Sprintf("4 loops of DELETE..RETURNING %d rows, then async publish of each (no order, no safety)", rows)})
 
-		// The same with ordered batch publishes (relay.Config.BatchPublish), on a fresh fill.
-		refilled, err := fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
-		if err != nil {
-			return nil, err
+		// The same with ordered batch publishes (relay.Config.BatchPublish) and with atomic
+		// batch publishes (AtomicPublish), each on a fresh fill.
+		for _, mode := range []struct {
+			name          string
+			batch, atomic bool
+		}{{"-batch-publish", true, false}, {"-atomic-publish", false, true}} {
+			refilled, err := fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
+			if err != nil {
+				return nil, err
+			}
+			rc := cfg.Relay
+			rc.BatchPublish, rc.AtomicPublish = mode.batch, mode.atomic
+			v, err := relayDrain(ctx, rc, cfg.Pool, cfg.Conn, refilled)
+			if err != nil {
+				return nil, fmt.Errorf("relay %s: %w", mode.name, err)
+			}
+			report(Result{Name: "relay with " + mode.name, Value: v, Ceiling: pipeline,
+				Unit: "ev/s", CeilingName: "both done at once, as above"})
 		}
-		rb := cfg.Relay
-		rb.BatchPublish = true
-		batched, err := relayDrain(ctx, rb, cfg.Pool, cfg.Conn, refilled)
-		if err != nil {
-			return nil, fmt.Errorf("relay: %w", err)
-		}
-		report(Result{Name: "relay with -batch-publish", Value: batched, Ceiling: pipeline,
-			Unit: "ev/s", CeilingName: "both done at once, as above"})
-
-		// And with atomic batch publishes (relay.Config.AtomicPublish), on a fresh fill.
-		refilled, err = fillOutbox(ctx, store, cfg.Pool, cfg.RelayEvents)
-		if err != nil {
-			return nil, err
-		}
-		ra := cfg.Relay
-		ra.AtomicPublish = true
-		atomicRelayed, err := relayDrain(ctx, ra, cfg.Pool, cfg.Conn, refilled)
-		if err != nil {
-			return nil, fmt.Errorf("relay: %w", err)
-		}
-		report(Result{Name: "relay with -atomic-publish", Value: atomicRelayed, Ceiling: pipeline,
-			Unit: "ev/s", CeilingName: "both done at once, as above"})
 
 		// Consume + decode beside a plain pull consumer, over the events the relay just published.
 		rawCons, err := rawConsume(ctx, cfg.Conn, Stream, pending)
