@@ -10,9 +10,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
-// Headers a dead letter carries beside all headers of the original event.
+// Headers a dead letter carries beside the headers of the original event (all but the
+// Nats-Batch-* ones of an atomic batch; see republished).
 const (
 	HeaderDeadSubject    = "pgjet-dl-subject"    // the event's original subject
 	HeaderDeadStream     = "pgjet-dl-stream"     // the JetStream stream it came from
@@ -69,7 +71,8 @@ type DeadLetter struct {
 	Parked    bool
 	Held      bool
 	Partition int
-	// Header and Data are the original headers (plus the dead-letter ones) and payload.
+	// Header and Data are the original headers (plus the dead-letter ones, less the
+	// Nats-Batch-* ones) and payload.
 	Header nats.Header
 	Data   []byte
 }
@@ -119,6 +122,22 @@ type letter struct {
 	header  nats.Header // headers to add
 }
 
+// republished returns a copy of h, the headers of a stored message, for a plain publish of
+// it: without the Nats-Batch-* headers that JetStream keeps on a message stored in an atomic
+// batch (the relay's with Config.AtomicPublish). JetStream takes any publish that carries
+// Nats-Batch-Id for a part of an atomic batch: a stream that does not allow atomic publishes
+// refuses it, and one that does stages it as a batch that never completes.
+func republished(h nats.Header) nats.Header {
+	out := make(nats.Header, len(h))
+	for k, v := range h {
+		out[k] = append([]string(nil), v...)
+	}
+	for _, k := range []string{jetstreamext.BatchIDHeader, jetstreamext.BatchSeqHeader, jetstreamext.BatchCommitHeader} {
+		out.Del(k)
+	}
+	return out
+}
+
 // deadLetter publishes msg to l.to with the reason. Its message id (stream, group,
 // sequence) makes a repeat after a crash a no-op within the window.
 func deadLetter(ctx context.Context, js jetstream.JetStream, l letter, msg jetstream.Msg, reason error) error {
@@ -126,10 +145,7 @@ func deadLetter(ctx context.Context, js jetstream.JetStream, l letter, msg jetst
 	if err != nil {
 		return err
 	}
-	h := nats.Header{}
-	for k, v := range msg.Headers() {
-		h[k] = append([]string(nil), v...)
-	}
+	h := republished(msg.Headers())
 	for k, v := range l.header {
 		h[k] = append([]string(nil), v...)
 	}
@@ -261,10 +277,7 @@ func Redrive(ctx context.Context, js jetstream.JetStream, cfg DeadLetterConfig, 
 		}
 		return dl, nil
 	}
-	h := nats.Header{}
-	for k, v := range raw.Header {
-		h[k] = append([]string(nil), v...)
-	}
+	h := republished(raw.Header)
 	for _, k := range []string{HeaderDeadSubject, HeaderDeadStream, HeaderDeadSequence, HeaderDeadGroup,
 		HeaderDeadReason, HeaderDeadDeliveries, HeaderDeadTime} {
 		h.Del(k)

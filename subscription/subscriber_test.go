@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgjet/pgjet/internal/natstest"
@@ -779,4 +780,42 @@ func TestRecoveryDoesNotRedeliverADeadLetteredEvent(t *testing.T) {
 	eventually(t, "the next event", func() bool { return rec.len() == 3 })
 	require.Equal(t, []string{"order-1/1", "order-1/2", "order-1/3"}, keys(rec.all()))
 	require.Equal(t, int64(1), bad.Load(), "the dead-lettered event was handed to the handler again")
+}
+
+// An event the relay published in an atomic batch (relay.Config.AtomicPublish) is stored
+// with the batch's Nats-Batch-* headers. Its dead letter and its re-driven copy are plain
+// publishes: with those headers copied, JetStream would take them for parts of an atomic
+// batch and refuse them ("atomic publish is disabled" on the dead-letter stream, an
+// incomplete batch on the events stream), and the event would be redelivered for ever.
+func TestDeadLetterAndRedriveOfAnAtomicBatchEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var msgs []*nats.Msg
+	for i, s := range []string{"order-1", "order-bad", "order-2"} {
+		msgs = append(msgs, contractMsg(t, s, placed, 1, int64(i+1)))
+	}
+	_, err := jetstreamext.PublishMsgBatch(t.Context(), e.js, msgs)
+	require.NoError(t, err)
+
+	var healed atomic.Bool
+	var rec recorder
+	handler := func(ctx context.Context, ev subscription.Event) error {
+		if ev.StreamID == "order-bad" && !healed.Load() {
+			return errors.New("boom")
+		}
+		return rec.handle(ctx, ev)
+	}
+	run(t, newSub(t, e.js, subscription.Config{Group: "fragile", Handler: handler, MaxDeliver: 2}))
+	var dls []subscription.DeadLetter
+	eventually(t, "a dead letter", func() bool {
+		var err error
+		dls, err = subscription.ListDeadLetters(t.Context(), e.js, subscription.DeadLetterConfig{}, "fragile")
+		return err == nil && len(dls) == 1
+	})
+	require.Empty(t, dls[0].Header.Get(jetstreamext.BatchIDHeader))
+
+	healed.Store(true)
+	_, err = subscription.Redrive(t.Context(), e.js, subscription.DeadLetterConfig{}, dls[0].Sequence)
+	require.NoError(t, err)
+	eventually(t, "the re-driven event", func() bool { return rec.len() == 3 })
 }
