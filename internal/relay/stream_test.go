@@ -73,3 +73,22 @@ func TestEnsureStreamKeepsOperatorSettings(t *testing.T) {
 	require.Equal(t, "ops", got.Metadata["owner"])
 	require.Equal(t, jetstream.S2Compression, got.Compression)
 }
+
+// A stream an operator created with the async persist mode, which nats-server refuses
+// beside atomic publishes (and no update can change), is kept: EnsureStream leaves
+// AllowAtomicPublish off there, and a relay with AtomicPublish publishes per stream.
+func TestEnsureStreamKeepsAsyncPersistMode(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, js := natstest.Connect(t, natstest.Server(t))
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PGJET_EVENTS", Subjects: []string{"pgjet.events.>"},
+		Storage: jetstream.FileStorage, PersistMode: jetstream.AsyncPersistMode})
+	require.NoError(t, err)
+
+	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour})
+	require.NoError(t, err)
+	got := s.CachedInfo().Config
+	require.Equal(t, time.Hour, got.MaxAge)
+	require.Equal(t, jetstream.AsyncPersistMode, got.PersistMode)
+	require.False(t, got.AllowAtomicPublish)
+}
