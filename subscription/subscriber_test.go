@@ -790,11 +790,13 @@ func TestRecoveryDoesNotRedeliverADeadLetteredEvent(t *testing.T) {
 func TestDeadLetterAndRedriveOfAnAtomicBatchEvent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	_, err := relay.EnsureStream(t.Context(), e.js, relay.StreamConfig{AllowAtomicPublish: true})
+	require.NoError(t, err)
 	var msgs []*nats.Msg
 	for i, s := range []string{"order-1", "order-bad", "order-2"} {
 		msgs = append(msgs, contractMsg(t, s, placed, 1, int64(i+1)))
 	}
-	_, err := jetstreamext.PublishMsgBatch(t.Context(), e.js, msgs)
+	_, err = jetstreamext.PublishMsgBatch(t.Context(), e.js, msgs)
 	require.NoError(t, err)
 
 	var healed atomic.Bool

@@ -184,7 +184,10 @@ func New(cfg Config) (*Relay, error) {
 // Run ensures the JetStream stream, then relays until ctx is cancelled. In-flight batches
 // finish publishing before it returns; partition locks are released on return.
 func (r *Relay) Run(ctx context.Context) error {
-	s, err := EnsureStream(ctx, r.js, r.cfg.Stream)
+	sc := r.cfg.Stream
+	sc.AllowBatchPublish = sc.AllowBatchPublish || r.cfg.BatchPublish
+	sc.AllowAtomicPublish = sc.AllowAtomicPublish || r.cfg.AtomicPublish
+	s, err := EnsureStream(ctx, r.js, sc)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // shut down while starting

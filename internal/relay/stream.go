@@ -31,6 +31,15 @@ type StreamConfig struct {
 	MaxAge time.Duration
 	// MaxBytes caps the stream's size; the oldest events go first. Default -1: no cap.
 	MaxBytes int64
+	// AllowBatchPublish and AllowAtomicPublish let the stream take ordered (fast-ingest)
+	// and atomic batch publishes, where the server knows them (2.14 and 2.12); a relay sets
+	// them from Config.BatchPublish and AtomicPublish. They raise the JetStream API level
+	// the stream needs, and a node of a cluster older than that level stops serving the
+	// stream, so they are set only when asked for (a rolling upgrade keeps the stream
+	// served until a relay asks). Once set on the stream they stay: EnsureStream never
+	// turns them off, so relays of one group with different settings do not undo each
+	// other's.
+	AllowBatchPublish, AllowAtomicPublish bool
 }
 
 func (c *StreamConfig) setDefaults() error {
@@ -77,20 +86,20 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    cfg.MaxBytes,
 		AllowDirect: true,
-		// Lets the relay pipeline a stream's events in order (see publishOrdered). Servers
-		// before 2.14 do not know the setting and refuse it.
-		AllowBatchPublish: serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 14),
-		// Lets the relay publish atomic batches (see publishAtomic). nats-server refuses it
-		// beside the async persist mode, which an operator may have chosen.
-		AllowAtomicPublish: serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 12),
+		// Let the relay pipeline a stream's events in order (see publishOrdered) and publish
+		// atomic batches (see publishAtomic). Servers before 2.14 and 2.12 do not know
+		// the settings and refuse them.
+		AllowBatchPublish:  cfg.AllowBatchPublish && serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 14),
+		AllowAtomicPublish: cfg.AllowAtomicPublish && serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 12),
 	}
 	s, err := js.Stream(ctx, cfg.Name)
 	switch {
 	case err == nil:
 		have := s.CachedInfo().Config
-		if have.PersistMode == jetstream.AsyncPersistMode {
-			want.AllowAtomicPublish = false
-		}
+		want.AllowBatchPublish = want.AllowBatchPublish || have.AllowBatchPublish
+		// nats-server refuses atomic publishes beside the async persist mode, which an
+		// operator may have chosen.
+		want.AllowAtomicPublish = (want.AllowAtomicPublish || have.AllowAtomicPublish) && have.PersistMode != jetstream.AsyncPersistMode
 		if matches(have, want) {
 			return s, nil
 		}

@@ -32,7 +32,6 @@ func TestEnsureStreamUpdatesOnlyWhatDiffers(t *testing.T) {
 	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour})
 	require.NoError(t, err)
 	require.Equal(t, time.Hour, s.CachedInfo().Config.MaxAge)
-	require.True(t, s.CachedInfo().Config.AllowBatchPublish, "the relay's ordered batch publishes need it")
 	require.NoError(t, nc.Flush())
 
 	select {
@@ -85,10 +84,49 @@ func TestEnsureStreamKeepsAsyncPersistMode(t *testing.T) {
 		Storage: jetstream.FileStorage, PersistMode: jetstream.AsyncPersistMode})
 	require.NoError(t, err)
 
-	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour})
+	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{MaxAge: time.Hour, AllowAtomicPublish: true})
 	require.NoError(t, err)
 	got := s.CachedInfo().Config
 	require.Equal(t, time.Hour, got.MaxAge)
 	require.Equal(t, jetstream.AsyncPersistMode, got.PersistMode)
 	require.False(t, got.AllowAtomicPublish)
+}
+
+// Batch and atomic publishes raise the JetStream API level a stream needs, which older
+// nodes of a cluster being upgraded do not serve: the stream allows them only once a relay
+// asks, and keeps them when a relay of the group without them starts.
+func TestEnsureStreamAllowsBatchPublishesOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nc, js := natstest.Connect(t, natstest.Server(t))
+
+	s, err := relay.EnsureStream(ctx, js, relay.StreamConfig{})
+	require.NoError(t, err)
+	require.False(t, s.CachedInfo().Config.AllowBatchPublish)
+	require.False(t, s.CachedInfo().Config.AllowAtomicPublish)
+
+	s, err = relay.EnsureStream(ctx, js, relay.StreamConfig{AllowAtomicPublish: true})
+	require.NoError(t, err)
+	require.False(t, s.CachedInfo().Config.AllowBatchPublish)
+	require.True(t, s.CachedInfo().Config.AllowAtomicPublish)
+	s, err = relay.EnsureStream(ctx, js, relay.StreamConfig{AllowBatchPublish: true})
+	require.NoError(t, err)
+	require.True(t, s.CachedInfo().Config.AllowBatchPublish)
+	require.True(t, s.CachedInfo().Config.AllowAtomicPublish, "kept")
+
+	updates := make(chan *nats.Msg, 10)
+	sub, err := nc.ChanSubscribe("$JS.EVENT.ADVISORY.STREAM.UPDATED.PGJET_EVENTS", updates)
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	require.NoError(t, nc.Flush())
+	s, err = relay.EnsureStream(ctx, js, relay.StreamConfig{})
+	require.NoError(t, err)
+	require.True(t, s.CachedInfo().Config.AllowBatchPublish, "kept")
+	require.True(t, s.CachedInfo().Config.AllowAtomicPublish, "kept")
+	require.NoError(t, nc.Flush())
+	select {
+	case m := <-updates:
+		t.Fatalf("a relay without batch publishes updated the stream: %s", m.Data)
+	case <-time.After(300 * time.Millisecond):
+	}
 }
