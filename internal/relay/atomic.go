@@ -19,8 +19,12 @@ import (
 // naming its limit; the relay keeps to it from then on (Relay.atomicSize).
 const atomicBatchSize = 1000
 
-// errCodeAtomicTooLarge is nats-server's error code for an atomic batch over its limit.
-const errCodeAtomicTooLarge = 10199
+// nats-server's error codes for an atomic batch over its limit, and for a stream that does
+// not take atomic batches.
+const (
+	errCodeAtomicTooLarge = 10199
+	errCodeAtomicDisabled = 10174
+)
 
 // publishAtomic sends batch, in position order, as atomic batch publishes of up to
 // atomicBatchSize events, one after the other (JetStream 2.12+, a stream with
@@ -67,7 +71,13 @@ func (r *Relay) publishAtomic(ctx context.Context, batch []row, readAt time.Time
 			r.atomicSize.Store(int32(limit))
 			r.log.Warn("the server takes smaller atomic batches; keeping to its limit", zap.Int("max_batch_size", limit))
 		}
+		if isAPIError(err, errCodeAtomicDisabled) && r.atomic.CompareAndSwap(true, false) {
+			// Turned off on the stream since the relay started (nats stream edit): every
+			// batch would be refused. The relay's next start allows them again.
+			r.log.Warn("the JetStream stream no longer takes atomic batch publishes; publishing one event per stream at a time until the relay restarts", zap.Error(err))
+		}
 		if err != nil {
+			r.metrics.atomic.WithLabelValues("per_stream").Inc()
 			r.log.Info("atomic batch publish not taken; publishing its events per stream",
 				zap.Int("events", len(batch)-from), zap.String("first_event_id", part[0].eventID), zap.Error(err))
 			more, failed, err := r.publish(ctx, batch[from:], readAt)
@@ -76,10 +86,17 @@ func (r *Relay) publishAtomic(ctx context.Context, batch []row, readAt time.Time
 		for i := range part {
 			done = append(done, part[i].position)
 		}
+		r.metrics.atomic.WithLabelValues("stored").Inc()
 		r.metrics.published.WithLabelValues("ok").Add(float64(len(part)))
 		r.metrics.lastPublish.SetToCurrentTime()
 	}
 	return done, nil, nil
+}
+
+// isAPIError reports whether err is a JetStream API error with the error code code.
+func isAPIError(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
 }
 
 // tooLarge returns the server's limit when err refuses an atomic batch as too large.

@@ -8,12 +8,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgjet/pgjet"
 	"github.com/pgjet/pgjet/internal/outbox"
+	"github.com/pgjet/pgjet/internal/promtest"
 	"github.com/pgjet/pgjet/internal/relay"
 )
 
@@ -120,4 +122,35 @@ func TestBatchAndAtomicPublishExcludeEachOther(t *testing.T) {
 	e := newEnv(t)
 	_, err := relay.New(relay.Config{Pool: e.pool, Conn: e.nc, BatchPublish: true, AtomicPublish: true})
 	require.ErrorContains(t, err, "exclude each other")
+}
+
+// A stream whose atomic publishes an operator turns off while the relay runs (nats stream
+// edit) refuses the next atomic batch: the relay publishes it per stream and goes on per
+// stream, instead of having every batch refused first.
+func TestAtomicPublishTurnedOffOnTheStreamGoesPerStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	committed := map[string]string{}
+	appendEach(t, e, committed, 10, "order-a", "order-b")
+	core, logs := observer.New(zap.InfoLevel)
+	reg := prometheus.NewRegistry()
+	e.startRelay(t, relay.Config{AtomicPublish: true, Logger: zap.New(core), Registerer: reg})
+	waitDrained(t, e.pool, 15*time.Second)
+	require.Positive(t, promtest.Value(t, reg, "pgjet_relay_atomic_batches_total", "result", "stored"))
+
+	s, err := e.js.Stream(ctx, "PGJET_EVENTS")
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.AllowAtomicPublish = false
+	_, err = e.js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	for range 5 {
+		appendEach(t, e, committed, 10, "order-a", "order-b", "order-c")
+		waitDrained(t, e.pool, 15*time.Second)
+	}
+	checkExactlyOnceInOrder(t, readAll(t, e.js), committed)
+	require.Len(t, logs.FilterMessageSnippet("no longer takes atomic batch publishes").All(), 1)
+	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_relay_atomic_batches_total", "result", "per_stream"),
+		"after the first refusal, batches go per stream without trying")
 }

@@ -17,6 +17,7 @@ type metrics struct {
 	workers     prometheus.Gauge
 	lastPublish prometheus.Gauge
 	held        prometheus.Gauge
+	atomic      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,14 +52,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pgjet_relay_streams_held_back",
 			Help: "Event streams this relay leaves out of its reads after their publish failed, each retried on its own schedule.",
 		}),
+		atomic: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgjet_relay_atomic_batches_total",
+			Help: "Atomic batch publishes (Config.AtomicPublish), by result: stored, or per_stream (not taken, its events published again per stream).",
+		}, []string{"result"}),
 	}
 	// Every result exists from the start, so rate() and alerts see a series before the
 	// first failure.
 	for _, result := range []string{"ok", "duplicate", "error"} {
 		m.published.WithLabelValues(result)
 	}
+	for _, result := range []string{"stored", "per_stream"} {
+		m.atomic.WithLabelValues(result)
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.published, m.latency, m.batch, m.owned, m.workers, m.lastPublish, m.held} {
+		for _, c := range []prometheus.Collector{m.published, m.latency, m.batch, m.owned, m.workers, m.lastPublish, m.held, m.atomic} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
