@@ -43,6 +43,8 @@ func main() {
 	f.Int(&rc.Workers, "relay-workers", "", 0, "relay workers (0: the relay's default)")
 	f.Int(&rc.BatchSize, "relay-batch", "", 0, "relay batch size (0: the relay's default)")
 	f.Int(&rc.Window, "relay-window", "", 0, "relay publish window (0: the relay's default)")
+	f.Bool(&rc.BatchPublish, "relay-batch-publish", "", false, "the relay of the relay, end-to-end and latency scenarios uses ordered batch publishes")
+	f.Bool(&rc.AtomicPublish, "relay-atomic-publish", "", false, "the relay of the relay, end-to-end and latency scenarios uses atomic batch publishes (with -sync-always, as deploy/compose runs)")
 	f.Int(&rate, "latency-rate", "BENCH_LATENCY_RATE", 1000, "appends per second in the latency scenario")
 	f.String(&only, "only", "BENCH_ONLY", "", "run only these scenarios (comma-separated: append, groupcommit, relay, latency, snapshot); default all")
 	f.String(&cpuprofile, "cpuprofile", "", "", "write a CPU profile of the whole run to this file")
@@ -51,6 +53,9 @@ func main() {
 		if syncAlways && c.NATSURL != "" {
 			// A server's fsync is its own configuration, not the bench's to choose.
 			return errors.New("-sync-always sets the embedded server's fsync; with -nats-url (NATS_URL), set sync_interval in that server's configuration")
+		}
+		if rc.BatchPublish && rc.AtomicPublish {
+			return errors.New("-relay-batch-publish and -relay-atomic-publish exclude each other")
 		}
 		if cpuprofile != "" {
 			pf, err := os.Create(cpuprofile)

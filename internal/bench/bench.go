@@ -190,7 +190,15 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, err
 	}
 	out := cfg.Out
-	fmt.Fprintf(out, "pgjet bench — %s, JetStream %s; each append scenario runs %s\n\n", time.Now().Format(time.DateTime), cfg.JetStreamMode, cfg.Duration)
+	publishing := "one event per stream at a time"
+	switch {
+	case cfg.Relay.BatchPublish:
+		publishing = "in ordered batches"
+	case cfg.Relay.AtomicPublish:
+		publishing = "in atomic batches"
+	}
+	fmt.Fprintf(out, "pgjet bench — %s, JetStream %s; each append scenario runs %s; the relay publishes %s (but in its opt-in lines)\n\n",
+		time.Now().Format(time.DateTime), cfg.JetStreamMode, cfg.Duration, publishing)
 	fmt.Fprintf(out, "%-46s %14s %14s %7s   %s\n", "scenario", "pgjet", "ceiling", "ratio", "ceiling measured as")
 	var results []Result
 	report := func(r Result) {
