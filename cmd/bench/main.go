@@ -43,6 +43,7 @@ func main() {
 	f.Int(&rc.Workers, "relay-workers", "", 0, "relay workers (0: the relay's default)")
 	f.Int(&rc.BatchSize, "relay-batch", "", 0, "relay batch size (0: the relay's default)")
 	f.Int(&rc.Window, "relay-window", "", 0, "relay publish window (0: the relay's default)")
+	f.Int(&rc.Stream.Replicas, "replicas", "", 0, "replicas of the events stream the relay publishes to (with -nats-url at a cluster; 0: 1)")
 	f.Bool(&rc.BatchPublish, "relay-batch-publish", "", false, "the relay of the relay, end-to-end and latency scenarios uses ordered batch publishes")
 	f.Bool(&rc.AtomicPublish, "relay-atomic-publish", "", false, "the relay of the relay, end-to-end and latency scenarios uses atomic batch publishes (with -sync-always, as deploy/compose runs)")
 	f.Int(&rate, "latency-rate", "BENCH_LATENCY_RATE", 1000, "appends per second in the latency scenario")
@@ -53,6 +54,9 @@ func main() {
 		if syncAlways && c.NATSURL != "" {
 			// A server's fsync is its own configuration, not the bench's to choose.
 			return errors.New("-sync-always sets the embedded server's fsync; with -nats-url (NATS_URL), set sync_interval in that server's configuration")
+		}
+		if rc.Stream.Replicas > 1 && c.NATSURL == "" {
+			return errors.New("-replicas needs a cluster: the embedded server is one node; give -nats-url (NATS_URL)")
 		}
 		if rc.BatchPublish && rc.AtomicPublish {
 			return errors.New("-relay-batch-publish and -relay-atomic-publish exclude each other")
