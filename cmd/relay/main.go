@@ -48,7 +48,7 @@ func main() {
 	f.Int(&batch, "batch-size", "RELAY_BATCH_SIZE", relay.DefaultBatchSize, "outbox rows read per batch")
 	f.Int(&window, "window", "RELAY_WINDOW", 512, "publishes in flight (unacknowledged) per worker")
 	f.Bool(&batchPublish, "batch-publish", "RELAY_BATCH_PUBLISH", false, "send a batch whose streams repeat as one ordered batch publish (nats-server 2.14+); see docs/architecture.md for its limit")
-	f.Bool(&atomicPublish, "atomic-publish", "RELAY_ATOMIC_PUBLISH", false, "send each batch as atomic batch publishes (nats-server 2.12+): faster where JetStream syncs every message (sync_interval: always), slower with its lazy default")
+	f.Bool(&atomicPublish, "atomic-publish", "RELAY_ATOMIC_PUBLISH", false, "send each batch as atomic batch publishes (nats-server 2.12+): faster where JetStream syncs every message (sync_interval: always); slower, and far slower per event, with its lazy default")
 	f.Int(&workers, "workers", "RELAY_WORKERS", 4, "partition-draining workers while the outbox has a backlog (one without)")
 	f.Duration(&poll, "poll-interval", "RELAY_POLL_INTERVAL", time.Second, "polling fallback and rebalance interval")
 	f.Duration(&outboxMaxAge, "outbox-max-age", "RELAY_OUTBOX_MAX_AGE", time.Minute, "not ready while the oldest unpublished outbox row is older than this")

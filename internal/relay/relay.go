@@ -68,10 +68,11 @@ type Config struct {
 	// (nats-server 2.12 and later), which the server stores whole or not at all, with one
 	// disk sync per batch where it syncs every message (sync_interval: always): there it
 	// publishes more events per second than one event per stream at a time (8x on one
-	// node, 1.6-1.8x on a 3-node cluster in BENCHMARKS.md); with the lazy default sync it
-	// is slower. A batch the server does not take is
-	// published again per stream. See docs/architecture.md, invariant 2. Not with
-	// BatchPublish. Default off.
+	// node, 1.5-1.8x on a 3-node cluster in BENCHMARKS.md). Not with the lazy default
+	// sync: a single-replica stream syncs each atomic batch to disk anyway, which makes
+	// it slower, and its latency tens of times higher (13-18 ms against 1 ms). A batch the
+	// server does not take is published again per stream. See docs/architecture.md,
+	// invariant 2. Not with BatchPublish. Default off.
 	AtomicPublish bool
 	// PublishTimeout bounds the wait for one publish acknowledgement. Default 5s.
 	PublishTimeout time.Duration
