@@ -18,10 +18,12 @@ import (
 // Advisory lock keys (two-int form). Membership is a shared lock every live relay holds on
 // (lockClassMembers, 0); partition p is an exclusive lock on (lockClassPartition, p). Both
 // live on the owner's dedicated session: if the session dies, Postgres frees them and
-// another relay takes over.
+// another relay takes over. A relay ensuring the JetStream stream holds a transaction lock
+// on (lockClassStream, hashtext(stream name)) meanwhile (see Relay.ensureStream).
 const (
 	lockClassMembers   int32 = 0x706a0001
 	lockClassPartition int32 = 0x706a0002
+	lockClassStream    int32 = 0x706a0004
 )
 
 // owner keeps this relay's fair share of the outbox partitions.

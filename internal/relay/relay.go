@@ -188,7 +188,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	sc := r.cfg.Stream
 	sc.AllowBatchPublish = sc.AllowBatchPublish || r.cfg.BatchPublish
 	sc.AllowAtomicPublish = sc.AllowAtomicPublish || r.cfg.AtomicPublish
-	s, err := EnsureStream(ctx, r.js, sc)
+	s, err := r.ensureStream(ctx, sc)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // shut down while starting
@@ -224,6 +224,24 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.metrics.owned.Set(0)
 	r.held.keep(nil)
 	return nil
+}
+
+// ensureStream runs EnsureStream holding a Postgres transaction lock for the stream, so
+// relays starting together do not undo each other's stream settings: without it, a relay
+// asking for batch publishes and one asking for atomic ones could both read the stream
+// before either updated it, and the later update would take the earlier one's setting away
+// (the earlier relay then falling back, or failing every publish its mode needs).
+func (r *Relay) ensureStream(ctx context.Context, sc StreamConfig) (jetstream.Stream, error) {
+	var s jetstream.Stream
+	err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, lockClassStream, sc.Name); err != nil {
+			return fmt.Errorf("relay: locking the stream's settings: %w", err)
+		}
+		var err error
+		s, err = EnsureStream(ctx, r.js, sc)
+		return err
+	})
+	return s, err
 }
 
 // autovacuumSQL reports whether autovacuum vacuums the outbox: on for the server and not

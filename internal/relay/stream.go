@@ -70,6 +70,10 @@ func (c *StreamConfig) setDefaults() error {
 // update is a change of the stream (an advisory, and work at every node) for nothing. An
 // update changes only the settings cfg and pgjet decide (see matches); what an operator
 // set beside them (message limits, placement, metadata, compression) is kept.
+//
+// EnsureStream reads the stream and then updates it: two callers with different settings
+// at once can undo each other's (each updates from what it read before the other's update).
+// Relays call it holding a Postgres lock for the stream (see Relay.ensureStream).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -93,22 +97,31 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		AllowAtomicPublish: cfg.AllowAtomicPublish && serverAtLeast(js.Conn().ConnectedServerVersion(), 2, 12),
 	}
 	s, err := js.Stream(ctx, cfg.Name)
-	switch {
-	case err == nil:
-		have := s.CachedInfo().Config
-		want.AllowBatchPublish = want.AllowBatchPublish || have.AllowBatchPublish
-		// nats-server refuses atomic publishes beside the async persist mode, which an
-		// operator may have chosen.
-		want.AllowAtomicPublish = (want.AllowAtomicPublish || have.AllowAtomicPublish) && have.PersistMode != jetstream.AsyncPersistMode
-		if matches(have, want) {
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, want)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			if err != nil {
+				return nil, fmt.Errorf("creating JetStream stream %q: %w", cfg.Name, err)
+			}
 			return s, nil
 		}
-		s, err = js.UpdateStream(ctx, merge(have, want))
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		s, err = js.CreateOrUpdateStream(ctx, want) // CreateOrUpdate: another relay may create it first
+		// Another relay created it first, with other settings: update it as found, so the
+		// settings it asked for stay (an update with ours alone would take them away).
+		s, err = js.Stream(ctx, cfg.Name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("creating or updating JetStream stream %q: %w", cfg.Name, err)
+		return nil, fmt.Errorf("reading JetStream stream %q: %w", cfg.Name, err)
+	}
+	have := s.CachedInfo().Config
+	want.AllowBatchPublish = want.AllowBatchPublish || have.AllowBatchPublish
+	// nats-server refuses atomic publishes beside the async persist mode, which an
+	// operator may have chosen.
+	want.AllowAtomicPublish = (want.AllowAtomicPublish || have.AllowAtomicPublish) && have.PersistMode != jetstream.AsyncPersistMode
+	if matches(have, want) {
+		return s, nil
+	}
+	if s, err = js.UpdateStream(ctx, merge(have, want)); err != nil {
+		return nil, fmt.Errorf("updating JetStream stream %q: %w", cfg.Name, err)
 	}
 	return s, nil
 }

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/pgjet/pgjet/internal/natstest"
 	"github.com/pgjet/pgjet/internal/relay"
+	"github.com/pgjet/pgjet/internal/subject"
 )
 
 // EnsureStream creates the stream, leaves a matching one alone (every relay calls it at its
@@ -128,5 +130,68 @@ func TestEnsureStreamAllowsBatchPublishesOnlyWhenAsked(t *testing.T) {
 	case m := <-updates:
 		t.Fatalf("a relay without batch publishes updated the stream: %s", m.Data)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// Two callers finding no stream create it at once with different publish settings: the
+// one whose create is refused (the stream exists, with other settings) updates the stream
+// it finds, keeping the other's setting, instead of failing or replacing it.
+func TestEnsureStreamCreatedAtOnceWithOtherSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, js := natstest.Connect(t, natstest.Server(t))
+	for i := range 20 {
+		name := fmt.Sprintf("EVENTS_%d", i)
+		subjects, err := subject.New(fmt.Sprintf("round%d.events", i))
+		require.NoError(t, err)
+		start := make(chan struct{})
+		errs := make(chan error, 2)
+		for _, sc := range []relay.StreamConfig{{AllowBatchPublish: true}, {AllowAtomicPublish: true}} {
+			sc.Name, sc.Subjects = name, subjects
+			go func() {
+				<-start
+				_, err := relay.EnsureStream(ctx, js, sc)
+				errs <- err
+			}()
+		}
+		close(start)
+		require.NoError(t, <-errs, "round %d", i)
+		require.NoError(t, <-errs, "round %d", i)
+		s, err := js.Stream(ctx, name)
+		require.NoError(t, err)
+		require.True(t, s.CachedInfo().Config.AllowBatchPublish, "round %d", i)
+		require.True(t, s.CachedInfo().Config.AllowAtomicPublish, "round %d", i)
+	}
+}
+
+// Relays of one group starting together with different publish modes both get theirs:
+// each ensures the stream under a Postgres lock, so neither updates the stream from what
+// it read before the other's update (which would take the other's setting away).
+func TestRelaysStartingTogetherKeepEachOthersPublishSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Server(t)
+	nc, js := natstest.Connect(t, srv)
+	e := newEnvOn(t, "", nc, js, srv.ClientURL())
+	for i := range 10 {
+		sc := relay.StreamConfig{Name: fmt.Sprintf("EVENTS_%d", i)}
+		var err error
+		sc.Subjects, err = subject.New(fmt.Sprintf("round%d.events", i))
+		require.NoError(t, err)
+		if i%2 == 1 { // half the rounds start from a stream that has neither setting
+			_, err := relay.EnsureStream(ctx, js, sc)
+			require.NoError(t, err)
+		}
+		batch := startOwnRelay(t, e.url, nc, relay.Config{Stream: sc, BatchPublish: true})
+		atomic := startOwnRelay(t, e.url, nc, relay.Config{Stream: sc, AtomicPublish: true})
+		waitUntil(t, 10*time.Second, "both relays have started", func() bool {
+			return batch.r.Ready() == nil && atomic.r.Ready() == nil
+		})
+		s, err := js.Stream(ctx, sc.Name)
+		require.NoError(t, err)
+		require.True(t, s.CachedInfo().Config.AllowBatchPublish, "round %d", i)
+		require.True(t, s.CachedInfo().Config.AllowAtomicPublish, "round %d", i)
+		batch.stop()
+		atomic.stop()
 	}
 }
