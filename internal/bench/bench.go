@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if n := cfg.Relay.Stream.Replicas; n > 1 {
 		publishing += fmt.Sprintf(" to %d replicas (the raw ceilings publish to 1)", n)
 	}
-	fmt.Fprintf(out, "pgjet bench — %s, JetStream %s; each append scenario runs %s; the relay publishes %s (but in its opt-in lines)\n\n",
+	fmt.Fprintf(out, "pgjet bench — %s, JetStream %s; each append scenario runs %s; the relay publishes %s (except in its opt-in lines)\n\n",
 		time.Now().Format(time.DateTime), cfg.JetStreamMode, cfg.Duration, publishing)
 	fmt.Fprintf(out, "%-46s %14s %14s %7s   %s\n", "scenario", "pgjet", "ceiling", "ratio", "ceiling measured as")
 	var results []Result
