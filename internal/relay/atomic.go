@@ -20,10 +20,11 @@ import (
 const atomicBatchSize = 1000
 
 // nats-server's error codes for an atomic batch over its limit, and for a stream that does
-// not take atomic batches.
+// not take atomic batches or batch (fast-ingest) publishes.
 const (
 	errCodeAtomicTooLarge = 10199
 	errCodeAtomicDisabled = 10174
+	errCodeBatchDisabled  = 10205
 )
 
 // publishAtomic sends batch, in position order, as atomic batch publishes of up to

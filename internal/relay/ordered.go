@@ -24,7 +24,8 @@ import (
 // never stored before the one it follows. The first event not stored is returned as the
 // failure (at most one); the error reports a stale batch or a cancelled ctx.
 //
-// Used only with Config.BatchPublish. Known limits (nats-server 2.15.2, orbit.go
+// Used only with Config.BatchPublish, and no more once the stream refuses a batch publish
+// as disabled (someone turned AllowBatchPublish off under a running relay). Known limits (nats-server 2.15.2, orbit.go
 // jetstreamext 0.3.2): a message whose disk write fails on a standalone server does not end
 // the batch and is acknowledged as stored; when acknowledgements stop coming for
 // PublishTimeout (the server unreachable), the publisher's reply subscription is left
@@ -97,8 +98,17 @@ func (r *Relay) publishOrdered(ctx context.Context, batch []row, readAt time.Tim
 			return done, nil, stale // all that was sent is stored; the rest is read again
 		}
 		mu.Lock()
+		if sendErr != nil && asyncErr != nil {
+			sendErr = fmt.Errorf("%w (the server: %w)", sendErr, asyncErr)
+		}
 		sendErr = cmp.Or(sendErr, asyncErr)
 		mu.Unlock()
+		if isAPIError(sendErr, errCodeBatchDisabled) && r.ordered.CompareAndSwap(true, false) {
+			// Turned off on the stream since the relay started (nats stream edit): every
+			// batch would be refused, each after waiting PublishTimeout for its first
+			// message. The relay's next start allows them again.
+			r.log.Warn("the JetStream stream no longer takes batch publishes; publishing one event per stream at a time until the relay restarts", zap.Error(sendErr))
+		}
 		if sendErr == nil {
 			sendErr = errors.New("the server stored only part of the batch")
 		}
