@@ -5,6 +5,7 @@ import (
 	"container/list"
 	"context"
 	"maps"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -255,6 +256,9 @@ func (c *readCache) store(stream string, events []RecordedEvent) {
 		}
 	}
 	events = copyEvents(events, false)
+	// The window keeps a copy of the id: the caller's may be part of a larger string (a
+	// request body, a NATS subject) that the cache would otherwise keep alive uncounted.
+	stream = strings.Clone(stream)
 	for i := range events {
 		// Each event read from Postgres has a string of its own; the window's events
 		// share one, counted once (windowCost).

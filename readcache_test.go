@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -321,5 +322,43 @@ func TestReadCacheStaysWithinItsBudget(t *testing.T) {
 	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	t.Logf("cache budget %d bytes, heap grew by %d bytes", budget, held)
 	require.Less(t, held, int64(budget)*5/4, "the cache holds more than its budget")
+	runtime.KeepAlive(cached)
+}
+
+// The cache's budget covers all it holds: a stream id the caller carved out of a larger
+// string (a request body, a NATS subject) is not kept alive by the cache, which counts only
+// the id's own bytes. Not parallel: it measures the heap.
+func TestReadCacheKeepsNoCallersString(t *testing.T) {
+	ctx := context.Background()
+	writer, pool := newStore(t)
+	const (
+		budget  = 1 << 20
+		streams = 64
+		body    = 256 << 10 // each id is a slice of a string this long
+	)
+	for i := range streams {
+		_, err := writer.Append(ctx, fmt.Sprintf("order-%d", i), pgjet.NoStream, cancelEvent("x"))
+		require.NoError(t, err)
+	}
+	cached, _ := cachedStore(t, pool, budget)
+	read := func(id string) {
+		got, err := cached.ReadStream(ctx, id, pgjet.Forward, 1, 10)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+	}
+	read("order-0") // prepares the statement
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range streams {
+		id := fmt.Sprintf("order-%d", i)
+		request := id + strings.Repeat(" ", body-len(id))
+		read(request[:len(id)])
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("cache budget %d bytes, heap grew by %d bytes", budget, held)
+	require.Less(t, held, int64(budget), "the cache keeps the callers' strings alive")
 	runtime.KeepAlive(cached)
 }
