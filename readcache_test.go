@@ -2,13 +2,16 @@ package pgjet_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -361,4 +364,132 @@ func TestReadCacheKeepsNoCallersString(t *testing.T) {
 	t.Logf("cache budget %d bytes, heap grew by %d bytes", budget, held)
 	require.Less(t, held, int64(budget), "the cache keeps the callers' strings alive")
 	runtime.KeepAlive(cached)
+}
+
+// Readers of a cached store race writers in another process (a store on a pool of its
+// own) that append two events per transaction with AppendTx and roll a quarter of them
+// back. Every answer is a run of consecutive committed events, as Postgres holds them,
+// never one of a rolled-back transaction, and reaches every event committed before the
+// read started.
+func TestReadCacheUnderConcurrentWritersAndRollbacks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := newStore(t)
+	other := pgtest.PoolOn(t, pool.Config().ConnString())
+	writer, err := pgjet.New(pgjet.Config{Pool: other})
+	require.NoError(t, err)
+	cached, _ := cachedStore(t, pool, 64<<10)
+
+	type read struct {
+		stream string
+		dir    pgjet.Direction
+		from   int64
+		limit  int
+		floor  int64 // the stream's version committed before the read started
+		got    []pgjet.RecordedEvent
+	}
+	var (
+		mu        sync.Mutex
+		committed = map[string]int64{}
+		rolled    = map[uuid.UUID]bool{}
+		reads     []read
+		wg        sync.WaitGroup
+	)
+	streams := []string{"order-a", "order-b", "order-c"}
+	for w := range 3 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := range 60 {
+				stream := streams[rng.IntN(len(streams))]
+				first, second := uuid.New(), uuid.New()
+				last, err := func() (int64, error) {
+					tx, err := other.Begin(ctx)
+					if err != nil {
+						return 0, err
+					}
+					defer tx.Rollback(ctx)
+					res, err := writer.AppendTx(ctx, tx, stream, pgjet.Any,
+						withID(cancelEvent(fmt.Sprint(w, i)), first), withID(cancelEvent("x"), second))
+					if err != nil || rng.IntN(4) == 0 {
+						return 0, err // rolled back
+					}
+					return res.LastVersion, tx.Commit(ctx)
+				}()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if last == 0 {
+					rolled[first], rolled[second] = true, true
+				}
+				committed[stream] = max(committed[stream], last)
+				mu.Unlock()
+			}
+		})
+	}
+	for r := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(r), 2))
+			for range 400 {
+				stream := streams[rng.IntN(len(streams))]
+				mu.Lock()
+				floor := committed[stream]
+				mu.Unlock()
+				dir := pgjet.Direction(rng.IntN(2))
+				from := rng.Int64N(floor+3) - 1
+				if dir == pgjet.Backward && rng.IntN(2) == 0 {
+					from = pgjet.End
+				}
+				limit := 1 + rng.IntN(20)
+				if rng.IntN(4) == 0 {
+					limit = 1000
+				}
+				got, err := cached.ReadStream(ctx, stream, dir, from, limit)
+				if err != nil && !errors.Is(err, pgjet.ErrStreamNotFound) {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				reads = append(reads, read{stream, dir, from, limit, floor, got})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+
+	stored := map[string][]pgjet.RecordedEvent{}
+	for _, s := range streams {
+		stored[s], err = writer.ReadStream(ctx, s, pgjet.Forward, 1, 100_000)
+		require.NoError(t, err)
+	}
+	for i, r := range reads {
+		msg := fmt.Sprintf("read %d: %s %v from %d limit %d, %d committed before", i, r.stream, r.dir, r.from, r.limit, r.floor)
+		step := int64(1)
+		if r.dir == pgjet.Backward {
+			step = -1
+		}
+		for j, e := range r.got {
+			require.False(t, rolled[e.ID], "%s: an event of a rolled-back transaction", msg)
+			require.Equal(t, stored[r.stream][e.Version-1], e, msg)
+			if j > 0 {
+				require.Equal(t, r.got[j-1].Version+step, e.Version, "%s: not consecutive", msg)
+			}
+		}
+		// What Postgres held when the read started bounds the answer from below.
+		switch first := max(r.from, 1); {
+		case r.dir == pgjet.Forward && first <= r.floor:
+			require.NotEmpty(t, r.got, msg)
+			require.Equal(t, first, r.got[0].Version, msg)
+			require.Len(t, r.got, int(min(int64(r.limit), max(r.floor, r.got[len(r.got)-1].Version)-first+1)), msg)
+		case r.dir == pgjet.Backward && r.floor > 0 && (r.from == pgjet.End || r.from >= 1):
+			top := r.from
+			if top == pgjet.End {
+				top = r.floor
+			}
+			require.NotEmpty(t, r.got, msg)
+			require.GreaterOrEqual(t, r.got[0].Version, min(top, r.floor), msg)
+			require.Len(t, r.got, int(min(int64(r.limit), r.got[0].Version)), msg)
+		}
+	}
 }
