@@ -255,6 +255,15 @@ func (c *readCache) store(stream string, events []RecordedEvent) {
 			return // not consecutive: cannot happen for one stream; keep nothing rather than guess
 		}
 	}
+	cost := windowCost(stream)
+	for _, e := range events {
+		cost += eventCost(e)
+	}
+	if cost > c.maxBytes/4 {
+		// The window would hold at least these events: too many to keep (see below), so
+		// they are not copied. The window, if any, stays as it is: still true.
+		return
+	}
 	events = copyEvents(events, false)
 	// The window keeps a copy of the id: the caller's may be part of a larger string (a
 	// request body, a NATS subject) that the cache would otherwise keep alive uncounted.

@@ -493,3 +493,36 @@ func TestReadCacheUnderConcurrentWritersAndRollbacks(t *testing.T) {
 		}
 	}
 }
+
+// A read too large for the cache to keep costs what it costs without a cache: the cache
+// does not copy events it is going to drop. Not parallel: it measures allocations.
+func TestReadCacheCopiesNoReadItCannotKeep(t *testing.T) {
+	ctx := context.Background()
+	writer, pool := newStore(t)
+	_, err := writer.Registry().Register(ctx, "test.Blob",
+		`{"type":"record","name":"Blob","namespace":"test","fields":[{"name":"b","type":"string"}]}`)
+	require.NoError(t, err)
+	events := make([]pgjet.EventData, 100)
+	for i := range events {
+		events[i] = pgjet.EventData{Type: "test.Blob", Data: map[string]any{"b": strings.Repeat("x", 8<<10)}}
+	}
+	_, err = writer.Append(ctx, "order-big", pgjet.NoStream, events...)
+	require.NoError(t, err)
+
+	allocated := func(s *pgjet.Store) uint64 {
+		_, err := s.ReadStream(ctx, "order-big", pgjet.Forward, 1, 1000) // prepares the statement
+		require.NoError(t, err)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		got, err := s.ReadStream(ctx, "order-big", pgjet.Forward, 1, 1000)
+		runtime.ReadMemStats(&after)
+		require.NoError(t, err)
+		require.Len(t, got, 100)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	plain, _ := cachedStore(t, pool, 0)
+	cached, _ := cachedStore(t, pool, 256<<10) // keeps a stream of 64 KiB at most
+	without, with := allocated(plain), allocated(cached)
+	t.Logf("a read of 800 KiB allocates %d bytes without the cache, %d with it", without, with)
+	require.Less(t, with, without*5/4, "the cache copied a read it could not keep")
+}
