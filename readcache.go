@@ -65,8 +65,9 @@ const (
 const readBackwardFromToSQL = `SELECT ` + eventColumns + ` FROM pgjet.events
 	WHERE stream_id = $1 AND version <= $2 AND version >= $3 ORDER BY version DESC LIMIT $4`
 
-// newReadCache returns a cache holding up to maxBytes of events; with maxBytes 0 it returns
-// nil (no cache). Its counter is registered on reg either way, so dashboards see it.
+// newReadCache returns a cache holding up to maxBytes of events; with maxBytes 0 it keeps
+// none and only counts reads (as misses). Its counter is registered on reg either way, so
+// dashboards see it.
 func newReadCache(maxBytes int64, reg prometheus.Registerer) (*readCache, error) {
 	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pgjet_read_cache_reads_total",
