@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strings"
 
-	havro "github.com/hamba/avro/v2"
-
 	"github.com/pgjet/pgjet/internal/avro"
 	"github.com/pgjet/pgjet/internal/registry"
 )
@@ -113,15 +111,14 @@ func breaks(level registry.Compatibility, candidate *avro.Schema, e pending) []s
 	l := string(level)
 	backward := strings.HasPrefix(l, "BACKWARD") || strings.HasPrefix(l, "FULL")
 	forward := strings.HasPrefix(l, "FORWARD") || strings.HasPrefix(l, "FULL")
-	sc := havro.NewSchemaCompatibility()
 	var out []string
 	if backward {
-		if err := sc.Compatible(candidate.Avro(), e.schema.Avro()); err != nil {
+		if err := registry.Readable(e.schema, candidate); err != nil {
 			out = append(out, fmt.Sprintf("cannot read data written with %s: %v", e.file, err))
 		}
 	}
 	if forward {
-		if err := sc.Compatible(e.schema.Avro(), candidate.Avro()); err != nil {
+		if err := registry.Readable(candidate, e.schema); err != nil {
 			out = append(out, fmt.Sprintf("%s cannot read data written with it: %v", e.file, err))
 		}
 	}

@@ -1,0 +1,140 @@
+package registry
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgjet/pgjet/internal/avro"
+)
+
+// ev returns the text of record t.Ev with the given field definitions.
+func ev(fields ...string) string {
+	return fmt.Sprintf(`{"type":"record","name":"Ev","namespace":"t","fields":[%s]}`, strings.Join(fields, ","))
+}
+
+// sample is an event in natural JSON written with one schema, and how the other schema
+// must read it ("" for the same JSON).
+type sample struct{ in, want string }
+
+// compatCase is a schema change: what the checker must say about each direction, and data
+// that must decode, through the consumers' decode path, wherever the checker says yes.
+type compatCase struct {
+	name              string
+	old, new          string
+	backward, forward bool     // new reads old's data; old reads new's data
+	oldData, newData  []sample // written with old (read with new), written with new (read with old)
+}
+
+// compatCases are schema changes whose verdicts Avro schema resolution and hamba/avro's
+// decoder settle; each was once answered wrongly, or is a neighbour of one that was.
+var compatCases = []compatCase{
+	{
+		name:     "added field with default",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":"int","default":7}`),
+		backward: true, forward: true,
+		oldData: []sample{{`{"a":1}`, `{"a":1,"b":7}`}},
+		newData: []sample{{`{"a":1,"b":2}`, `{"a":1}`}},
+	},
+	{
+		name:     "added field without default",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":"int"}`),
+		backward: false, forward: true,
+		newData: []sample{{`{"a":1,"b":2}`, `{"a":1}`}},
+	},
+	{
+		// hamba compares record names without their namespace; decoding does not.
+		name:     "record moved to another namespace",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      strings.Replace(ev(`{"name":"a","type":"int"}`), `"namespace":"t"`, `"namespace":"u"`, 1),
+		backward: false, forward: false,
+	},
+	{
+		name:     "record moved to another namespace, with an alias",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      `{"type":"record","name":"Ev","namespace":"u","aliases":["t.Ev"],"fields":[{"name":"a","type":"int"}]}`,
+		backward: true, forward: false,
+		oldData: []sample{{`{"a":1}`, ""}},
+	},
+	{
+		// Nested named types match by short name in resolution, as in Java's Avro.
+		name:     "nested record moved to another namespace",
+		old:      ev(`{"name":"a","type":{"type":"record","name":"A","namespace":"x","fields":[{"name":"x","type":"int"}]}}`),
+		new:      ev(`{"name":"a","type":{"type":"record","name":"A","namespace":"y","fields":[{"name":"x","type":"int"}]}}`),
+		backward: true, forward: true,
+		oldData: []sample{{`{"a":{"x":1}}`, ""}},
+		newData: []sample{{`{"a":{"x":1}}`, ""}},
+	},
+	{
+		// y is renamed x while the old x goes: hamba's checker pairs the new x with the old
+		// y (the alias) when y comes first, its resolver with the old x (the name).
+		name:     "field renamed onto the name of a dropped field",
+		old:      ev(`{"name":"y","type":"int"}`, `{"name":"x","type":"string"}`),
+		new:      ev(`{"name":"x","type":"int","aliases":["y"]}`),
+		backward: false, forward: false,
+	},
+	{
+		// The resolved union would hold long twice.
+		name:     "union of int and long to long",
+		old:      ev(`{"name":"a","type":["int","long"]}`),
+		new:      ev(`{"name":"a","type":"long"}`),
+		backward: false, forward: true,
+		newData: []sample{{`{"a":5}`, `{"a":{"long":5}}`}},
+	},
+}
+
+// TestCompatibilityMatchesDecoding checks that the registry accepts a change in a
+// direction exactly when the data decodes that way, and that the data then decodes to the
+// right values through avro.ResolveDecode, which pgjet's consumers use.
+func TestCompatibilityMatchesDecoding(t *testing.T) {
+	t.Parallel()
+	for _, tc := range compatCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			old, err := avro.Parse(tc.old)
+			require.NoError(t, err)
+			cur, err := avro.Parse(tc.new)
+			require.NoError(t, err)
+			registered := []Version{{Version: 1, Schema: old}}
+
+			backward := Backward.check(cur, registered)
+			require.Equal(t, tc.backward, len(backward) == 0, "backward: %v", backward)
+			forward := Forward.check(cur, registered)
+			require.Equal(t, tc.forward, len(forward) == 0, "forward: %v", forward)
+			full := Full.check(cur, registered)
+			require.Len(t, full, len(backward)+len(forward))
+
+			if tc.backward {
+				requireDecodes(t, old, cur, tc.oldData)
+			}
+			if tc.forward {
+				requireDecodes(t, cur, old, tc.newData)
+			}
+		})
+	}
+}
+
+// requireDecodes writes each sample with writer and reads it with reader as pgjet's
+// consumers do, then re-encodes the result with reader, as the upcasting path does.
+func requireDecodes(t *testing.T, writer, reader *avro.Schema, samples []sample) {
+	t.Helper()
+	for _, s := range samples {
+		payload, err := writer.EncodeJSON([]byte(s.in))
+		require.NoError(t, err, "encoding %s", s.in)
+		native, err := avro.ResolveDecode(writer, reader, payload)
+		require.NoError(t, err, "decoding %s", s.in)
+		got, err := reader.RenderJSON(native)
+		require.NoError(t, err, "rendering %s read from %s: %#v", reader.FullName(), s.in, native)
+		want := s.want
+		if want == "" {
+			want = s.in
+		}
+		require.JSONEq(t, want, string(got), "%s read from %s", reader.FullName(), s.in)
+		_, err = reader.EncodeWithoutRules(native)
+		require.NoError(t, err, "re-encoding %s read from %s", reader.FullName(), s.in)
+	}
+}
