@@ -94,6 +94,9 @@ func (s *Schema) decode(writer, read havro.Schema, payload []byte) (any, error) 
 	if r.Peek(); r.Error == nil {
 		return nil, fmt.Errorf("%w: bytes after the end of the record", ErrInvalidPayload)
 	}
+	if read != s.hamba() {
+		v = reshape(s.hamba(), read, v)
+	}
 	if s.wall != nil {
 		v = s.wall.native(s.avro, s.wall.plain, v)
 	}

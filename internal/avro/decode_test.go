@@ -202,3 +202,26 @@ func TestResolveDecode(t *testing.T) {
 	_, err = ResolveDecode(v1, v2, append(payload[:len(payload):len(payload)], 1))
 	require.ErrorIs(t, err, ErrInvalidPayload)
 }
+
+// A plain type made a union reads old data into the union's shape, the shape Decode gives
+// the reader's own data: resolution alone would give the bare record.
+func TestResolveDecodeIntoUnion(t *testing.T) {
+	t.Parallel()
+	v1, err := Parse(`{"type":"record","name":"shop.Order","fields":[
+		{"name":"ship_to","type":{"type":"record","name":"shop.Address","fields":[{"name":"city","type":"string"}]}}]}`)
+	require.NoError(t, err)
+	v2, err := Parse(`{"type":"record","name":"shop.Order","fields":[
+		{"name":"ship_to","type":["null",{"type":"record","name":"shop.Address","fields":[{"name":"city","type":"string"}]}],"default":null}]}`)
+	require.NoError(t, err)
+
+	old, err := v1.EncodeJSON([]byte(`{"ship_to":{"city":"Ghent"}}`))
+	require.NoError(t, err)
+	got, err := ResolveDecode(v1, v2, old)
+	require.NoError(t, err)
+	cur, err := v2.EncodeJSON([]byte(`{"ship_to":{"city":"Ghent"}}`))
+	require.NoError(t, err)
+	want, err := v2.Decode(cur)
+	require.NoError(t, err)
+	requireNativeEqual(t, want, got)
+	require.Equal(t, map[string]any{"shop.Address": map[string]any{"city": "Ghent"}}, got.(map[string]any)["ship_to"])
+}

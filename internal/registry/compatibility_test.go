@@ -28,6 +28,12 @@ type compatCase struct {
 	oldData, newData  []sample // written with old (read with new), written with new (read with old)
 }
 
+// Named types used in compatCases.
+const (
+	recA  = `{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}`
+	enumE = `{"type":"enum","name":"E","symbols":["A","B"]}`
+)
+
 // compatCases are schema changes whose verdicts Avro schema resolution and hamba/avro's
 // decoder settle; each was once answered wrongly, or is a neighbour of one that was.
 var compatCases = []compatCase{
@@ -76,6 +82,60 @@ var compatCases = []compatCase{
 		old:      ev(`{"name":"y","type":"int"}`, `{"name":"x","type":"string"}`),
 		new:      ev(`{"name":"x","type":"int","aliases":["y"]}`),
 		backward: false, forward: false,
+	},
+	{
+		// Resolution reads the record as the reader's branch; decoding must still give
+		// the union's shape, {"t.A": record}, as for data written with new.
+		name:     "record made optional",
+		old:      ev(`{"name":"a","type":` + recA + `}`),
+		new:      ev(`{"name":"a","type":["null",` + recA + `],"default":null}`),
+		backward: true, forward: false,
+		oldData: []sample{{`{"a":{"x":1}}`, ""}},
+	},
+	{
+		name:     "record with a local timestamp made optional",
+		old:      ev(`{"name":"a","type":{"type":"record","name":"L","fields":[{"name":"at","type":{"type":"long","logicalType":"local-timestamp-millis"}}]}}`),
+		new:      ev(`{"name":"a","type":["null",{"type":"record","name":"L","fields":[{"name":"at","type":{"type":"long","logicalType":"local-timestamp-millis"}}]}],"default":null}`),
+		backward: true, forward: false,
+		oldData: []sample{{`{"a":{"at":"2024-01-02T03:04:05.678"}}`, ""}},
+	},
+	{
+		name:     "enum made optional",
+		old:      ev(`{"name":"a","type":` + enumE + `}`),
+		new:      ev(`{"name":"a","type":["null",` + enumE + `],"default":null}`),
+		backward: true, forward: false,
+		oldData: []sample{{`{"a":"B"}`, ""}},
+	},
+	{
+		name:     "array items made optional",
+		old:      ev(`{"name":"a","type":{"type":"array","items":` + recA + `}}`),
+		new:      ev(`{"name":"a","type":{"type":"array","items":["null",` + recA + `]}}`),
+		backward: true, forward: false,
+		oldData: []sample{{`{"a":[{"x":1},{"x":2}]}`, ""}},
+	},
+	{
+		name:     "map values made a union",
+		old:      ev(`{"name":"a","type":{"type":"map","values":"int"}}`),
+		new:      ev(`{"name":"a","type":{"type":"map","values":["null","int",` + recA + `]}}`),
+		backward: true, forward: false,
+		oldData: []sample{{`{"a":{"k":1}}`, `{"a":{"k":{"int":1}}}`}},
+	},
+	{
+		// hamba returns ["null","string"] values unwrapped, ["null","string","t.A"] ones
+		// wrapped.
+		name:     "record branch added to an optional string",
+		old:      ev(`{"name":"a","type":["null","string"],"default":null}`),
+		new:      ev(`{"name":"a","type":["null","string",` + recA + `],"default":null}`),
+		backward: true, forward: false,
+		oldData: []sample{{`{"a":"x"}`, `{"a":{"string":"x"}}`}, {`{"a":null}`, ""}},
+	},
+	{
+		name:     "record branch gains a field",
+		old:      ev(`{"name":"a","type":["string",` + recA + `]}`),
+		new:      ev(`{"name":"a","type":["string",{"type":"record","name":"A","fields":[{"name":"x","type":"int"},{"name":"y","type":"int","default":2}]}]}`),
+		backward: true, forward: true,
+		oldData: []sample{{`{"a":{"t.A":{"x":1}}}`, `{"a":{"t.A":{"x":1,"y":2}}}`}, {`{"a":{"string":"s"}}`, ""}},
+		newData: []sample{{`{"a":{"t.A":{"x":1,"y":5}}}`, `{"a":{"t.A":{"x":1}}}`}},
 	},
 	{
 		// The resolved union would hold long twice.
