@@ -71,12 +71,17 @@ func (c Compatibility) check(candidate *avro.Schema, registered []Version) []Bre
 }
 
 // Readable returns nil when data written with writer decodes with reader the way pgjet's
-// consumers decode it (avro.ResolveDecode), else why not: the test behind every
-// compatibility level, one direction at a time. hamba's compatibility check alone is not
-// enough: it compares records by short name where decoding insists on the full name, and
-// it passes pairs whose resolved schema cannot be built.
+// consumers decode it (avro.ResolveDecode), and means the same there, else why not: the
+// test behind every compatibility level, one direction at a time. hamba's compatibility
+// check alone is not enough: it compares records by short name where decoding insists on
+// the full name, it passes pairs whose resolved schema cannot be built, and it ignores
+// logical types, so a decimal's scale or a timestamp's unit could change under old data
+// (see avro.CheckLogicalTypes).
 func Readable(writer, reader *avro.Schema) error {
-	return avro.Resolvable(writer, reader)
+	if err := avro.Resolvable(writer, reader); err != nil {
+		return err
+	}
+	return avro.CheckLogicalTypes(writer, reader)
 }
 
 // LatestVersion stands for a subject's newest version where a version number is expected

@@ -34,6 +34,11 @@ const (
 	enumE = `{"type":"enum","name":"E","symbols":["A","B"]}`
 )
 
+// decimal returns a bytes decimal type.
+func decimal(precision, scale int) string {
+	return fmt.Sprintf(`{"type":"bytes","logicalType":"decimal","precision":%d,"scale":%d}`, precision, scale)
+}
+
 // compatCases are schema changes whose verdicts Avro schema resolution and hamba/avro's
 // decoder settle; each was once answered wrongly, or is a neighbour of one that was.
 var compatCases = []compatCase{
@@ -138,6 +143,77 @@ var compatCases = []compatCase{
 		newData: []sample{{`{"a":{"t.A":{"x":1,"y":5}}}`, `{"a":{"t.A":{"x":1}}}`}},
 	},
 	{
+		// The Avro specification matches decimals only with equal precision and scale;
+		// hamba ignores both, and 12.34 would read as 1.234.
+		name:     "decimal scale changed",
+		old:      ev(`{"name":"a","type":` + decimal(10, 2) + `}`),
+		new:      ev(`{"name":"a","type":` + decimal(10, 3) + `}`),
+		backward: false, forward: false,
+	},
+	{
+		// Harmless in hamba, but a reader that follows the specification refuses it.
+		name:     "decimal precision raised",
+		old:      ev(`{"name":"a","type":` + decimal(10, 2) + `}`),
+		new:      ev(`{"name":"a","type":` + decimal(12, 2) + `}`),
+		backward: false, forward: false,
+	},
+	{
+		name:     "decimal scale changed inside an optional array",
+		old:      ev(`{"name":"a","type":["null",{"type":"array","items":` + decimal(10, 2) + `}],"default":null}`),
+		new:      ev(`{"name":"a","type":["null",{"type":"array","items":` + decimal(10, 3) + `}],"default":null}`),
+		backward: false, forward: false,
+	},
+	{
+		name:     "fixed decimal scale changed",
+		old:      ev(`{"name":"a","type":{"type":"fixed","name":"F","size":4,"logicalType":"decimal","precision":6,"scale":2}}`),
+		new:      ev(`{"name":"a","type":{"type":"fixed","name":"F","size":4,"logicalType":"decimal","precision":6,"scale":1}}`),
+		backward: false, forward: false,
+	},
+	{
+		name:     "decimal unchanged, field renamed",
+		old:      ev(`{"name":"a","type":` + decimal(10, 2) + `}`),
+		new:      ev(`{"name":"b","aliases":["a"],"type":` + decimal(10, 2) + `}`),
+		backward: true, forward: false,
+		oldData: []sample{{`{"a":"12.34"}`, `{"b":"12.34"}`}},
+	},
+	{
+		// 2024-01-02T03:04:05.678Z would read as 1970-01-20T17:22:44.645678Z.
+		name:     "timestamp millis to micros",
+		old:      ev(`{"name":"a","type":{"type":"long","logicalType":"timestamp-millis"}}`),
+		new:      ev(`{"name":"a","type":{"type":"long","logicalType":"timestamp-micros"}}`),
+		backward: false, forward: false,
+	},
+	{
+		// int promotes to long: 2024-01-02 would read as 1970-01-01T00:00:19.724Z.
+		name:     "date to timestamp-millis",
+		old:      ev(`{"name":"a","type":{"type":"int","logicalType":"date"}}`),
+		new:      ev(`{"name":"a","type":{"type":"long","logicalType":"timestamp-millis"}}`),
+		backward: false, forward: false,
+	},
+	{
+		name:     "time-millis to time-micros",
+		old:      ev(`{"name":"a","type":{"type":"int","logicalType":"time-millis"}}`),
+		new:      ev(`{"name":"a","type":{"type":"long","logicalType":"time-micros"}}`),
+		backward: false, forward: false,
+	},
+	{
+		// Adding or dropping a logical type is the author's reinterpretation.
+		name:     "long annotated as timestamp-millis",
+		old:      ev(`{"name":"a","type":"long"}`),
+		new:      ev(`{"name":"a","type":{"type":"long","logicalType":"timestamp-millis"}}`),
+		backward: true, forward: true,
+		oldData: []sample{{`{"a":1000}`, `{"a":"1970-01-01T00:00:01Z"}`}},
+		newData: []sample{{`{"a":"1970-01-01T00:00:01Z"}`, `{"a":1000}`}},
+	},
+	{
+		name:     "string annotated as uuid",
+		old:      ev(`{"name":"a","type":"string"}`),
+		new:      ev(`{"name":"a","type":{"type":"string","logicalType":"uuid"}}`),
+		backward: true, forward: true,
+		oldData: []sample{{`{"a":"0b6f8a3e-3c6e-4d2b-9d43-2a3f6c1e9b10"}`, ""}},
+		newData: []sample{{`{"a":"0b6f8a3e-3c6e-4d2b-9d43-2a3f6c1e9b10"}`, ""}},
+	},
+	{
 		// The resolved union would hold long twice.
 		name:     "union of int and long to long",
 		old:      ev(`{"name":"a","type":["int","long"]}`),
@@ -197,4 +273,16 @@ func requireDecodes(t *testing.T, writer, reader *avro.Schema, samples []sample)
 		_, err = reader.EncodeWithoutRules(native)
 		require.NoError(t, err, "re-encoding %s read from %s", reader.FullName(), s.in)
 	}
+}
+
+// A refusal names the field and both types.
+func TestCompatibilityLogicalTypeReason(t *testing.T) {
+	t.Parallel()
+	old, err := avro.Parse(ev(`{"name":"m","type":{"type":"map","values":` + decimal(10, 2) + `}}`))
+	require.NoError(t, err)
+	cur, err := avro.Parse(ev(`{"name":"m","type":{"type":"map","values":` + decimal(10, 3) + `}}`))
+	require.NoError(t, err)
+	breaks := Backward.check(cur, []Version{{Version: 1, Schema: old}})
+	require.Len(t, breaks, 1)
+	require.Contains(t, breaks[0].Reason, "field m{}: a value written as bytes (decimal(10,2)) would be read as bytes (decimal(10,3))")
 }
