@@ -74,14 +74,14 @@ func (c Compatibility) check(candidate *avro.Schema, registered []Version) []Bre
 // consumers decode it (avro.ResolveDecode), and means the same there, else why not: the
 // test behind every compatibility level, one direction at a time. hamba's compatibility
 // check alone is not enough: it compares records by short name where decoding insists on
-// the full name, it passes pairs whose resolved schema cannot be built, and it ignores
-// logical types, so a decimal's scale or a timestamp's unit could change under old data
-// (see avro.CheckLogicalTypes).
+// the full name, it passes pairs whose resolved schema cannot be built or whose defaults
+// hamba cannot decode, and it ignores logical types, so a decimal's scale or a
+// timestamp's unit could change under old data (see avro.CheckResolution).
 func Readable(writer, reader *avro.Schema) error {
 	if err := avro.Resolvable(writer, reader); err != nil {
 		return err
 	}
-	return avro.CheckLogicalTypes(writer, reader)
+	return avro.CheckResolution(writer, reader)
 }
 
 // LatestVersion stands for a subject's newest version where a version number is expected

@@ -214,6 +214,63 @@ var compatCases = []compatCase{
 		newData: []sample{{`{"a":"0b6f8a3e-3c6e-4d2b-9d43-2a3f6c1e9b10"}`, ""}},
 	},
 	{
+		name:     "optional field added, null first",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":["null",`+enumE+`],"default":null}`),
+		backward: true, forward: true,
+		oldData: []sample{{`{"a":1}`, `{"a":1,"b":null}`}},
+		newData: []sample{{`{"a":1,"b":"B"}`, `{"a":1}`}},
+	},
+	{
+		name:     "string-first union field added",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":["string","null"],"default":"x"}`),
+		backward: true, forward: true,
+		oldData: []sample{{`{"a":1}`, `{"a":1,"b":"x"}`}},
+	},
+	{
+		// Valid Avro, but hamba cannot decode the default: every old event would fail.
+		name:     "enum-first union field added",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":[`+enumE+`,"null"],"default":"B"}`),
+		backward: false, forward: true,
+		newData: []sample{{`{"a":1,"b":{"t.E":"A"}}`, `{"a":1}`}},
+	},
+	{
+		name:     "record-first union field added",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":[`+recA+`,"null"],"default":{"x":3}}`),
+		backward: false, forward: true,
+	},
+	{
+		name:     "timestamp-first union field added",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":[{"type":"long","logicalType":"timestamp-millis"},"null"],"default":0}`),
+		backward: false, forward: true,
+	},
+	{
+		name:     "array of optional records added, with a default item",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":{"type":"array","items":["null",`+recA+`]},"default":[null]}`),
+		backward: false, forward: true,
+	},
+	{
+		name:     "array of optional records added, empty by default",
+		old:      ev(`{"name":"a","type":"int"}`),
+		new:      ev(`{"name":"a","type":"int"}`, `{"name":"b","type":{"type":"array","items":["null",`+recA+`]},"default":[]}`),
+		backward: true, forward: true,
+		oldData: []sample{{`{"a":1}`, `{"a":1,"b":[]}`}},
+	},
+	{
+		// hamba's checker reads b from a through the alias; its resolver reads a into a
+		// and b from whatever bytes follow.
+		name:     "field added without default, its alias naming a kept field",
+		old:      ev(`{"name":"xs","type":{"type":"array","items":{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}}}`),
+		new:      ev(`{"name":"xs","type":{"type":"array","items":{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":"int","aliases":["a"]}]}}}`),
+		backward: false, forward: true,
+		newData: []sample{{`{"xs":[{"a":1,"b":2}]}`, `{"xs":[{"a":1}]}`}},
+	},
+	{
 		// The resolved union would hold long twice.
 		name:     "union of int and long to long",
 		old:      ev(`{"name":"a","type":["int","long"]}`),

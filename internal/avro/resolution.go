@@ -6,33 +6,43 @@ import (
 	havro "github.com/hamba/avro/v2"
 )
 
-// CheckLogicalTypes returns an error, wrapping ErrIncompatibleSchema, when schema
-// resolution would read a value written with writer under another logical type than it
-// was written with: a decimal with another precision or scale (12.34 written with scale 2
-// reads as 1.234 with scale 3; the Avro specification matches decimals only when both
-// agree), or two different logical types on one underlying value (timestamp-millis read
-// as timestamp-micros, a date promoted to a timestamp-millis). hamba/avro, like Java's
-// Avro, compares underlying types only. Adding a logical type to a plain value or
-// dropping one stays allowed: that reinterpretation is the schema author's, as with long
-// to timestamp-millis or string to uuid. The pairs compared are the ones resolution
-// reads into each other; the error names the field by its path in reader ("a.b", "a[]"
-// for array items, "a{}" for map values).
-func CheckLogicalTypes(writer, reader *Schema) error {
-	w := logicalWalk{sc: havro.NewSchemaCompatibility(), seen: map[[2]havro.Schema]bool{}}
+// CheckResolution returns an error, wrapping ErrIncompatibleSchema, when data written
+// with writer, read with reader by schema resolution, would mean something else or fail
+// to decode, where hamba/avro's compatibility check (and so Resolvable) passes. It finds:
+//
+//   - a value read under another logical type than it was written with: a decimal with
+//     another precision or scale (12.34 written with scale 2 reads as 1.234 with scale 3;
+//     the Avro specification matches decimals only when both agree), or two different
+//     logical types on one underlying value (timestamp-millis read as timestamp-micros,
+//     a date promoted to a timestamp-millis). hamba, like Java's Avro, compares
+//     underlying types only. Adding a logical type to a plain value or dropping one stays
+//     allowed: that reinterpretation is the schema author's, as with long to
+//     timestamp-millis or string to uuid;
+//   - a reader field that no writer field is read into and that has no default, which
+//     hamba's check misses when the field's alias names a writer field another reader
+//     field reads (hamba then reads the field from the bytes after the record);
+//   - a reader field that takes its default, where hamba cannot decode that default: a
+//     union whose first branch is an enum, record, map, fixed or logical type, say
+//     ([{"type":"enum",...}, "null"] with default "B"), which fails every old event.
+//
+// The pairs compared are the ones resolution reads into each other; the error names the
+// field by its path in reader ("a.b", "a[]" for array items, "a{}" for map values).
+func CheckResolution(writer, reader *Schema) error {
+	w := resolutionWalk{sc: havro.NewSchemaCompatibility(), seen: map[[2]havro.Schema]bool{}}
 	if err := w.walk(reader.avro, writer.avro, ""); err != nil {
 		return fmt.Errorf("%w: reading %s with %s: %w", ErrIncompatibleSchema, writer.fullName, reader.fullName, err)
 	}
 	return nil
 }
 
-type logicalWalk struct {
+type resolutionWalk struct {
 	sc   *havro.SchemaCompatibility
 	seen map[[2]havro.Schema]bool // (reader, writer) pairs walked, for recursive types
 }
 
 // walk compares reader and writer, which resolution reads into each other, and what they
 // hold, the way hamba's resolver pairs them.
-func (w *logicalWalk) walk(reader, writer havro.Schema, path string) error {
+func (w *resolutionWalk) walk(reader, writer havro.Schema, path string) error {
 	reader, writer = deref(reader), deref(writer)
 	pair := [2]havro.Schema{reader, writer}
 	if w.seen[pair] {
@@ -59,11 +69,18 @@ func (w *logicalWalk) walk(reader, writer havro.Schema, path string) error {
 		if !ok {
 			return nil
 		}
+		read := map[*havro.Field]bool{}
 		for _, wf := range wr.Fields() {
 			if rf := readerField(r, wf.Name()); rf != nil {
+				read[rf] = true
 				if err := w.walk(rf.Type(), wf.Type(), joinField(path, rf.Name())); err != nil {
 					return err
 				}
+			}
+		}
+		for _, rf := range r.Fields() {
+			if err := defaultReadable(rf, read[rf], wr, joinField(path, rf.Name())); err != nil {
+				return err
 			}
 		}
 	case *havro.ArraySchema:
@@ -76,6 +93,22 @@ func (w *logicalWalk) walk(reader, writer havro.Schema, path string) error {
 		}
 	default:
 		return sameLogicalType(reader, writer, path)
+	}
+	return nil
+}
+
+// defaultReadable fails when f, a field of a reader record, is not read from writer and
+// its default cannot stand in.
+func defaultReadable(f *havro.Field, read bool, writer *havro.RecordSchema, path string) error {
+	switch {
+	case read:
+		return nil
+	case !f.HasDefault():
+		return fmt.Errorf("field %s: no field of %s is read into it, and it has no default", path, writer.FullName())
+	}
+	// What hamba does with the default when it decodes data without the field.
+	if _, err := api.Marshal(f.Type(), f.Default()); err != nil {
+		return fmt.Errorf("field %s: hamba/avro cannot decode its default into data written without the field: %w", path, err)
 	}
 	return nil
 }
