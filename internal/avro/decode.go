@@ -16,7 +16,7 @@ const maxResolved = 1024
 // beyond the package limits wrap ErrInvalidPayload, and are rejected before
 // anything large is allocated.
 func (s *Schema) Decode(payload []byte) (any, error) {
-	return s.decode(s.avro, s.hamba(), payload)
+	return s.decode(s.avro, resolution{s.hamba(), api}, payload)
 }
 
 // ResolveDecode decodes a payload written with writer into the shape of
@@ -45,20 +45,20 @@ func (s *Schema) hamba() havro.Schema {
 	return s.avro
 }
 
-// resolvedFrom returns the hamba schema that reads writer's data into s.
-func (s *Schema) resolvedFrom(writer *Schema) (havro.Schema, error) {
+// resolvedFrom returns the resolution that reads writer's data into s.
+func (s *Schema) resolvedFrom(writer *Schema) (resolution, error) {
 	if writer.fingerprint == s.fingerprint {
-		return s.hamba(), nil
+		return resolution{s.hamba(), api}, nil
 	}
 	s.mu.Lock()
-	rs, ok := s.resolved[writer.fingerprint]
+	res, ok := s.resolved[writer.fingerprint]
 	s.mu.Unlock()
 	if ok {
-		return rs, nil
+		return res, nil
 	}
 	// hamba compares short names only, so shop.a.Placed would resolve to shop.b.Placed.
 	if writer.fullName != s.fullName && !slices.Contains(s.avro.(*havro.RecordSchema).Aliases(), writer.fullName) {
-		return nil, fmt.Errorf("%w: data written with %s is not of type %s (and %s has no such alias)",
+		return resolution{}, fmt.Errorf("%w: data written with %s is not of type %s (and %s has no such alias)",
 			ErrIncompatibleSchema, writer.fullName, s.fullName, s.fullName)
 	}
 	rs, err := havro.NewSchemaCompatibility().Resolve(s.avro, writer.avro)
@@ -66,27 +66,28 @@ func (s *Schema) resolvedFrom(writer *Schema) (havro.Schema, error) {
 		rs, err = havro.NewSchemaCompatibility().Resolve(s.hamba(), writer.hamba())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s with %s: %w", ErrIncompatibleSchema, writer.fullName, s.fullName, err)
+		return resolution{}, fmt.Errorf("%w: reading %s with %s: %w", ErrIncompatibleSchema, writer.fullName, s.fullName, err)
 	}
+	res = resolution{schema: rs, api: apiConfig.Freeze()}
 	s.mu.Lock()
 	if s.resolved == nil || len(s.resolved) >= maxResolved {
-		s.resolved = map[[32]byte]havro.Schema{}
+		s.resolved = map[[32]byte]resolution{}
 	}
-	s.resolved[writer.fingerprint] = rs
+	s.resolved[writer.fingerprint] = res
 	s.mu.Unlock()
-	return rs, nil
+	return res, nil
 }
 
 // decode checks payload against the writer schema, then lets hamba decode it with read
 // (the writer's hamba schema, or one resolved into s), and gives the result the native
 // shape of s.
-func (s *Schema) decode(writer, read havro.Schema, payload []byte) (any, error) {
+func (s *Schema) decode(writer havro.Schema, read resolution, payload []byte) (any, error) {
 	if err := checkPayload(writer, payload); err != nil {
 		return nil, err
 	}
-	r := havro.NewReader(nil, 0, havro.WithReaderConfig(api)).Reset(payload)
+	r := havro.NewReader(nil, 0, havro.WithReaderConfig(read.api)).Reset(payload)
 	var v any
-	r.ReadVal(read, &v)
+	r.ReadVal(read.schema, &v)
 	if r.Error != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, r.Error)
 	}
@@ -94,8 +95,8 @@ func (s *Schema) decode(writer, read havro.Schema, payload []byte) (any, error) 
 	if r.Peek(); r.Error == nil {
 		return nil, fmt.Errorf("%w: bytes after the end of the record", ErrInvalidPayload)
 	}
-	if read != s.hamba() {
-		v = reshape(s.hamba(), read, v)
+	if read.schema != s.hamba() {
+		v = reshape(s.hamba(), read.schema, v)
 	}
 	if s.wall != nil {
 		v = s.wall.native(s.avro, s.wall.plain, v)

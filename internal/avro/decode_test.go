@@ -225,3 +225,25 @@ func TestResolveDecodeIntoUnion(t *testing.T) {
 	requireNativeEqual(t, want, got)
 	require.Equal(t, map[string]any{"shop.Address": map[string]any{"city": "Ghent"}}, got.(map[string]any)["ship_to"])
 }
+
+// hamba caches decoders by a key that leaves out which fields of a resolved record are
+// skipped and which take defaults, so reading one writer's data with two readers that
+// differ only in that must not share a decoder: here v3 skips f0, and v2 reads it.
+func TestResolveDecodeSharesNoDecoderAcrossReaders(t *testing.T) {
+	t.Parallel()
+	v1, err := Parse(`{"type":"record","name":"t.Shared","fields":[{"name":"f0","type":"string"}]}`)
+	require.NoError(t, err)
+	v2, err := Parse(`{"type":"record","name":"t.Shared","fields":[{"name":"f0","type":"string"},{"name":"n","type":"int","default":7}]}`)
+	require.NoError(t, err)
+	v3, err := Parse(`{"type":"record","name":"t.Shared","fields":[{"name":"n","type":"int","default":7}]}`)
+	require.NoError(t, err)
+	payload, err := v1.EncodeJSON([]byte(`{"f0":"kept"}`))
+	require.NoError(t, err)
+
+	got, err := ResolveDecode(v1, v3, payload)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"n": 7}, got)
+	got, err = ResolveDecode(v1, v2, payload)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"f0": "kept", "n": 7}, got)
+}

@@ -26,10 +26,12 @@ const (
 // Its limits make a hostile length or count fail with an error instead of a
 // giant allocation; payloads are also checked by checkPayload before hamba
 // sees them.
-var api = havro.Config{
+var api = apiConfig.Freeze()
+
+var apiConfig = havro.Config{
 	MaxByteSliceSize:  MaxBytesSize,
 	MaxSliceAllocSize: MaxItems,
-}.Freeze()
+}
 
 // Schema is a parsed event schema: an Avro record. It is immutable and safe
 // for concurrent use.
@@ -44,7 +46,18 @@ type Schema struct {
 	wall        *wallClocks                  // nil: no local-timestamp fields; see wallclock.go
 
 	mu       sync.Mutex
-	resolved map[[32]byte]havro.Schema // writer fingerprint -> resolved schema, see ResolveDecode
+	resolved map[[32]byte]resolution // by writer fingerprint, see ResolveDecode
+}
+
+// resolution is a schema resolved from a writer's into a reader's, with the hamba API
+// that decodes with it. Each resolution has its own: hamba caches decoders under a key
+// that leaves out which fields of a resolved record are skipped and which take their
+// defaults, so with one shared API, reading a writer's data with a reader that skips a
+// field could reuse the decoder of another reader of the same writer that reads it (or
+// the other way round), and drop or misread the field.
+type resolution struct {
+	schema havro.Schema
+	api    havro.API
 }
 
 // Parse parses the Avro schema text of an event type. The top level must be a
