@@ -41,7 +41,8 @@ type Break struct {
 	// Direction is "backward" (the new schema cannot read data written with Version) or
 	// "forward" (Version cannot read data written with the new schema).
 	Direction string
-	// Reason is the schema-resolution failure, as hamba/avro reports it.
+	// Reason is why the data would not decode, or would mean something else: the
+	// schema-resolution failure as hamba/avro reports it, or a check of Readable's.
 	Reason string
 }
 
