@@ -58,15 +58,15 @@ func (s *Schema) resolvedFrom(writer *Schema) (resolution, error) {
 	}
 	// hamba compares short names only, so shop.a.Placed would resolve to shop.b.Placed.
 	if writer.fullName != s.fullName && !slices.Contains(s.avro.(*havro.RecordSchema).Aliases(), writer.fullName) {
-		return resolution{}, fmt.Errorf("%w: data written with %s is not of type %s (and %s has no such alias)",
-			ErrIncompatibleSchema, writer.fullName, s.fullName, s.fullName)
+		return resolution{}, &IncompatibleError{Writer: writer.fullName, Reader: s.fullName,
+			Reason: fmt.Sprintf("data written with %s is not of type %s (and %s has no such alias)", writer.fullName, s.fullName, s.fullName)}
 	}
 	rs, err := havro.NewSchemaCompatibility().Resolve(s.avro, writer.avro)
 	if err == nil && (s.wall != nil || writer.wall != nil) {
 		rs, err = havro.NewSchemaCompatibility().Resolve(s.hamba(), writer.hamba())
 	}
 	if err != nil {
-		return resolution{}, fmt.Errorf("%w: reading %s with %s: %w", ErrIncompatibleSchema, writer.fullName, s.fullName, err)
+		return resolution{}, &IncompatibleError{Writer: writer.fullName, Reader: s.fullName, Reason: err.Error()}
 	}
 	res = resolution{schema: rs, api: apiConfig.Freeze()}
 	s.mu.Lock()

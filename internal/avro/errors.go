@@ -2,6 +2,7 @@ package avro
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -27,6 +28,24 @@ var ErrInvalidPayload = errors.New("avro: invalid payload")
 // ErrIncompatibleSchema is wrapped by ResolveDecode when data written with
 // the writer schema cannot be read with the reader schema.
 var ErrIncompatibleSchema = errors.New("avro: incompatible schemas")
+
+// IncompatibleError is the error of ResolveDecode, Resolvable and CheckResolution when
+// data written with one schema cannot be read with another, or would mean something
+// else there. It matches ErrIncompatibleSchema.
+type IncompatibleError struct {
+	// Writer and Reader are the full names of the two records.
+	Writer, Reader string
+	// Reason says why, naming the field where there is one.
+	Reason string
+}
+
+// Error says which schemas and why.
+func (e *IncompatibleError) Error() string {
+	return fmt.Sprintf("%v: reading %s with %s: %s", ErrIncompatibleSchema, e.Writer, e.Reader, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrIncompatibleSchema) true.
+func (e *IncompatibleError) Is(target error) bool { return target == ErrIncompatibleSchema }
 
 // Rules name the check a FieldError failed. They are stable machine words
 // that callers may branch on or expose in API responses.

@@ -6,7 +6,7 @@ import (
 	havro "github.com/hamba/avro/v2"
 )
 
-// CheckResolution returns an error, wrapping ErrIncompatibleSchema, when data written
+// CheckResolution returns an *IncompatibleError when data written
 // with writer, read with reader by schema resolution, would mean something else or fail
 // to decode, where hamba/avro's compatibility check (and so Resolvable) passes. It finds:
 //
@@ -30,7 +30,7 @@ import (
 func CheckResolution(writer, reader *Schema) error {
 	w := resolutionWalk{sc: havro.NewSchemaCompatibility(), seen: map[[2]havro.Schema]bool{}}
 	if err := w.walk(reader.avro, writer.avro, ""); err != nil {
-		return fmt.Errorf("%w: reading %s with %s: %w", ErrIncompatibleSchema, writer.fullName, reader.fullName, err)
+		return &IncompatibleError{Writer: writer.fullName, Reader: reader.fullName, Reason: err.Error()}
 	}
 	return nil
 }

@@ -358,7 +358,7 @@ func (s *Schema) RecordProp(name string) any {
 func CanResolve(writer, reader *Schema) bool { return Resolvable(writer, reader) == nil }
 
 // Resolvable returns nil when ResolveDecode can read data written with writer into reader,
-// else an error wrapping ErrIncompatibleSchema that says why. It runs the same checks as
+// else an *IncompatibleError that says why. It runs the same checks as
 // ResolveDecode: the record names, hamba/avro's compatibility check, and building the
 // resolved schema, which fails for some pairs the compatibility check passes (a reader
 // field whose alias names a writer field that another reader field also reads, a writer

@@ -58,12 +58,12 @@ func (c Compatibility) check(candidate *avro.Schema, registered []Version) []Bre
 	for _, v := range registered {
 		if c.backward() {
 			if err := Readable(v.Schema, candidate); err != nil {
-				breaks = append(breaks, Break{Version: v.Version, Direction: "backward", Reason: err.Error()})
+				breaks = append(breaks, Break{Version: v.Version, Direction: "backward", Reason: reason(err)})
 			}
 		}
 		if c.forward() {
 			if err := Readable(candidate, v.Schema); err != nil {
-				breaks = append(breaks, Break{Version: v.Version, Direction: "forward", Reason: err.Error()})
+				breaks = append(breaks, Break{Version: v.Version, Direction: "forward", Reason: reason(err)})
 			}
 		}
 	}
@@ -82,6 +82,14 @@ func Readable(writer, reader *avro.Schema) error {
 		return err
 	}
 	return avro.CheckResolution(writer, reader)
+}
+
+// reason is err, a failure of Readable, without the schema names a Break already implies.
+func reason(err error) string {
+	if ierr, ok := errors.AsType[*avro.IncompatibleError](err); ok {
+		return ierr.Reason
+	}
+	return err.Error()
 }
 
 // LatestVersion stands for a subject's newest version where a version number is expected
