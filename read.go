@@ -33,8 +33,9 @@ const (
 )
 
 // ReadStream reads up to limit events of a stream starting at version from (inclusive), in
-// direction. A backward read from End starts at the last event. It returns ErrStreamNotFound
-// when the stream has no events.
+// direction. Versions start at 1; a backward read from End starts at the last event. It
+// returns ErrStreamNotFound when the stream has no events, and ErrInvalidRead for a limit
+// below 1 or a from below 1 (other than End, backward).
 //
 // With Config.ReadCacheBytes, recently read events of a stream are answered from memory;
 // a read still sees every event committed before it started (see Config.ReadCacheBytes).
@@ -54,14 +55,18 @@ func (s *Store) readStream(ctx context.Context, tx querier, streamID string, dir
 	// "Everything" (math.MaxInt) must not overflow the read cache's arithmetic (limit+1);
 	// no stream read returns 2^31 events at once.
 	limit = min(limit, math.MaxInt32)
-	switch dir {
-	case Forward:
-	case Backward:
-		if from == End {
-			from = 1<<63 - 1
-		}
-	default:
+	switch {
+	case dir != Forward && dir != Backward:
 		return nil, fmt.Errorf("%w: unknown direction %d", ErrInvalidRead, dir)
+	case dir == Backward && from == End:
+		from = 1<<63 - 1
+	case from < 1:
+		// Versions start at 1. A forward read from End read the whole stream, and a backward
+		// read from another negative number nothing: neither what the caller meant.
+		if dir == Backward {
+			return nil, fmt.Errorf("%w: from must be a version (1 or more) or End, got %d", ErrInvalidRead, from)
+		}
+		return nil, fmt.Errorf("%w: from must be a version (1 or more), got %d", ErrInvalidRead, from)
 	}
 	var (
 		db     querier = s.pool

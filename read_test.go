@@ -193,3 +193,28 @@ func TestMigrateConcurrently(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.migrations`).Scan(&rows))
 	require.Equal(t, latestMigration(), rows, "each migration recorded once")
 }
+
+// A stream read with a start that is no version is refused with ErrInvalidRead, whatever
+// the cache holds: a forward read from End read the whole stream, a backward read from
+// another negative number returned nothing.
+func TestReadStreamRefusesAStartThatIsNoVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	_, err := s.Append(ctx, "order-1", pgjet.NoStream, cancelEvent("a"), cancelEvent("b"))
+	require.NoError(t, err)
+	cached, _ := cachedStore(t, pool, 1<<20)
+	for _, store := range []*pgjet.Store{s, cached} {
+		for _, bad := range []struct {
+			dir  pgjet.Direction
+			from int64
+		}{{pgjet.Forward, pgjet.End}, {pgjet.Forward, 0}, {pgjet.Backward, 0}, {pgjet.Backward, -2}} {
+			_, err := store.ReadStream(ctx, "order-1", bad.dir, bad.from, 10)
+			require.ErrorIs(t, err, pgjet.ErrInvalidRead, "direction %d from %d", bad.dir, bad.from)
+			require.ErrorContains(t, err, "from must be a version")
+		}
+		got, err := store.ReadStream(ctx, "order-1", pgjet.Backward, pgjet.End, 10)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+	}
+}

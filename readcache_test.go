@@ -437,7 +437,7 @@ func TestReadCacheUnderConcurrentWritersAndRollbacks(t *testing.T) {
 				floor := committed[stream]
 				mu.Unlock()
 				dir := pgjet.Direction(rng.IntN(2))
-				from := rng.Int64N(floor+3) - 1
+				from := 1 + rng.Int64N(floor+2)
 				if dir == pgjet.Backward && rng.IntN(2) == 0 {
 					from = pgjet.End
 				}
