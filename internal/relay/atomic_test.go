@@ -129,7 +129,6 @@ func TestBatchAndAtomicPublishExcludeEachOther(t *testing.T) {
 // stream, instead of having every batch refused first.
 func TestAtomicPublishTurnedOffOnTheStreamGoesPerStream(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	e := newEnv(t)
 	committed := map[string]string{}
 	appendEach(t, e, committed, 10, "order-a", "order-b")
@@ -139,12 +138,7 @@ func TestAtomicPublishTurnedOffOnTheStreamGoesPerStream(t *testing.T) {
 	waitDrained(t, e.pool, 15*time.Second)
 	require.Positive(t, promtest.Value(t, reg, "pgjet_relay_atomic_batches_total", "result", "stored"))
 
-	s, err := e.js.Stream(ctx, "PGJET_EVENTS")
-	require.NoError(t, err)
-	cfg := s.CachedInfo().Config
-	cfg.AllowAtomicPublish = false
-	_, err = e.js.UpdateStream(ctx, cfg)
-	require.NoError(t, err)
+	editStream(t, e.js, func(cfg *jetstream.StreamConfig) { cfg.AllowAtomicPublish = false })
 	for range 5 {
 		appendEach(t, e, committed, 10, "order-a", "order-b", "order-c")
 		waitDrained(t, e.pool, 15*time.Second)
@@ -182,12 +176,7 @@ func TestBatchPublishTurnedOffOnTheStreamGoesPerStream(t *testing.T) {
 	waitDrained(t, e.pool, 15*time.Second)
 	require.Empty(t, logs.FilterMessageSnippet("batch publish stopped").All())
 
-	s, err := e.js.Stream(ctx, "PGJET_EVENTS")
-	require.NoError(t, err)
-	cfg := s.CachedInfo().Config
-	cfg.AllowBatchPublish = false
-	_, err = e.js.UpdateStream(ctx, cfg)
-	require.NoError(t, err)
+	editStream(t, e.js, func(cfg *jetstream.StreamConfig) { cfg.AllowBatchPublish = false })
 	for round := 1; round <= 4; round++ {
 		appendAtOnce(round)
 		waitDrained(t, e.pool, 15*time.Second)
@@ -198,4 +187,16 @@ func TestBatchPublishTurnedOffOnTheStreamGoesPerStream(t *testing.T) {
 	// each of the four rounds would be refused first.
 	require.LessOrEqual(t, len(logs.FilterMessageSnippet("batch publish stopped").All()), 2,
 		"after the first refusal, batches go per stream without trying")
+}
+
+// editStream changes the events stream's settings as an operator would (nats stream edit).
+func editStream(t *testing.T, js jetstream.JetStream, edit func(*jetstream.StreamConfig)) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "PGJET_EVENTS")
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	edit(&cfg)
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
 }
