@@ -253,7 +253,11 @@ func start(ctx context.Context, cfg Config) (*system, error) {
 		sys.close()
 		return nil, err
 	}
-	if _, err := relay.EnsureStream(ctx, sys.js, relay.StreamConfig{}); err != nil {
+	// With the settings the relays ask for (batch and atomic publishes), so that no relay
+	// updates the stream while the consumers are created: nats-server 2.15.2's file store
+	// reads its config without a lock when a consumer is created (fileStore.ConsumerStore
+	// against fileStore.UpdateConfig), which -race reports from the embedded server.
+	if _, err := relay.EnsureStream(ctx, sys.js, relay.StreamConfig{AllowBatchPublish: true, AllowAtomicPublish: true}); err != nil {
 		sys.close()
 		return nil, err
 	}
