@@ -315,14 +315,8 @@ func TestReadCacheStaysWithinItsBudget(t *testing.T) {
 		}
 	}
 	read() // prepares the statements on every connection, and fills the cache
-	var before, after runtime.MemStats
 	cached, _ = cachedStore(t, pool, budget)
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	read()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	held := heapGrowth(read)
 	t.Logf("cache budget %d bytes, heap grew by %d bytes", budget, held)
 	require.Less(t, held, int64(budget)*5/4, "the cache holds more than its budget")
 	runtime.KeepAlive(cached)
@@ -350,17 +344,13 @@ func TestReadCacheKeepsNoCallersString(t *testing.T) {
 		require.Len(t, got, 1)
 	}
 	read("order-0") // prepares the statement
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range streams {
-		id := fmt.Sprintf("order-%d", i)
-		request := id + strings.Repeat(" ", body-len(id))
-		read(request[:len(id)])
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	held := heapGrowth(func() {
+		for i := range streams {
+			id := fmt.Sprintf("order-%d", i)
+			request := id + strings.Repeat(" ", body-len(id))
+			read(request[:len(id)])
+		}
+	})
 	t.Logf("cache budget %d bytes, heap grew by %d bytes", budget, held)
 	require.Less(t, held, int64(budget), "the cache keeps the callers' strings alive")
 	runtime.KeepAlive(cached)
@@ -525,4 +515,15 @@ func TestReadCacheCopiesNoReadItCannotKeep(t *testing.T) {
 	without, with := allocated(plain), allocated(cached)
 	t.Logf("a read of 800 KiB allocates %d bytes without the cache, %d with it", without, with)
 	require.Less(t, with, without*5/4, "the cache copied a read it could not keep")
+}
+
+// heapGrowth returns how much the live heap grew across f, each side after a collection.
+func heapGrowth(f func()) int64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return int64(after.HeapAlloc) - int64(before.HeapAlloc)
 }
