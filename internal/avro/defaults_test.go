@@ -65,6 +65,26 @@ func TestCheckDefaults(t *testing.T) {
 		{"name":"b","type":"In","default":{"n":2.5}}]}`), "field b of R")
 }
 
+// TestParseRefusesWhatPanicsTheParser: hamba/avro panics on a default for an empty
+// union, directly or inside an array or map; Parse, and so the registry, refuses it.
+func TestParseRefusesWhatPanicsTheParser(t *testing.T) {
+	t.Parallel()
+	for _, field := range []string{
+		`"type":[],"default":null`,
+		`"type":{"type":"array","items":[]},"default":[1]`,
+		`"type":{"type":"map","values":[]},"default":{"a":null}`,
+	} {
+		text := `{"type":"record","name":"R","fields":[{"name":"v",` + field + `}]}`
+		_, err := Parse(text)
+		require.ErrorContains(t, err, "empty union", field)
+		require.ErrorContains(t, CheckDefaults(text), "empty union", field)
+	}
+	// An empty union without a default parses: no value fits it, so a record with one
+	// cannot be written, but an always-empty array of it can.
+	_, err := Parse(`{"type":"record","name":"R","fields":[{"name":"v","type":{"type":"array","items":[]}}]}`)
+	require.NoError(t, err)
+}
+
 // FuzzCheckDefaults: CheckDefaults never panics on schema text from outside, and a schema
 // it passes writes its defaults as given: encoding {} (every field defaulted) and decoding
 // again yields JSON that encodes to the same bytes.
@@ -76,6 +96,7 @@ func FuzzCheckDefaults(f *testing.F) {
 		`{"type":"record","name":"R","fields":[{"name":"v","type":{"type":"map","values":"int"},"default":{"a":1.5}}]}`,
 		`{"type":"record","name":"R","fields":[{"name":"v","type":{"type":"fixed","name":"F","size":2},"default":"\u00ff"}]}`,
 		`{"type":"record","name":"R","fields":[{"name":"v","type":{"type":"record","name":"In","fields":[{"name":"n","type":"int","default":1}]},"default":{"n":2}}]}`,
+		`{"type":"record","name":"R","fields":[{"name":"v","type":[],"default":null}]}`, // panicked hamba/avro
 	} {
 		f.Add(seed)
 	}

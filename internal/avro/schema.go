@@ -65,7 +65,7 @@ type resolution struct {
 // record name never interfere with each other. New schema texts from outside
 // go through CheckNesting first, and CheckDefaults after.
 func Parse(text string) (*Schema, error) {
-	s, err := havro.ParseWithCache(text, "", &havro.SchemaCache{})
+	s, err := parseHamba(text)
 	if err != nil {
 		return nil, fmt.Errorf("avro: parsing schema: %w", err)
 	}
@@ -88,6 +88,18 @@ func Parse(text string) (*Schema, error) {
 		fingerprint: sha256.Sum256([]byte(canonical)),
 		fullName:    rec.FullName(),
 	}, nil
+}
+
+// parseHamba parses text with a fresh schema cache. hamba/avro panics on some malformed
+// schemas instead of failing (a field of an empty union type, `[]`, with a default indexes
+// the union's first branch), and schema text comes from outside, so a panic becomes an error.
+func parseHamba(text string) (s havro.Schema, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("malformed in a way the parser does not check, such as a default for an empty union (%v)", r)
+		}
+	}()
+	return havro.ParseWithCache(text, "", &havro.SchemaCache{})
 }
 
 // CheckNesting fails when schema text nests JSON objects and arrays deeper than MaxDepth;

@@ -65,7 +65,7 @@ func plainSchema(s havro.Schema) havro.Schema {
 	if err != nil {
 		return s
 	}
-	plain, err := havro.ParseWithCache(string(text), "", &havro.SchemaCache{})
+	plain, err := parseHamba(string(text))
 	if err != nil {
 		return s
 	}
