@@ -194,6 +194,10 @@ func TestHTTPErrors(t *testing.T) {
 	// hamba/avro would store this default as -1294967296.
 	wrapped := `{"type":"record","name":"t.Ev","fields":[{"name":"n","type":"int","default":3000000000}]}`
 	c.send(http.MethodPost, "/subjects/s/versions", schemaBody(wrapped)).requireError(t, 422, 42201, "out of range for a 32-bit int")
+	// hamba/avro's parser panicked on this one.
+	emptyUnion := `{"type":"record","name":"t.Ev","fields":[{"name":"n","type":[],"default":null}]}`
+	c.send(http.MethodPost, "/subjects/s/versions", schemaBody(emptyUnion)).requireError(t, 422, 42201, "empty union")
+	c.send(http.MethodPost, "/compatibility/subjects/s/versions", schemaBody(emptyUnion)).requireError(t, 422, 42201, "empty union")
 
 	// 409: the message names the version that breaks and why.
 	r = c.send(http.MethodPost, "/subjects/s/versions", schemaBody(record(fID, fNote)))

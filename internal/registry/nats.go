@@ -135,7 +135,7 @@ func (s *NATSService) serve(ctx context.Context, msg *nats.Msg, h func(context.C
 	if len(msg.Data) > s.cfg.MaxRequestBytes {
 		err = httpError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request larger than %d bytes", s.cfg.MaxRequestBytes))
 	} else {
-		v, err = h(ctx, msg.Data)
+		v, err = s.handle(ctx, msg, h)
 	}
 	if err == nil {
 		body, err = json.Marshal(v)
@@ -163,6 +163,19 @@ func (s *NATSService) serve(ctx context.Context, msg *nats.Msg, h func(context.C
 	if err := msg.RespondMsg(reply); err != nil {
 		s.log.Warn("replying to a registry request", zap.String("subject", msg.Subject), zap.Error(err))
 	}
+}
+
+// handle runs h on msg's data. A panic, which would end the process (nats.go runs
+// handlers without recovering), is logged and answered as a server error, as the HTTP
+// API does.
+func (s *NATSService) handle(ctx context.Context, msg *nats.Msg, h func(context.Context, []byte) (any, error)) (v any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("registry: handler panicked", zap.String("subject", msg.Subject), zap.Any("panic", p), zap.Stack("stack"))
+			v, err = nil, fmt.Errorf("registry: handler panicked: %v", p)
+		}
+	}()
+	return h(ctx, msg.Data)
 }
 
 // decodeRequest reads a JSON object into v, rejecting unknown or repeated members and
