@@ -171,6 +171,35 @@ func TestUpcastMissingStep(t *testing.T) {
 	require.JSONEq(t, `{"size":4}`, string(js))
 }
 
+// TestUpcastNeededWhereResolutionWouldMisread: a pair hamba/avro's resolution accepts but
+// reads wrongly (a decimal's scale changed: 12.34 written with scale 2 would read as 1.234
+// with scale 3) is not decoded by resolution, whether it was registered under NONE or
+// before the registry's compatibility check caught it: it needs an upcaster.
+func TestUpcastNeededWhereResolutionWouldMisread(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	const typ = "test.Price"
+	price := func(scale string) string {
+		return `{"type":"record","name":"Price","namespace":"test","fields":[{"name":"amount",
+			"type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":` + scale + `}}]}`
+	}
+	require.NoError(t, s.Registry().SetCompatibility(ctx, typ, registry.None))
+	v1, err := s.Registry().Register(ctx, typ, price("2"))
+	require.NoError(t, err)
+	_, err = s.Registry().Register(ctx, typ, price("3"))
+	require.NoError(t, err)
+	body, err := v1.Schema.EncodeJSON([]byte(`{"amount":"12.34"}`))
+	require.NoError(t, err)
+	ev := pgjet.RecordedEvent{Type: typ, Data: avro.AppendWire(nil, uint32(v1.ID), body)}
+	_, err = s.Decode(ctx, ev)
+	require.ErrorIs(t, err, pgjet.ErrMissingUpcaster)
+	require.NoError(t, s.Upcast(typ, 1, func(d map[string]any) (map[string]any, error) { return d, nil }))
+	js, err := s.DecodeJSON(ctx, ev)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"amount":"12.340"}`, string(js))
+}
+
 func TestUpcastFailures(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

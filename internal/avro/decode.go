@@ -68,6 +68,12 @@ func (s *Schema) resolvedFrom(writer *Schema) (resolution, error) {
 	if err != nil {
 		return resolution{}, &IncompatibleError{Writer: writer.fullName, Reader: s.fullName, Reason: err.Error()}
 	}
+	// hamba would decode these pairs into other values than were written (a decimal's
+	// scale, a timestamp's unit) or fail on each payload; the registry refuses them, but a
+	// pair registered before it did must not be read wrongly either.
+	if err := CheckResolution(writer, s); err != nil {
+		return resolution{}, err
+	}
 	res = resolution{schema: rs, api: apiConfig.Freeze()}
 	s.mu.Lock()
 	if s.resolved == nil || len(s.resolved) >= maxResolved {

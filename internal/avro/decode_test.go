@@ -2,9 +2,11 @@ package avro
 
 import (
 	"encoding/binary"
+	"math/big"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -195,6 +197,24 @@ func TestResolveDecode(t *testing.T) {
 	require.NoError(t, err)
 	_, err = ResolveDecode(v1, v3, payload)
 	require.ErrorIs(t, err, ErrIncompatibleSchema)
+
+	// Pairs hamba's resolution accepts but reads as other values (CheckResolution) are
+	// refused: the decimal 12.34 would read as 1.234, a timestamp 1000 times off.
+	for _, tt := range []struct {
+		writer, reader string
+		v              any
+	}{
+		{`{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}`,
+			`{"type":"bytes","logicalType":"decimal","precision":9,"scale":3}`, big.NewRat(1234, 100)},
+		{`{"type":"long","logicalType":"timestamp-millis"}`, `{"type":"long","logicalType":"timestamp-micros"}`, time.UnixMilli(1)},
+	} {
+		w, r := fieldSchema(t, tt.writer), fieldSchema(t, tt.reader)
+		p, err := w.Encode(map[string]any{"v": tt.v})
+		require.NoError(t, err)
+		_, err = ResolveDecode(w, r, p)
+		require.ErrorIs(t, err, ErrIncompatibleSchema, tt.reader)
+		require.Error(t, Resolvable(w, r))
+	}
 
 	// Payload errors are checked against the writer schema.
 	_, err = ResolveDecode(v1, v2, payload[:len(payload)-1])

@@ -374,7 +374,7 @@ func CanResolve(writer, reader *Schema) bool { return Resolvable(writer, reader)
 // ResolveDecode: the record names, hamba/avro's compatibility check, and building the
 // resolved schema, which fails for some pairs the compatibility check passes (a reader
 // field whose alias names a writer field that another reader field also reads, a writer
-// union that resolves to two equal branches).
+// union that resolves to two equal branches), and CheckResolution.
 func Resolvable(writer, reader *Schema) error {
 	_, err := reader.resolvedFrom(writer)
 	return err

@@ -77,12 +77,7 @@ func (c Compatibility) check(candidate *avro.Schema, registered []Version) []Bre
 // the full name, it passes pairs whose resolved schema cannot be built or whose defaults
 // hamba cannot decode, and it ignores logical types, so a decimal's scale or a
 // timestamp's unit could change under old data (see avro.CheckResolution).
-func Readable(writer, reader *avro.Schema) error {
-	if err := avro.Resolvable(writer, reader); err != nil {
-		return err
-	}
-	return avro.CheckResolution(writer, reader)
-}
+func Readable(writer, reader *avro.Schema) error { return avro.Resolvable(writer, reader) }
 
 // reason is err, a failure of Readable, without the schema names a Break already implies.
 func reason(err error) string {
