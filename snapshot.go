@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -48,7 +49,9 @@ type Aggregate[S any] struct {
 	// Unmarshal decodes a snapshot. Default: encoding/json into Initial(). A field tagged
 	// omitempty whose Initial() value is not its zero value does not round-trip with the
 	// defaults (the zero value is omitted and reads back as Initial's): Load then writes no
-	// snapshots, and counts pgjet_snapshot_writes_total{result="lossy"}.
+	// snapshots, and counts pgjet_snapshot_writes_total{result="lossy"}; so does a value
+	// held in an interface (a map[string]any state) that reads back as another type, as
+	// an int64 does (a float64).
 	Unmarshal func([]byte) (S, error)
 }
 
@@ -216,7 +219,7 @@ func (a *Aggregate[S]) readSnapshot(ctx context.Context, s *Store, streamID stri
 func (a *Aggregate[S]) writeSnapshot(ctx context.Context, s *Store, streamID string, state S, version int64, eventID uuid.UUID, replace bool) {
 	data, err := a.marshal(state)
 	if err == nil {
-		if err = a.lossless(data); err != nil {
+		if err = a.lossless(state, data); err != nil {
 			s.aggs.writes.WithLabelValues(snapshotLossy).Inc()
 			s.log.Warn("not writing a snapshot that does not load as the state it was taken of; loads replay the whole stream",
 				zap.String("aggregate", a.Type), zap.String("stream", streamID), zap.Int64("version", version), zap.Error(err))
@@ -243,12 +246,15 @@ func (a *Aggregate[S]) writeSnapshot(ctx context.Context, s *Store, streamID str
 // errLossySnapshot: Unmarshal does not read a snapshot back as Marshal wrote it.
 var errLossySnapshot = errors.New("the state read back from the snapshot encodes differently")
 
-// lossless checks that data, a snapshot Marshal wrote, reads back with Unmarshal as the same
-// state: Marshal of what Unmarshal returns gives data again. Default encoding/json into
-// Initial() fails it for a field tagged omitempty whose Initial() value is not zero (the
-// zero value is omitted, and reading it back keeps Initial's), or for a map Initial() fills
-// and Apply empties; such a snapshot would load as another state than a full replay.
-func (a *Aggregate[S]) lossless(data []byte) error {
+// lossless checks that data, the snapshot Marshal wrote of state, reads back with Unmarshal
+// as the same state: Marshal of what Unmarshal returns gives data again, and every value
+// held in an interface (a map[string]any, say) comes back with its dynamic type. Default
+// encoding/json into Initial() fails the first for a field tagged omitempty whose
+// Initial() value is not zero (the zero value is omitted, and reading it back keeps
+// Initial's), or for a map Initial() fills and Apply empties; and the second for an int64
+// or a time.Time held in an interface, which reads back as a float64 or a string that a
+// replay never gives Apply. Such a snapshot would load as another state than a full replay.
+func (a *Aggregate[S]) lossless(state S, data []byte) error {
 	back, err := a.unmarshal(data)
 	if err != nil {
 		return fmt.Errorf("reading the snapshot back: %w", err)
@@ -260,7 +266,64 @@ func (a *Aggregate[S]) lossless(data []byte) error {
 	if !bytes.Equal(again, data) {
 		return fmt.Errorf("%w: wrote %.200q, read back %.200q", errLossySnapshot, data, again)
 	}
+	if path, was, is := typeChange(reflect.ValueOf(&state).Elem(), reflect.ValueOf(&back).Elem(), "state", 0); path != "" {
+		return fmt.Errorf("%w: %s was a %s, read back as a %s", errLossySnapshot, path, was, is)
+	}
 	return nil
+}
+
+// maxTypeDepth bounds typeChange's walk.
+const maxTypeDepth = 1000
+
+// typeChange walks a and b, a state and the state read back from its snapshot, in step, and
+// returns the path of the first value held in an interface whose dynamic type differs, with
+// both types; "" when none does. Values whose shapes differ otherwise (a map's keys, a
+// slice's length) were caught by comparing the encodings. It gives up below maxTypeDepth
+// levels, which a state with a pointer cycle would otherwise never leave.
+func typeChange(a, b reflect.Value, path string, depth int) (at string, was, is reflect.Type) {
+	if depth++; depth > maxTypeDepth {
+		return "", nil, nil
+	}
+	switch a.Kind() {
+	case reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			if a.IsNil() != b.IsNil() {
+				return path, a.Type(), b.Type()
+			}
+			return "", nil, nil
+		}
+		if a.Elem().Type() != b.Elem().Type() {
+			return path, a.Elem().Type(), b.Elem().Type()
+		}
+		return typeChange(a.Elem(), b.Elem(), path, depth)
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			return "", nil, nil
+		}
+		return typeChange(a.Elem(), b.Elem(), path, depth)
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if at, was, is := typeChange(a.Field(i), b.Field(i), path+"."+a.Type().Field(i).Name, depth); at != "" {
+				return at, was, is
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range min(a.Len(), b.Len()) {
+			if at, was, is := typeChange(a.Index(i), b.Index(i), fmt.Sprintf("%s[%d]", path, i), depth); at != "" {
+				return at, was, is
+			}
+		}
+	case reflect.Map:
+		iter := a.MapRange()
+		for iter.Next() {
+			if bv := b.MapIndex(iter.Key()); bv.IsValid() {
+				if at, was, is := typeChange(iter.Value(), bv, fmt.Sprintf("%s[%v]", path, iter.Key()), depth); at != "" {
+					return at, was, is
+				}
+			}
+		}
+	}
+	return "", nil, nil
 }
 
 // Update is Store.Update on the aggregate's state: each attempt loads the stream with Load

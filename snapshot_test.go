@@ -299,3 +299,49 @@ func TestAggregateWritesNoSnapshotThatLoadsAsAnotherState(t *testing.T) {
 	require.Equal(t, gate{N: 2, Open: true}, got)
 	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_snapshot_writes_total", "result", "ok"))
 }
+
+// A state held in interfaces (a map[string]any) whose values encoding/json reads back as
+// other types (an int64 as a float64) writes the same JSON again, but would load as
+// another state than a replay: Apply would then see a float64 where it put an int64. No
+// snapshot is written for it.
+func TestAggregateWritesNoSnapshotThatChangesAValuesType(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := newStore(t)
+	s, reg := storeWithRegistry(t, pool)
+	agg := &pgjet.Aggregate[map[string]any]{
+		Type: "loose", SchemaVersion: 1, Every: 1,
+		Initial: func() map[string]any { return map[string]any{} },
+		Apply: func(st map[string]any, _ pgjet.RecordedEvent, data map[string]any) (map[string]any, error) {
+			st["n"] = data["amount_cents"].(int64)
+			return st, nil
+		},
+	}
+	appendCounter(t, s, "loose-1", 0, 3)
+	for range 2 {
+		got, v, err := agg.Load(ctx, s, "loose-1")
+		require.NoError(t, err)
+		require.Equal(t, map[string]any{"n": int64(3)}, got)
+		require.Equal(t, int64(3), v)
+	}
+	require.Equal(t, 2.0, promtest.Value(t, reg, "pgjet_snapshot_writes_total", "result", "lossy"))
+	var rows int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pgjet.snapshots`).Scan(&rows))
+	require.Zero(t, rows)
+
+	// A state whose interface values do come back as they were (strings, bools) is written.
+	str := &pgjet.Aggregate[map[string]any]{
+		Type: "loose-str", SchemaVersion: 1, Every: 1,
+		Initial: func() map[string]any { return map[string]any{} },
+		Apply: func(st map[string]any, _ pgjet.RecordedEvent, data map[string]any) (map[string]any, error) {
+			st["n"], st["even"] = fmt.Sprint(data["amount_cents"]), data["amount_cents"].(int64)%2 == 0
+			return st, nil
+		},
+	}
+	_, _, err := str.Load(ctx, s, "loose-1")
+	require.NoError(t, err)
+	require.Equal(t, 1.0, promtest.Value(t, reg, "pgjet_snapshot_writes_total", "result", "ok"))
+	got, _, err := str.Load(ctx, s, "loose-1")
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"n": "3", "even": false}, got)
+}
